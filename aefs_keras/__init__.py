@@ -1,0 +1,21 @@
+"""aefs-keras: adaptive early feature selection and MLCC for CTR, on Keras 3."""
+
+import os as _os
+
+_os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from aefs_keras import layers  # noqa: E402
+from aefs_keras.builder import BACKBONES, build_model, default_compile, register_backbone  # noqa: E402
+from aefs_keras.callbacks import FieldSelectionFrequency  # noqa: E402
+from aefs_keras.efficiency import activated_embedding_parameters  # noqa: E402
+from aefs_keras.model import CTRModel  # noqa: E402
+from aefs_keras.schema import Categorical, Numeric, Schema  # noqa: E402
+from aefs_keras import datasets  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKBONES", "CTRModel", "Categorical", "FieldSelectionFrequency", "Numeric", "Schema",
+    "activated_embedding_parameters", "build_model", "datasets", "default_compile", "layers",
+    "register_backbone",
+]

@@ -1,0 +1,185 @@
+"""build_model: one call from a schema to a trainable CTR model.
+
+The graph follows the data: raw features -> FieldIds -> (selector) ->
+embeddings -> backbone -> probability (-> alignment losses for AEFS).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras
+import tensorflow as tf
+
+from aefs_keras import layers as L
+from aefs_keras.model import CTRModel
+from aefs_keras.ops import resolve_k
+from aefs_keras.schema import Schema, as_schema
+
+BACKBONES = {
+    "dnn": L.DNN,
+    "deepfm": L.DeepFM,
+    "dcn": L.DCN,
+    "wide_deep": L.WideDeep,
+}
+SELECTIONS = (None, "adafs", "aefs")
+# The auxiliary head is a small copy of the backbone (authors: MLP [16, 8]).
+_AUX_OPTIONS = {"dcn": {"num_cross_layers": 1}}
+
+
+def register_backbone(name: str, cls) -> None:
+    """Make a backbone layer class available to `build_model(backbone=name)`."""
+    BACKBONES[name] = cls
+
+
+def _sigmoid(name):
+    return keras.layers.Activation("sigmoid", name=name)
+
+
+def build_model(
+    schema: Schema | dict | str,
+    backbone: str = "deepfm",
+    selection: str | None = None,
+    *,
+    k: int | None = None,
+    k_ratio: float | None = None,
+    d_main: int = 32,
+    d_aux: int = 4,
+    controller: str = "adafs",
+    hidden_units: Sequence[int] = (400, 400, 400),
+    dropout: float = 0.0,
+    backbone_options: dict[str, Any] | None = None,
+    aux_hidden_units: Sequence[int] = (16, 8),
+    aux_loss_weight: float = 1.0,
+    embedding_alignment: float = 0.3,
+    prediction_alignment: float = 0.3,
+    alignment: str = "mse",
+    reweight: bool = True,
+    controller_dropout: float = 0.2,
+    embeddings_initializer="uniform",
+    name: str | None = None,
+) -> CTRModel:
+    """Builds a CTR model whose output is the main click probability (B, 1).
+
+    Args:
+        schema: the feature schema (a `Schema`, its config or JSON).
+        backbone: "deepfm" (default), "dcn", "wide_deep", "dnn", or one
+            added with `register_backbone` (e.g. "mlcc").
+        selection: None (all fields), "adafs" (late adaptive: all fields
+            looked up, hard top-k gate) or "aefs" (early adaptive: an
+            auxiliary selector picks k fields, only those are looked up).
+        k, k_ratio: fields kept per example for "adafs"/"aefs" (default
+            k_ratio 0.5, i.e. floor(F / 2)).
+        d_main: main embedding width.
+        d_aux: auxiliary embedding width (AEFS).
+        controller: "adafs" or "mvfs" controller for the selector.
+        hidden_units, dropout: the backbone MLP.
+        backbone_options: extra arguments of the backbone layer, e.g.
+            `{"num_cross_layers": 2, "structure": "parallel"}` for DCN.
+        aux_hidden_units: MLP of AEFS's small prediction head.
+        aux_loss_weight: weight of the auxiliary BCE (lambda_a).
+        embedding_alignment, prediction_alignment, alignment: weights and
+            kind ("mse", "kl", "huber") of `AlignmentLoss`.
+        reweight: renormalise the kept scores to sum to 1.
+        controller_dropout: dropout inside the controller.
+        embeddings_initializer: initializer of the embedding tables.
+        name: model name.
+
+    Example:
+
+    >>> from aefs_keras import Schema, Categorical, build_model
+    >>> schema = Schema([Categorical(f"c{i}", vocabulary_size=100) for i in range(6)])
+    >>> model = build_model(schema, "deepfm", selection="aefs", k=3, hidden_units=[16])
+    >>> model.activated_embedding_parameters()  # 6*4 aux + 3*32 main + 3*1 linear
+    123
+    """
+    schema = as_schema(schema)
+    if backbone not in BACKBONES:
+        raise ValueError(
+            f"`backbone` must be one of {sorted(BACKBONES)}. Received: backbone={backbone!r}"
+        )
+    if selection not in SELECTIONS:
+        raise ValueError(
+            f"`selection` must be one of {list(SELECTIONS)}. Received: selection={selection!r}"
+        )
+    num_fields = schema.num_fields
+    if selection is not None:
+        k = resolve_k(num_fields, k, k_ratio)
+    elif k is not None or k_ratio is not None:
+        raise ValueError(
+            f"`k`/`k_ratio` apply only with a selection. Received: k={k}, "
+            f"k_ratio={k_ratio}, selection=None"
+        )
+    sizes = schema.field_sizes
+    backbone_cls = BACKBONES[backbone]
+    options = dict(backbone_options or {})
+    uses_linear = getattr(backbone_cls, "uses_linear", False)
+
+    inputs = schema.keras_inputs()
+    ids = L.FieldIds(schema, name="field_ids")(inputs)
+    main_backbone = backbone_cls(
+        hidden_units=hidden_units, dropout=dropout, name="backbone", **options
+    )
+    outputs: Any
+
+    if selection in (None, "adafs"):
+        emb = L.FieldEmbedding(sizes, d_main, embeddings_initializer=embeddings_initializer,
+                               name="main_embedding")(ids)
+        linear = None
+        if uses_linear:
+            linear = L.FieldEmbedding(sizes, 1, embeddings_initializer="zeros",
+                                      name="linear_embedding")(ids)
+        if selection == "adafs":
+            gate = L.AdaptiveFieldGate(num_fields, k=k, controller=controller,
+                                       dropout=controller_dropout, reweight=reweight,
+                                       name="gate")(emb)
+            emb = gate["embeddings"]
+            if linear is not None:
+                linear = linear * keras.ops.expand_dims(gate["mask"], -1)
+        logit = main_backbone(emb, linear) if linear is not None else main_backbone(emb)
+        outputs = _sigmoid("probability")(logit)
+    else:
+        selected = L.AuxiliarySelector(
+            sizes, k=k, d_aux=d_aux, controller=controller, dropout=controller_dropout,
+            reweight=reweight, name="selector",
+        )(ids)
+        emb = L.ConditionalEmbedding(sizes, d_main, embeddings_initializer=embeddings_initializer,
+                                     name="main_embedding")(
+            ids, selected["indices"], selected["weights"])
+        linear = None
+        if uses_linear:
+            linear = L.ConditionalEmbedding(sizes, 1, embeddings_initializer="zeros",
+                                            name="linear_embedding")(
+                ids, selected["indices"], selected["weights"])
+        logit = main_backbone(emb, linear) if linear is not None else main_backbone(emb)
+        p_main = _sigmoid("main_probability")(logit)
+
+        aux_options = {**options, **_AUX_OPTIONS.get(backbone, {})}
+        aux_backbone = backbone_cls(hidden_units=aux_hidden_units, dropout=0.0,
+                                    name="aux_backbone", **aux_options)
+        aux_emb = selected["embeddings"] * keras.ops.expand_dims(selected["mask"], -1)
+        p_aux = _sigmoid("aux_probability")(aux_backbone(aux_emb))
+        p_out = L.AlignmentLoss(embedding_alignment, prediction_alignment, kind=alignment,
+                                name="alignment")({
+            "aux_embeddings": selected["embeddings"],
+            "main_embeddings": emb,
+            "mask": selected["mask"],
+            "aux_probability": p_aux,
+            "main_probability": p_main,
+        })
+        outputs = {"probability": p_out, "aux_probability": p_aux}
+
+    return CTRModel(inputs, outputs, schema=schema, aux_loss_weight=aux_loss_weight,
+                    name=name or f"{backbone}_{selection or 'all'}")
+
+
+def default_compile(model: keras.Model, learning_rate: float = 1e-3, **kwargs) -> keras.Model:
+    """Adam + binary cross-entropy + AUC and log-loss metrics."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="binary_crossentropy",
+        metrics=[keras.metrics.AUC(name="auc"),
+                 keras.metrics.BinaryCrossentropy(name="logloss")],
+        **kwargs,
+    )
+    return model

@@ -1,0 +1,6 @@
+"""Datasets: the synthetic default and file readers."""
+
+from aefs_keras.datasets.libsvm import FRAPPE_FIELDS, libsvm_schema, read_libsvm
+from aefs_keras.datasets.synthetic import SyntheticData, auc_score, synthetic
+
+__all__ = ["FRAPPE_FIELDS", "SyntheticData", "auc_score", "libsvm_schema", "read_libsvm", "synthetic"]

@@ -1,0 +1,121 @@
+"""AlignmentLoss: pulls the auxiliary model towards the main model."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+KINDS = ("mse", "kl", "huber")
+_REQUIRED = ("aux_embeddings", "main_embeddings", "mask", "aux_probability", "main_probability")
+
+
+@keras.saving.register_keras_serializable(package="aefs_keras")
+class AlignmentLoss(keras.layers.Layer):
+    """Embedding and prediction alignment losses of AEFS.
+
+    The main model is the teacher (stop-gradient); the auxiliary model is
+    pulled towards it:
+
+    - embedding alignment: dist(Dense(e_aux) * mask, stop_gradient(e_main)),
+      with a learned `d_aux -> d_main` projection and `e_main` the main
+      embeddings already scaled by the selector weights (zero elsewhere);
+    - prediction alignment: dist(p_aux, stop_gradient(p_main)).
+
+    Both are added with `add_loss` and tracked as `embedding_alignment_loss`
+    and `prediction_alignment_loss` in `History` (and `val_` ones). The
+    layer returns `main_probability` unchanged so that it sits on the
+    path to the model output.
+
+    Args:
+        embedding_weight: weight of the embedding alignment (default 0.3).
+        prediction_weight: weight of the prediction alignment (default 0.3).
+        kind: "mse" (default), "huber", or "kl" (Bernoulli KL for the
+            predictions, KL of softmax-normalised vectors for embeddings).
+        huber_delta: delta of the Huber kind.
+
+    Call with a dict: `aux_embeddings` (B, F, d_aux), `main_embeddings`
+    (B, F, d_main), `mask` (B, F), `aux_probability` and `main_probability`
+    (B, 1).
+
+    Example:
+
+    >>> import numpy as np
+    >>> p = AlignmentLoss()({"aux_embeddings": np.ones((2, 3, 4), "float32"),
+    ...     "main_embeddings": np.ones((2, 3, 8), "float32"),
+    ...     "mask": np.ones((2, 3), "float32"),
+    ...     "aux_probability": np.full((2, 1), 0.2, "float32"),
+    ...     "main_probability": np.full((2, 1), 0.6, "float32")})
+    >>> p.shape
+    TensorShape([2, 1])
+
+    Reference: "Adaptive Early Feature Selection for Efficient CTR
+    Prediction", arXiv 2509.12076 (IEEE TKDE 2025).
+    """
+
+    def __init__(self, embedding_weight=0.3, prediction_weight=0.3, kind="mse",
+                 huber_delta=1.0, **kwargs):
+        super().__init__(**kwargs)
+        for arg, value in (("embedding_weight", embedding_weight),
+                           ("prediction_weight", prediction_weight)):
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"`{arg}` must be a non-negative number. Received: {arg}={value!r}")
+        if kind not in KINDS:
+            raise ValueError(f"`kind` must be one of {KINDS}. Received: kind={kind!r}")
+        self.embedding_weight = float(embedding_weight)
+        self.prediction_weight = float(prediction_weight)
+        self.kind = kind
+        self.huber_delta = float(huber_delta)
+        self.embedding_tracker = keras.metrics.Mean(name="embedding_alignment_loss")
+        self.prediction_tracker = keras.metrics.Mean(name="prediction_alignment_loss")
+        self._projection = None
+
+    def build(self, shapes):
+        if not isinstance(shapes, dict) or any(k not in shapes for k in _REQUIRED):
+            raise ValueError(
+                f"AlignmentLoss expects a dict with keys {list(_REQUIRED)}. "
+                f"Received: {sorted(shapes) if isinstance(shapes, dict) else shapes}"
+            )
+        d_main = shapes["main_embeddings"][-1]
+        self._projection = keras.layers.Dense(d_main, name="projection")
+        self._projection.build(shapes["aux_embeddings"])
+
+    def _distance(self, pred, target, probabilities):
+        if self.kind == "mse":
+            return tf.reduce_mean(tf.square(pred - target))
+        if self.kind == "huber":
+            err = tf.abs(pred - target)
+            quad = tf.minimum(err, self.huber_delta)
+            return tf.reduce_mean(0.5 * quad**2 + self.huber_delta * (err - quad))
+        eps = 1e-7
+        if probabilities:  # Bernoulli KL(target || pred)
+            t = tf.clip_by_value(target, eps, 1 - eps)
+            p = tf.clip_by_value(pred, eps, 1 - eps)
+            kl = t * tf.math.log(t / p) + (1 - t) * tf.math.log((1 - t) / (1 - p))
+            return tf.reduce_mean(kl)
+        t = tf.nn.softmax(target, axis=-1)
+        log_p = tf.nn.log_softmax(pred, axis=-1)
+        return tf.reduce_mean(tf.reduce_sum(t * (tf.math.log(t + eps) - log_p), -1))
+
+    def call(self, inputs):
+        mask = tf.cast(inputs["mask"], tf.float32)[..., None]
+        projected = self._projection(inputs["aux_embeddings"]) * mask
+        target = tf.stop_gradient(inputs["main_embeddings"])
+        emb_loss = self._distance(projected, target, probabilities=False)
+        main_p = inputs["main_probability"]
+        pred_loss = self._distance(
+            inputs["aux_probability"], tf.stop_gradient(main_p), probabilities=True
+        )
+        self.add_loss(self.embedding_weight * emb_loss + self.prediction_weight * pred_loss)
+        self.embedding_tracker.update_state(emb_loss)
+        self.prediction_tracker.update_state(pred_loss)
+        return tf.identity(main_p)
+
+    def compute_output_shape(self, shapes):
+        return shapes["main_probability"]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(embedding_weight=self.embedding_weight,
+                      prediction_weight=self.prediction_weight,
+                      kind=self.kind, huber_delta=self.huber_delta)
+        return config

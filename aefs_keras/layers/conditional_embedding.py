@@ -1,0 +1,130 @@
+"""ConditionalEmbedding: the big table, read only at the selected fields."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from aefs_keras.layers.field_embedding import check_field_sizes, check_ids_shape
+from aefs_keras.ops import scatter_fields
+
+OUTPUT_MODES = ("scattered", "compact")
+
+
+@keras.saving.register_keras_serializable(package="aefs_keras")
+class ConditionalEmbedding(keras.layers.Layer):
+    """Looks up only the k selected fields of each example.
+
+    Gathers exactly B * k ids with `tf.gather` (the selected fields' ids
+    plus their field offsets) and reads only those rows of the table, so
+    the table's gradient is `tf.IndexedSlices` over those rows and nothing
+    else. Rows are scaled by the selector weights when given.
+
+    Args:
+        field_sizes: ids per field (`Schema.field_sizes`).
+        output_dim: width of the main embeddings (`d_main`, default 32).
+        output_mode: "scattered" returns (B, F, d) with zero vectors at the
+            unselected fields (the paper's form, any backbone can take it);
+            "compact" returns (B, k, d) in the order of `indices`.
+        embeddings_initializer: initializer of the table.
+        embeddings_regularizer: optional regularizer of the table.
+
+    Call with `ids` (B, F), `indices` (B, k) from `AuxiliarySelector`, and
+    optionally `weights` (B, k).
+
+    Example:
+
+    >>> import numpy as np
+    >>> emb = ConditionalEmbedding([5, 5, 5], output_dim=2)
+    >>> out = emb(np.array([[1, 2, 3]]), np.array([[0, 2]]), np.array([[0.5, 0.5]]))
+    >>> out.shape, float(abs(out[0, 1]).numpy().sum())
+    (TensorShape([1, 3, 2]), 0.0)
+
+    Reference: "Adaptive Early Feature Selection for Efficient CTR
+    Prediction", arXiv 2509.12076 (IEEE TKDE 2025).
+    """
+
+    def __init__(
+        self,
+        field_sizes: Sequence[int],
+        output_dim: int = 32,
+        output_mode: str = "scattered",
+        embeddings_initializer="uniform",
+        embeddings_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.field_sizes = check_field_sizes(field_sizes)
+        if not isinstance(output_dim, int) or output_dim < 1:
+            raise ValueError(
+                f"`output_dim` must be a positive integer. Received: output_dim={output_dim!r}"
+            )
+        if output_mode not in OUTPUT_MODES:
+            raise ValueError(
+                f"`output_mode` must be one of {OUTPUT_MODES}. Received: "
+                f"output_mode={output_mode!r}"
+            )
+        self.output_dim = output_dim
+        self.output_mode = output_mode
+        self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
+        self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)
+        self.offsets = np.cumsum([0] + self.field_sizes[:-1]).astype("int32")
+        self._k = None
+
+    @property
+    def num_fields(self) -> int:
+        return len(self.field_sizes)
+
+    def build(self, ids_shape, indices_shape=None, weights_shape=None):
+        check_ids_shape("ConditionalEmbedding", ids_shape, self.num_fields)
+        if indices_shape is None or len(indices_shape) != 2:
+            raise ValueError(
+                "ConditionalEmbedding expects `indices` of shape (batch, k). "
+                f"Received: shape={indices_shape}"
+            )
+        self._k = indices_shape[-1]
+        self.embeddings = self.add_weight(
+            shape=(sum(self.field_sizes), self.output_dim),
+            initializer=self.embeddings_initializer,
+            regularizer=self.embeddings_regularizer,
+            name="embeddings",
+        )
+
+    def selected_rows(self, ids, indices):
+        """Global table rows of the selected fields: (B, k) int32."""
+        indices = tf.cast(indices, tf.int32)
+        local = tf.gather(tf.cast(ids, tf.int32), indices, batch_dims=1)
+        return local + tf.gather(tf.constant(self.offsets), indices)
+
+    def call(self, ids, indices, weights=None):
+        rows = tf.gather(self.embeddings.value, self.selected_rows(ids, indices))
+        if weights is not None:
+            rows = rows * tf.cast(weights, rows.dtype)[..., None]
+        if self.output_mode == "compact":
+            return rows
+        return scatter_fields(rows, indices, self.num_fields)
+
+    def compute_output_shape(self, ids_shape, indices_shape=None, weights_shape=None):
+        if self.output_mode == "compact":
+            return (ids_shape[0], indices_shape[-1], self.output_dim)
+        return (ids_shape[0], self.num_fields, self.output_dim)
+
+    def activated_parameters(self) -> int:
+        """Main embedding values read per example (k rows)."""
+        if self._k is None:
+            raise ValueError("ConditionalEmbedding is not built yet; k is unknown.")
+        return int(self._k) * self.output_dim
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            field_sizes=list(self.field_sizes),
+            output_dim=self.output_dim,
+            output_mode=self.output_mode,
+            embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer),
+            embeddings_regularizer=keras.regularizers.serialize(self.embeddings_regularizer),
+        )
+        return config

@@ -1,0 +1,111 @@
+"""FieldEmbedding: every field's id looked up in one shared table."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def check_field_sizes(field_sizes) -> list[int]:
+    sizes = [int(s) for s in field_sizes]
+    if not sizes or any(s < 1 for s in sizes):
+        raise ValueError(
+            "`field_sizes` must be a non-empty list of positive integers. "
+            f"Received: field_sizes={list(field_sizes)!r}"
+        )
+    return sizes
+
+
+def check_ids_shape(layer_name: str, ids_shape, num_fields: int) -> None:
+    if len(ids_shape) != 2 or ids_shape[-1] != num_fields:
+        raise ValueError(
+            f"{layer_name} expects ids of shape (batch, {num_fields}), one "
+            f"column per field. Received: shape={tuple(ids_shape)}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="aefs_keras")
+class FieldEmbedding(keras.layers.Layer):
+    """Looks up all F fields of each row in one table with per-field offsets.
+
+    This is the no-selection and late-selection path: F * `output_dim`
+    embedding values are read per example.
+
+    Args:
+        field_sizes: number of ids of each field (`Schema.field_sizes`).
+        output_dim: embedding width.
+        embeddings_initializer: initializer of the table.
+        embeddings_regularizer: optional regularizer of the table.
+
+    Example:
+
+    >>> import numpy as np
+    >>> emb = FieldEmbedding([3, 5], output_dim=4)
+    >>> emb(np.array([[0, 4], [2, 1]])).shape
+    TensorShape([2, 2, 4])
+
+    Ids are per field, in [0, field size); row `offsets[f] + id` is read.
+    """
+
+    def __init__(
+        self,
+        field_sizes: Sequence[int],
+        output_dim: int,
+        embeddings_initializer="uniform",
+        embeddings_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.field_sizes = check_field_sizes(field_sizes)
+        if not isinstance(output_dim, int) or output_dim < 1:
+            raise ValueError(
+                f"`output_dim` must be a positive integer. Received: "
+                f"output_dim={output_dim!r}"
+            )
+        self.output_dim = output_dim
+        self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
+        self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)
+        self.offsets = np.cumsum([0] + self.field_sizes[:-1]).astype("int32")
+
+    @property
+    def num_fields(self) -> int:
+        return len(self.field_sizes)
+
+    def build(self, ids_shape):
+        check_ids_shape(type(self).__name__, ids_shape, self.num_fields)
+        self.embeddings = self.add_weight(
+            shape=(sum(self.field_sizes), self.output_dim),
+            initializer=self.embeddings_initializer,
+            regularizer=self.embeddings_regularizer,
+            name="embeddings",
+        )
+
+    def call(self, ids):
+        rows = tf.cast(ids, tf.int32) + self.offsets
+        # Gathering from the variable's value keeps the gradient sparse
+        # (IndexedSlices over the rows read).
+        return tf.gather(self.embeddings.value, rows)
+
+    def compute_output_shape(self, ids_shape):
+        return (ids_shape[0], self.num_fields, self.output_dim)
+
+    def activated_parameters(self) -> int:
+        """Embedding values read per example."""
+        return self.num_fields * self.output_dim
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            field_sizes=list(self.field_sizes),
+            output_dim=self.output_dim,
+            embeddings_initializer=keras.initializers.serialize(
+                self.embeddings_initializer
+            ),
+            embeddings_regularizer=keras.regularizers.serialize(
+                self.embeddings_regularizer
+            ),
+        )
+        return config

@@ -1,0 +1,72 @@
+"""MLP: the dense tower shared by the backbones."""
+
+from __future__ import annotations
+
+import keras
+
+
+def check_hidden_units(hidden_units):
+    units = [int(u) for u in hidden_units]
+    if any(u < 1 for u in units):
+        raise ValueError(
+            f"`hidden_units` must be positive integers. Received: hidden_units={list(hidden_units)!r}"
+        )
+    return units
+
+
+@keras.saving.register_keras_serializable(package="aefs_keras")
+class MLP(keras.layers.Layer):
+    """Dense -> (BatchNorm) -> activation -> Dropout, for each width.
+
+    Args:
+        hidden_units: widths of the hidden layers.
+        activation: activation of every hidden layer.
+        dropout: dropout rate after each hidden layer.
+        batch_norm: add batch normalisation before each activation.
+
+    Example:
+
+    >>> import numpy as np
+    >>> MLP([8, 4])(np.ones((2, 5), "float32")).shape
+    TensorShape([2, 4])
+    """
+
+    def __init__(self, hidden_units=(400, 400, 400), activation="relu", dropout=0.0,
+                 batch_norm=False, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_units = check_hidden_units(hidden_units)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
+        self.activation = activation
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        self.blocks = []
+        for i, units in enumerate(self.hidden_units):
+            self.blocks.append(keras.layers.Dense(units, name=f"dense_{i}"))
+            if batch_norm:
+                self.blocks.append(keras.layers.BatchNormalization(name=f"norm_{i}"))
+            self.blocks.append(keras.layers.Activation(activation, name=f"act_{i}"))
+            if dropout:
+                self.blocks.append(keras.layers.Dropout(dropout, name=f"dropout_{i}"))
+
+    def build(self, input_shape):
+        shape = input_shape
+        for layer in self.blocks:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+
+    def call(self, x, training=None):
+        for layer in self.blocks:
+            x = layer(x, training=training)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        if not self.hidden_units:
+            return input_shape
+        return (*input_shape[:-1], self.hidden_units[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden_units=self.hidden_units, activation=self.activation,
+                      dropout=self.dropout, batch_norm=self.batch_norm)
+        return config

@@ -1,0 +1,136 @@
+"""SelectionController: per-example field scores from field embeddings."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+CONTROLLERS = ("adafs", "mvfs")
+
+
+def check_controller(controller):
+    if controller not in CONTROLLERS:
+        raise ValueError(
+            f"`controller` must be one of {CONTROLLERS}. "
+            f"Received: controller={controller!r}"
+        )
+    return controller
+
+
+@keras.saving.register_keras_serializable(package="aefs_keras")
+class SelectionController(keras.layers.Layer):
+    """Scores the F fields of each example from its embeddings (B, F, d).
+
+    `"adafs"` (AdaFS): flatten -> Dense(F) -> BatchNorm -> ReLU -> Dropout
+    -> softmax over fields. `"mvfs"` (MvFS): `num_views` such networks
+    without dropout, each with its own softmax, mixed by a sigmoid gate
+    Dense(views * F -> views); the mix s becomes 0.5 * (1 + tanh(T (s - 0.1)))
+    with a temperature T rising from 1 by `temperature_step` per training
+    step up to `max_temperature`.
+
+    Args:
+        num_fields: F.
+        controller: "adafs" or "mvfs".
+        dropout: dropout rate of the AdaFS controller.
+        num_views: number of MvFS sub-networks.
+        temperature_step: MvFS temperature increase per training step.
+        max_temperature: MvFS temperature cap.
+
+    Example:
+
+    >>> import numpy as np
+    >>> scores = SelectionController(3)(np.ones((2, 3, 4), "float32"))
+    >>> scores.shape
+    TensorShape([2, 3])
+
+    References: Lin et al., "AdaFS", KDD 2022; Lee et al., "MvFS", CIKM 2023.
+    """
+
+    def __init__(
+        self,
+        num_fields: int,
+        controller: str = "adafs",
+        dropout: float = 0.2,
+        num_views: int = 4,
+        temperature_step: float = 1e-3,
+        max_temperature: float = 5.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(num_fields, int) or num_fields < 1:
+            raise ValueError(
+                f"`num_fields` must be a positive integer. Received: "
+                f"num_fields={num_fields!r}"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
+        if not isinstance(num_views, int) or num_views < 1:
+            raise ValueError(
+                f"`num_views` must be a positive integer. Received: num_views={num_views!r}"
+            )
+        self.num_fields = num_fields
+        self.controller = check_controller(controller)
+        self.dropout = dropout
+        self.num_views = num_views
+        self.temperature_step = float(temperature_step)
+        self.max_temperature = float(max_temperature)
+        views = 1 if controller == "adafs" else num_views
+        self._dense = [keras.layers.Dense(num_fields, name=f"view_{i}") for i in range(views)]
+        self._norm = [keras.layers.BatchNormalization(name=f"view_norm_{i}") for i in range(views)]
+        self._dropout = keras.layers.Dropout(dropout) if controller == "adafs" else None
+        if controller == "mvfs":
+            self._gate = keras.layers.Dense(num_views, activation="sigmoid", name="gate")
+
+    def build(self, embeddings_shape):
+        if len(embeddings_shape) != 3 or embeddings_shape[1] != self.num_fields:
+            raise ValueError(
+                f"SelectionController expects embeddings of shape (batch, "
+                f"{self.num_fields}, dim). Received: shape={tuple(embeddings_shape)}"
+            )
+        flat = (embeddings_shape[0], embeddings_shape[1] * embeddings_shape[2])
+        for dense, norm in zip(self._dense, self._norm):
+            dense.build(flat)
+            norm.build((flat[0], self.num_fields))
+        if self.controller == "mvfs":
+            self._gate.build((flat[0], self.num_views * self.num_fields))
+            self.step = self.add_weight(
+                shape=(), initializer="zeros", trainable=False, name="step"
+            )
+
+    def temperature(self):
+        return tf.minimum(
+            1.0 + self.temperature_step * self.step, self.max_temperature
+        )
+
+    def call(self, embeddings, training=None):
+        b = tf.shape(embeddings)[0]
+        flat = tf.reshape(embeddings, [b, -1])
+        views = []
+        for dense, norm in zip(self._dense, self._norm):
+            h = tf.nn.relu(norm(dense(flat), training=training))
+            if self._dropout is not None:
+                h = self._dropout(h, training=training)
+            views.append(tf.nn.softmax(h, axis=-1))
+        if self.controller == "adafs":
+            return views[0]
+        stacked = tf.stack(views, axis=1)  # (B, V, F)
+        gate = self._gate(tf.reshape(stacked, [b, -1]))  # (B, V)
+        mix = tf.reduce_sum(stacked * gate[..., None], axis=1)
+        if training:
+            self.step.assign_add(1.0)
+        return 0.5 * (1.0 + tf.tanh(self.temperature() * (mix - 0.1)))
+
+    def compute_output_shape(self, embeddings_shape):
+        return (embeddings_shape[0], self.num_fields)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_fields=self.num_fields,
+            controller=self.controller,
+            dropout=self.dropout,
+            num_views=self.num_views,
+            temperature_step=self.temperature_step,
+            max_temperature=self.max_temperature,
+        )
+        return config

@@ -1,0 +1,42 @@
+"""WideDeep: a wide linear part over the ids plus a deep MLP."""
+
+import keras
+
+from aefs_keras.layers._backbone import Backbone
+
+
+@keras.saving.register_keras_serializable(package="aefs_keras")
+class WideDeep(Backbone):
+    """logit = sum(linear) + Dense(MLP(flatten(embeddings))).
+
+    The wide part is one learned weight per id (`linear`, (B, F, 1)),
+    looked up by the model like the embeddings.
+
+    Args:
+        hidden_units: MLP widths.
+        dropout: MLP dropout.
+        batch_norm: batch normalisation in the MLP.
+
+    Example:
+
+    >>> import numpy as np
+    >>> WideDeep([8])(np.ones((2, 3, 4), "float32"), np.ones((2, 3, 1), "float32")).shape
+    TensorShape([2, 1])
+
+    Reference: Cheng et al., "Wide & Deep Learning for Recommender
+    Systems", DLRS 2016.
+    """
+
+    uses_linear = True
+
+    def build(self, embeddings_shape, linear_shape=None):
+        self.check_embeddings("WideDeep", embeddings_shape)
+        flat = (embeddings_shape[0], embeddings_shape[1] * embeddings_shape[2])
+        self.mlp.build(flat)
+        self.head.build(self.mlp.compute_output_shape(flat))
+
+    def call(self, embeddings, linear=None, training=None):
+        logit = self.head(self.mlp(self.flatten(embeddings), training=training))
+        if linear is not None:
+            logit = logit + self.linear_logit(linear)
+        return logit

@@ -1,0 +1,147 @@
+"""CTRModel: a functional Keras model that knows its schema and auxiliary head."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from aefs_keras.schema import as_schema
+
+
+def _feature_dtypes(x):
+    """Feature name -> dtype for dict inputs and tf.data datasets, else None."""
+    if isinstance(x, tf.data.Dataset):
+        spec = x.element_spec
+        spec = spec[0] if isinstance(spec, tuple) else spec
+        if isinstance(spec, dict):
+            return {k: v.dtype for k, v in spec.items()}
+        return None
+    if isinstance(x, dict):
+        out = {}
+        for name, value in x.items():
+            if isinstance(value, (tf.Tensor, tf.Variable)):
+                out[name] = value.dtype
+                continue
+            arr = np.asarray(value)
+            out[name] = tf.string if arr.dtype.kind in "USO" else tf.as_dtype(arr.dtype)
+        return out
+    return None
+
+
+@keras.saving.register_keras_serializable(package="aefs_keras")
+class CTRModel(keras.Model):
+    """A functional model whose output is the main click probability.
+
+    Built like any functional model. `outputs` is either the probability
+    tensor (B, 1), or a dict with `probability` and `aux_probability`
+    (AEFS's small prediction head); then the loss adds
+    `aux_loss_weight * BCE(aux_probability, y)` (tracked as `aux_loss`),
+    metrics see only the main probability, and `predict` returns only it.
+
+    Args:
+        inputs, outputs: as for `keras.Model`.
+        schema: the `aefs_keras.Schema` of the inputs; `fit`, `evaluate`
+            and `predict` then reject missing features and wrong dtypes
+            (Keras alone would cast a float 1.7 fed as an id to 1).
+        aux_loss_weight: weight of the auxiliary BCE (lambda_a, default 1).
+    """
+
+    def __init__(self, *args, schema=None, aux_loss_weight=1.0, **kwargs):
+        outputs = kwargs.get("outputs", args[1] if len(args) > 1 else None)
+        if isinstance(outputs, dict) and "probability" not in outputs:
+            raise ValueError(
+                "A dict `outputs` of CTRModel needs a 'probability' entry. "
+                f"Received keys: {sorted(outputs)}"
+            )
+        super().__init__(*args, **kwargs)
+        self.schema = as_schema(schema) if schema is not None else None
+        self.aux_loss_weight = float(aux_loss_weight)
+        self._has_aux = isinstance(outputs, dict) and "aux_probability" in outputs
+        if self._has_aux:
+            self.aux_loss_tracker = keras.metrics.Mean(name="aux_loss")
+
+    # -- input checks ----------------------------------------------------
+    def check_inputs(self, x):
+        """Raise ValueError if `x` lacks a schema feature or has a wrong dtype."""
+        if self.schema is None:
+            return
+        dtypes = _feature_dtypes(x)
+        if dtypes is not None:
+            self.schema.check_feature_dtypes(dtypes)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        self.check_inputs(x)
+        if "validation_data" in kwargs and isinstance(kwargs["validation_data"], tuple):
+            self.check_inputs(kwargs["validation_data"][0])
+        elif isinstance(kwargs.get("validation_data"), tf.data.Dataset):
+            self.check_inputs(kwargs["validation_data"])
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self.check_inputs(x)
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self.check_inputs(x)
+        return super().predict(x, *args, **kwargs)
+
+    # -- training --------------------------------------------------------
+    @staticmethod
+    def _main(y_pred):
+        return y_pred["probability"] if isinstance(y_pred, dict) else y_pred
+
+    @staticmethod
+    def _labels_like(y, p):
+        # Labels usually come as (B,); the probability is (B, 1).
+        if y is not None and len(y.shape) == 1 and len(p.shape) == 2:
+            return tf.expand_dims(y, -1)
+        return y
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        main = self._main(y_pred)
+        loss = super().compute_loss(x, self._labels_like(y, main), main, sample_weight, training)
+        if self._has_aux and isinstance(y_pred, dict) and y is not None:
+            p_aux = y_pred["aux_probability"]
+            labels = tf.reshape(tf.cast(y, p_aux.dtype), tf.shape(p_aux))
+            per_row = keras.losses.binary_crossentropy(labels, p_aux)
+            if sample_weight is not None:
+                w = tf.reshape(tf.cast(sample_weight, per_row.dtype), tf.shape(per_row))
+                aux = tf.reduce_sum(per_row * w) / tf.maximum(tf.reduce_sum(w), 1e-12)
+            else:
+                aux = tf.reduce_mean(per_row)
+            self.aux_loss_tracker.update_state(aux)
+            loss = loss + self.aux_loss_weight * aux
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        main = self._main(y_pred)
+        return super().compute_metrics(x, self._labels_like(y, main), main, sample_weight)
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self._main(self(x, training=False))
+
+    # -- reporting -------------------------------------------------------
+    def activated_embedding_parameters(self) -> int:
+        """Embedding values read per example (see `aefs_keras.efficiency`)."""
+        from aefs_keras.efficiency import activated_embedding_parameters
+
+        return activated_embedding_parameters(self)
+
+    # -- serialization ---------------------------------------------------
+    def get_config(self):
+        config = super().get_config()
+        config["schema"] = self.schema.get_config() if self.schema is not None else None
+        config["aux_loss_weight"] = self.aux_loss_weight
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        schema = config.pop("schema", None)
+        aux_loss_weight = config.pop("aux_loss_weight", 1.0)
+        model = super().from_config(config, custom_objects=custom_objects)
+        model.schema = as_schema(schema) if schema is not None else None
+        model.aux_loss_weight = float(aux_loss_weight)
+        return model

@@ -1,0 +1,26 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="aefs-keras",
+    version="0.1.0",
+    description=(
+        "Adaptive early feature selection (AEFS) and MLCC for CTR prediction, "
+        "as Keras 3 layers on TensorFlow."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["aefs_keras", "aefs_keras.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.21",
+        "keras>=3",
+        "keras-rs",
+        "numpy",
+    ],
+    extras_require={
+        "test": ["pytest"],
+        "bench": ["pyyaml", "matplotlib", "pandas"],
+        "parquet": ["pyarrow"],
+    },
+    entry_points={"console_scripts": ["aefs-keras=aefs_keras.cli:main"]},
+)
