@@ -18,7 +18,7 @@ setup(
         "numpy",
     ],
     extras_require={
-        "test": ["pytest"],
+        "test": ["pytest", "tensorboard"],
         "bench": ["pyyaml", "matplotlib", "pandas"],
         "parquet": ["pyarrow"],
     },

@@ -10,12 +10,14 @@ from aefs_keras.callbacks import FieldSelectionFrequency  # noqa: E402
 from aefs_keras.efficiency import activated_embedding_parameters  # noqa: E402
 from aefs_keras.model import CTRModel  # noqa: E402
 from aefs_keras.schema import Categorical, Numeric, Schema  # noqa: E402
-from aefs_keras import datasets  # noqa: E402
+from aefs_keras import datasets, ops  # noqa: E402
+from aefs_keras.export import export, inference_model  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BACKBONES", "CTRModel", "Categorical", "FieldSelectionFrequency", "Numeric", "Schema",
-    "activated_embedding_parameters", "build_model", "datasets", "default_compile", "layers",
+    "activated_embedding_parameters", "build_model", "datasets", "default_compile", "export",
+    "inference_model", "layers",
     "register_backbone",
 ]

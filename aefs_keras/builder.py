@@ -55,6 +55,7 @@ def build_model(
     prediction_alignment: float = 0.3,
     alignment: str = "mse",
     reweight: bool = True,
+    weight_scale: str = "mean",
     controller_dropout: float = 0.2,
     embeddings_initializer="uniform",
     name: str | None = None,
@@ -81,6 +82,8 @@ def build_model(
         embedding_alignment, prediction_alignment, alignment: weights and
             kind ("mse", "kl", "huber") of `AlignmentLoss`.
         reweight: renormalise the kept scores to sum to 1.
+        weight_scale: "mean" (kept weights average 1, default) or "sum"
+            (they sum to 1, the paper's form); see `AuxiliarySelector`.
         controller_dropout: dropout inside the controller.
         embeddings_initializer: initializer of the embedding tables.
         name: model name.
@@ -132,7 +135,7 @@ def build_model(
         if selection == "adafs":
             gate = L.AdaptiveFieldGate(num_fields, k=k, controller=controller,
                                        dropout=controller_dropout, reweight=reweight,
-                                       name="gate")(emb)
+                                       weight_scale=weight_scale, name="gate")(emb)
             emb = gate["embeddings"]
             if linear is not None:
                 linear = linear * keras.ops.expand_dims(gate["mask"], -1)
@@ -141,7 +144,7 @@ def build_model(
     else:
         selected = L.AuxiliarySelector(
             sizes, k=k, d_aux=d_aux, controller=controller, dropout=controller_dropout,
-            reweight=reweight, name="selector",
+            reweight=reweight, weight_scale=weight_scale, name="selector",
         )(ids)
         emb = L.ConditionalEmbedding(sizes, d_main, embeddings_initializer=embeddings_initializer,
                                      name="main_embedding")(

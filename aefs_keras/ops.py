@@ -29,13 +29,26 @@ def resolve_k(num_fields: int, k: int | None, k_ratio: float | None) -> int:
     return k
 
 
-def hard_top_k(scores, k: int, reweight: bool = True):
+WEIGHT_SCALES = ("mean", "sum")
+
+
+def check_weight_scale(weight_scale):
+    if weight_scale not in WEIGHT_SCALES:
+        raise ValueError(
+            f"`weight_scale` must be one of {WEIGHT_SCALES}. Received: weight_scale={weight_scale!r}"
+        )
+    return weight_scale
+
+
+def hard_top_k(scores, k: int, reweight: bool = True, scale: float = 1.0):
     """Per-row hard top-k over field scores.
 
     Args:
         scores: (B, F) non-negative field scores.
         k: fields kept per row.
         reweight: renormalise the kept scores to sum to 1 per row.
+        scale: multiply the weights by this (k makes re-weighted weights
+            average 1, so a kept field's embedding keeps its size).
 
     Returns:
         indices (B, k) int32 sorted ascending, weights (B, k) and the mask
@@ -48,6 +61,8 @@ def hard_top_k(scores, k: int, reweight: bool = True):
     weights = tf.gather(scores, indices, batch_dims=1)
     if reweight:
         weights = weights / (tf.reduce_sum(weights, -1, keepdims=True) + 1e-12)
+    if scale != 1.0:
+        weights = weights * scale
     mask = scatter_fields(weights, indices, num_fields)
     return indices, weights, mask
 

@@ -21,22 +21,27 @@ class SyntheticData:
     """What `synthetic` returns.
 
     Attributes:
-        train, test: batched tf.data datasets of (features dict, label).
+        train, valid, test: batched tf.data datasets of (features dict,
+            label); `train` reshuffles each epoch (seeded), `valid` is for
+            early stopping, `test` for the reported figures.
         schema: the fields.
         informative_fields: fields the label depends on.
         noise_fields: fields it does not depend on.
         interactions: pairs of informative fields with an interaction term.
-        train_arrays, test_arrays: the same rows as numpy (features, labels).
+        train_arrays, valid_arrays, test_arrays: the same rows as numpy
+            (features, labels).
         oracle_auc: test AUC of the true logit.
     """
 
     train: tf.data.Dataset
+    valid: tf.data.Dataset
     test: tf.data.Dataset
     schema: Schema
     informative_fields: list[str]
     noise_fields: list[str]
     interactions: list[tuple[str, str]]
     train_arrays: tuple[dict[str, np.ndarray], np.ndarray]
+    valid_arrays: tuple[dict[str, np.ndarray], np.ndarray]
     test_arrays: tuple[dict[str, np.ndarray], np.ndarray]
     oracle_auc: float
 
@@ -79,7 +84,8 @@ def synthetic(
     zipf_exponent: float = 1.1,
     positive_rate: float = 0.2,
     missing_rate: float = 0.02,
-    test_fraction: float = 0.2,
+    valid_fraction: float = 0.1,
+    test_fraction: float = 0.1,
     batch_size: int = 2048,
     seed: int = 0,
 ) -> SyntheticData:
@@ -95,7 +101,8 @@ def synthetic(
         zipf_exponent: skew of the id distribution.
         positive_rate: target mean of the label.
         missing_rate: fraction of numeric values that are NaN.
-        test_fraction: share of rows held out as `test`.
+        valid_fraction, test_fraction: shares of rows held out as `valid`
+            and `test` (the rest is `train`); rows are i.i.d.
         batch_size: batch size of the datasets.
         seed: everything is reproducible from it.
 
@@ -118,10 +125,18 @@ def synthetic(
         raise ValueError(
             f"`num_interactions` must be in [0, {max_pairs}]. Received: num_interactions={num_interactions!r}"
         )
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"`test_fraction` must be in (0, 1). Received: test_fraction={test_fraction!r}")
+    for arg, value in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"`{arg}` must be in (0, 1). Received: {arg}={value!r}")
+    if valid_fraction + test_fraction >= 0.9:
+        raise ValueError(
+            "`valid_fraction` + `test_fraction` must leave at least 10% for training. "
+            f"Received: {valid_fraction} + {test_fraction}"
+        )
     rng = np.random.default_rng(seed)
-    num_train = int(round(num_rows * (1.0 - test_fraction)))
+    num_train = int(round(num_rows * (1.0 - valid_fraction - test_fraction)))
+    num_valid = int(round(num_rows * valid_fraction))
+    end_valid = num_train + num_valid
 
     features: dict[str, np.ndarray] = {}
     fields = []
@@ -171,17 +186,22 @@ def synthetic(
     prob = 1 / (1 + np.exp(-(logit + lo)))
     labels = (rng.random(num_rows) < prob).astype("float32")
 
-    train_x = {k: v[:num_train] for k, v in features.items()}
-    test_x = {k: v[num_train:] for k, v in features.items()}
-    train_y, test_y = labels[:num_train], labels[num_train:]
+    def rows(lo, hi):
+        return {k: v[lo:hi] for k, v in features.items()}, labels[lo:hi]
+
+    train_x, train_y = rows(0, num_train)
+    valid_x, valid_y = rows(num_train, end_valid)
+    test_x, test_y = rows(end_valid, num_rows)
     return SyntheticData(
         train=to_dataset(train_x, train_y, batch_size, shuffle=True, seed=seed),
+        valid=to_dataset(valid_x, valid_y, batch_size),
         test=to_dataset(test_x, test_y, batch_size),
         schema=schema,
         informative_fields=informative,
         noise_fields=[n for n in schema.names if n not in informative],
         interactions=interactions,
         train_arrays=(train_x, train_y),
+        valid_arrays=(valid_x, valid_y),
         test_arrays=(test_x, test_y),
-        oracle_auc=auc_score(test_y, logit[num_train:]),
+        oracle_auc=auc_score(test_y, logit[end_valid:]),
     )

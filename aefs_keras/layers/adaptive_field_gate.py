@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from aefs_keras.layers._selection_stats import add_selection_stats, update_selection_stats
 from aefs_keras.layers.selection_controller import SelectionController
-from aefs_keras.ops import hard_top_k, resolve_k
+from aefs_keras.ops import check_weight_scale, hard_top_k, resolve_k
 
 
 @keras.saving.register_keras_serializable(package="aefs_keras")
@@ -26,6 +26,9 @@ class AdaptiveFieldGate(keras.layers.Layer):
         controller: "adafs" or "mvfs".
         dropout: controller dropout.
         reweight: renormalise the kept scores to sum to 1.
+        weight_scale: "mean" (default): re-weighted scores are multiplied by
+            k so they average 1; "sum": they sum to 1, the paper's form,
+            which shrinks every kept embedding by about 1/k.
 
     Returns a dict: `embeddings` (B, F, d) gated, `mask` (B, F),
     `indices` (B, k) and `weights` (B, k).
@@ -42,13 +45,14 @@ class AdaptiveFieldGate(keras.layers.Layer):
     """
 
     def __init__(self, num_fields, k=None, k_ratio=None, controller="adafs",
-                 dropout=0.2, reweight=True, **kwargs):
+                 dropout=0.2, reweight=True, weight_scale="mean", **kwargs):
         super().__init__(**kwargs)
         self.num_fields = num_fields
         self.k = resolve_k(num_fields, k, k_ratio)
         self.controller = controller
         self.dropout = dropout
         self.reweight = reweight
+        self.weight_scale = check_weight_scale(weight_scale)
         self._controller = SelectionController(
             num_fields, controller=controller, dropout=dropout, name="controller"
         )
@@ -59,7 +63,8 @@ class AdaptiveFieldGate(keras.layers.Layer):
 
     def call(self, embeddings, training=None):
         scores = self._controller(embeddings, training=training)
-        indices, weights, mask = hard_top_k(scores, self.k, self.reweight)
+        scale = float(self.k) if self.weight_scale == "mean" else 1.0
+        indices, weights, mask = hard_top_k(scores, self.k, self.reweight, scale)
         update_selection_stats(self, indices, self.num_fields, training)
         return {
             "embeddings": embeddings * mask[..., None],
@@ -80,5 +85,6 @@ class AdaptiveFieldGate(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(num_fields=self.num_fields, k=self.k, controller=self.controller,
-                      dropout=self.dropout, reweight=self.reweight)
+                      dropout=self.dropout, reweight=self.reweight,
+                      weight_scale=self.weight_scale)
         return config

@@ -35,7 +35,9 @@ class AlignmentLoss(keras.layers.Layer):
 
     Call with a dict: `aux_embeddings` (B, F, d_aux), `main_embeddings`
     (B, F, d_main), `mask` (B, F), `aux_probability` and `main_probability`
-    (B, 1).
+    (B, 1). With compact main embeddings (B, k, d_main) from
+    `ConditionalEmbedding(output_mode="compact")`, also pass `indices`
+    (B, k): the embedding term is then averaged over the kept fields only.
 
     Example:
 
@@ -97,8 +99,12 @@ class AlignmentLoss(keras.layers.Layer):
         return tf.reduce_mean(tf.reduce_sum(t * (tf.math.log(t + eps) - log_p), -1))
 
     def call(self, inputs):
-        mask = tf.cast(inputs["mask"], tf.float32)[..., None]
-        projected = self._projection(inputs["aux_embeddings"]) * mask
+        mask = tf.cast(inputs["mask"], tf.float32)
+        aux = inputs["aux_embeddings"]
+        if "indices" in inputs:  # compact: compare only the kept fields
+            aux = tf.gather(aux, inputs["indices"], batch_dims=1)
+            mask = tf.gather(mask, inputs["indices"], batch_dims=1)
+        projected = self._projection(aux) * mask[..., None]
         target = tf.stop_gradient(inputs["main_embeddings"])
         emb_loss = self._distance(projected, target, probabilities=False)
         main_p = inputs["main_probability"]

@@ -9,7 +9,7 @@ import keras
 from aefs_keras.layers._selection_stats import add_selection_stats, update_selection_stats
 from aefs_keras.layers.field_embedding import FieldEmbedding, check_field_sizes, check_ids_shape
 from aefs_keras.layers.selection_controller import SelectionController
-from aefs_keras.ops import hard_top_k, resolve_k
+from aefs_keras.ops import check_weight_scale, hard_top_k, resolve_k
 
 
 @keras.saving.register_keras_serializable(package="aefs_keras")
@@ -31,6 +31,9 @@ class AuxiliarySelector(keras.layers.Layer):
         controller: "adafs" (default) or "mvfs".
         dropout: controller dropout.
         reweight: renormalise the kept scores to sum to 1.
+        weight_scale: "mean" (default): re-weighted scores are multiplied by
+            k so they average 1; "sum": they sum to 1, the paper's form,
+            which shrinks every kept embedding by about 1/k.
         embeddings_initializer: initializer of the auxiliary table.
 
     Call with ids (B, F) of per-field ids. Returns a dict: `indices`
@@ -58,6 +61,7 @@ class AuxiliarySelector(keras.layers.Layer):
         controller: str = "adafs",
         dropout: float = 0.2,
         reweight: bool = True,
+        weight_scale: str = "mean",
         embeddings_initializer="uniform",
         **kwargs,
     ):
@@ -70,6 +74,7 @@ class AuxiliarySelector(keras.layers.Layer):
         self.controller = controller
         self.dropout = dropout
         self.reweight = bool(reweight)
+        self.weight_scale = check_weight_scale(weight_scale)
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
         self._embedding = FieldEmbedding(
             self.field_sizes, d_aux, embeddings_initializer=self.embeddings_initializer,
@@ -95,7 +100,8 @@ class AuxiliarySelector(keras.layers.Layer):
     def call(self, ids, training=None):
         emb = self._norm(self._embedding(ids), training=training)
         scores = self._controller(emb, training=training)
-        indices, weights, mask = hard_top_k(scores, self.k, self.reweight)
+        scale = float(self.k) if self.weight_scale == "mean" else 1.0
+        indices, weights, mask = hard_top_k(scores, self.k, self.reweight, scale)
         update_selection_stats(self, indices, self.num_fields, training)
         return {
             "indices": indices,
@@ -118,6 +124,7 @@ class AuxiliarySelector(keras.layers.Layer):
             controller=self.controller,
             dropout=self.dropout,
             reweight=self.reweight,
+            weight_scale=self.weight_scale,
             embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer),
         )
         return config

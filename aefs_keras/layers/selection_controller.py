@@ -22,7 +22,11 @@ class SelectionController(keras.layers.Layer):
     """Scores the F fields of each example from its embeddings (B, F, d).
 
     `"adafs"` (AdaFS): flatten -> Dense(F) -> BatchNorm -> ReLU -> Dropout
-    -> softmax over fields. `"mvfs"` (MvFS): `num_views` such networks
+    -> Dense(F) -> softmax over fields. The last, linear Dense is ours
+    (`output_layer=True`): the paper's form applies the softmax to ReLU
+    outputs, which ties every field whose ReLU is 0 at the same score, so
+    top-k picks among them by field index and they get no gradient (seen
+    as a selection frequency that falls with field position). `"mvfs"` (MvFS): `num_views` such networks
     without dropout, each with its own softmax, mixed by a sigmoid gate
     Dense(views * F -> views); the mix s becomes 0.5 * (1 + tanh(T (s - 0.1)))
     with a temperature T rising from 1 by `temperature_step` per training
@@ -35,6 +39,8 @@ class SelectionController(keras.layers.Layer):
         num_views: number of MvFS sub-networks.
         temperature_step: MvFS temperature increase per training step.
         max_temperature: MvFS temperature cap.
+        output_layer: add the linear Dense(F) before each softmax (default
+            True); False gives the paper's exact controller.
 
     Example:
 
@@ -54,6 +60,7 @@ class SelectionController(keras.layers.Layer):
         num_views: int = 4,
         temperature_step: float = 1e-3,
         max_temperature: float = 5.0,
+        output_layer: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -74,10 +81,15 @@ class SelectionController(keras.layers.Layer):
         self.num_views = num_views
         self.temperature_step = float(temperature_step)
         self.max_temperature = float(max_temperature)
+        self.output_layer = bool(output_layer)
         views = 1 if controller == "adafs" else num_views
         self._dense = [keras.layers.Dense(num_fields, name=f"view_{i}") for i in range(views)]
         self._norm = [keras.layers.BatchNormalization(name=f"view_norm_{i}") for i in range(views)]
         self._dropout = keras.layers.Dropout(dropout) if controller == "adafs" else None
+        self._out = (
+            [keras.layers.Dense(num_fields, name=f"view_out_{i}") for i in range(views)]
+            if self.output_layer else []
+        )
         if controller == "mvfs":
             self._gate = keras.layers.Dense(num_views, activation="sigmoid", name="gate")
 
@@ -91,6 +103,8 @@ class SelectionController(keras.layers.Layer):
         for dense, norm in zip(self._dense, self._norm):
             dense.build(flat)
             norm.build((flat[0], self.num_fields))
+        for out in self._out:
+            out.build((flat[0], self.num_fields))
         if self.controller == "mvfs":
             self._gate.build((flat[0], self.num_views * self.num_fields))
             self.step = self.add_weight(
@@ -106,10 +120,12 @@ class SelectionController(keras.layers.Layer):
         b = tf.shape(embeddings)[0]
         flat = tf.reshape(embeddings, [b, -1])
         views = []
-        for dense, norm in zip(self._dense, self._norm):
+        for i, (dense, norm) in enumerate(zip(self._dense, self._norm)):
             h = tf.nn.relu(norm(dense(flat), training=training))
             if self._dropout is not None:
                 h = self._dropout(h, training=training)
+            if self._out:
+                h = self._out[i](h)
             views.append(tf.nn.softmax(h, axis=-1))
         if self.controller == "adafs":
             return views[0]
@@ -132,5 +148,6 @@ class SelectionController(keras.layers.Layer):
             num_views=self.num_views,
             temperature_step=self.temperature_step,
             max_temperature=self.max_temperature,
+            output_layer=self.output_layer,
         )
         return config

@@ -1,0 +1,117 @@
+"""Export for TF Serving: raw features in, named outputs out, written atomically."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+
+import keras
+import tensorflow as tf
+
+from aefs_keras.layers.adaptive_field_gate import AdaptiveFieldGate
+from aefs_keras.layers.auxiliary_selector import AuxiliarySelector
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """The sub-graph serving needs: raw features -> `probability` (B, 1),
+    plus `selected_fields` (B, k) for selecting models.
+
+    AEFS's auxiliary prediction head and alignment losses are left out:
+    only the selector and the main model run.
+    """
+    names = {layer.name for layer in model.layers}
+    if "main_probability" in names:  # AEFS: the main head, before alignment
+        probability = model.get_layer("main_probability").output
+    else:
+        out = model.output
+        probability = out["probability"] if isinstance(out, dict) else out
+    outputs = {"probability": probability}
+    selectors = [l for l in model.layers if isinstance(l, (AuxiliarySelector, AdaptiveFieldGate))]
+    if len(selectors) == 1:
+        outputs["selected_fields"] = selectors[0].output["indices"]
+    return keras.Model(model.input, outputs, name=f"{model.name}_serving")
+
+
+def _input_signature(model: keras.Model):
+    inputs = model.input
+    if not isinstance(inputs, dict):
+        raise ValueError(
+            "Export needs a model whose inputs are a dict of named features "
+            f"(as `build_model` makes). Received inputs: {type(inputs).__name__}"
+        )
+    return {
+        name: tf.TensorSpec(shape=t.shape, dtype=t.dtype, name=name)
+        for name, t in inputs.items()
+    }
+
+
+def _next_version(model_dir: str) -> int:
+    versions = [int(n) for n in os.listdir(model_dir) if n.isdigit()] if os.path.isdir(model_dir) else []
+    return max(versions, default=0) + 1
+
+
+def export(
+    model: keras.Model,
+    base_dir: str,
+    name: str,
+    version: int | None = None,
+    overwrite: bool = False,
+) -> str:
+    """Writes `base_dir/name/version/`, a SavedModel TF Serving can load.
+
+    The `serving_default` signature takes raw features by name (batch
+    first) and returns `probability` and, for selecting models,
+    `selected_fields`. The export is written to a hidden temporary
+    directory beside the target and renamed into place, so TF Serving never
+    sees a half-written version.
+
+    Args:
+        model: a model from `build_model` (or any CTRModel with dict inputs).
+        base_dir: the TF Serving model base path.
+        name: model name (a sub-directory of `base_dir`).
+        version: positive integer; default one above the highest present.
+        overwrite: replace an existing version (otherwise refuse).
+
+    Returns:
+        The path of the version directory.
+    """
+    if not name or os.sep in name or name.startswith("."):
+        raise ValueError(f"`name` must be a plain directory name. Received: name={name!r}")
+    model_dir = os.path.join(base_dir, name)
+    if version is None:
+        version = _next_version(model_dir)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"`version` must be a positive integer. Received: version={version!r}")
+    target = os.path.join(model_dir, str(version))
+    if os.path.exists(target) and not overwrite:
+        raise FileExistsError(
+            f"Version {version} of model {name!r} already exists at {target!r}; "
+            "pass overwrite=True to replace it."
+        )
+    os.makedirs(model_dir, exist_ok=True)
+    serving = inference_model(model)
+    signature = _input_signature(serving)
+
+    archive = keras.export.ExportArchive()
+    archive.track(serving)
+
+    def serve(features):
+        return serving(features, training=False)
+
+    archive.add_endpoint("serving_default", serve, input_signature=[signature])
+    # TF Serving only loads all-digit directory names: a dot-name is invisible.
+    tmp = os.path.join(model_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
+    try:
+        archive.write_out(tmp, verbose=False)
+        if os.path.exists(target):
+            old = os.path.join(model_dir, f".old-{version}-{uuid.uuid4().hex[:8]}")
+            os.rename(target, old)
+            os.rename(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -1,0 +1,124 @@
+import itertools
+
+import keras
+import numpy as np
+import pytest
+
+import aefs_keras as ak
+from aefs_keras import Categorical, Numeric, Schema
+
+BACKBONES = ["dnn", "deepfm", "dcn", "wide_deep"]
+SELECTIONS = [None, "adafs", "aefs"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return ak.datasets.synthetic(num_rows=3000, num_numeric=3, num_categorical=5,
+                                 vocabulary_size=50, num_informative=3, num_interactions=1,
+                                 batch_size=256, seed=3)
+
+
+def small(schema, backbone, selection, **kw):
+    kw.setdefault("hidden_units", [16, 8])
+    kw.setdefault("d_main", 8)
+    if selection:
+        kw.setdefault("k", 4)
+    return ak.default_compile(ak.build_model(schema, backbone, selection, **kw))
+
+
+@pytest.mark.parametrize("backbone, selection", list(itertools.product(BACKBONES, SELECTIONS)))
+def test_keras_round_trip_identical(data, tmp_path, backbone, selection):
+    model = small(data.schema, backbone, selection)
+    model.fit(data.train, epochs=1, verbose=0)  # move weights and BN statistics
+    x = {k: v[:100] for k, v in data.test_arrays[0].items()}
+    before = model.predict(x, verbose=0)
+    assert before.shape == (100, 1)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)  # no custom_objects
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), before)
+    assert loaded.schema == data.schema
+    loaded.fit(data.train.take(2), epochs=1, verbose=0)  # still trainable
+
+
+def test_activated_parameters(data):
+    F = data.schema.num_fields  # 8
+    assert small(data.schema, "deepfm", None).activated_embedding_parameters() == F * 8 + F
+    assert small(data.schema, "dnn", "adafs").activated_embedding_parameters() == F * 8
+    aefs = small(data.schema, "deepfm", "aefs", d_aux=4)
+    assert aefs.activated_embedding_parameters() == F * 4 + 4 * 8 + 4
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"selection": "aefs", "k": 9}, "k=9"),
+    ({"selection": "aefs", "k": 0}, "k=0"),
+    ({"selection": "adafs", "k_ratio": 0.0}, "k_ratio=0.0"),
+    ({"backbone": "xgboost"}, "backbone='xgboost'"),
+    ({"selection": "lasso"}, "selection='lasso'"),
+    ({"selection": None, "k": 2}, "selection=None"),
+    ({"selection": "aefs", "controller": "gbdt"}, "controller='gbdt'"),
+])
+def test_bad_builder_arguments(data, kwargs, word):
+    kwargs = {"backbone": "deepfm", **kwargs}
+    with pytest.raises(ValueError, match=word):
+        ak.build_model(data.schema, **kwargs)
+
+
+def test_inputs_not_matching_schema(data):
+    model = small(data.schema, "deepfm", "aefs")
+    x = {k: v[:10] for k, v in data.test_arrays[0].items()}
+    with pytest.raises(ValueError, match=r"Missing feature\(s\) \['C1'\]"):
+        model.predict({k: v for k, v in x.items() if k != "C1"}, verbose=0)
+    with pytest.raises(ValueError, match="Feature `C2` must have dtype int64.*float64"):
+        model.predict({**x, "C2": x["C2"] + 0.5}, verbose=0)
+    bad_ds = ak.datasets.synthetic(num_rows=100, num_numeric=3, num_categorical=4,
+                                   vocabulary_size=50, num_informative=2, num_interactions=0).train
+    with pytest.raises(ValueError, match="Missing feature"):
+        model.fit(bad_ds, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="`schema` must be a Schema"):
+        ak.build_model(42)
+
+
+def test_history_has_losses_and_callbacks_work(data, tmp_path):
+    model = small(data.schema, "dcn", "aefs")
+    freq = ak.FieldSelectionFrequency()
+    h = model.fit(
+        data.train, validation_data=data.valid, epochs=2, verbose=0,
+        callbacks=[
+            keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=3),
+            keras.callbacks.ModelCheckpoint(str(tmp_path / "best.keras"), monitor="val_auc",
+                                            mode="max", save_best_only=True),
+            keras.callbacks.TensorBoard(str(tmp_path / "tb")),
+            freq,
+        ],
+    )
+    for key in ("loss", "auc", "logloss", "aux_loss", "embedding_alignment_loss",
+                "prediction_alignment_loss", "val_auc", "val_embedding_alignment_loss"):
+        assert key in h.history and len(h.history[key]) == 2, key
+    assert all(v > 0 for v in h.history["embedding_alignment_loss"])
+    assert (tmp_path / "best.keras").exists()
+    assert any((tmp_path / "tb").rglob("events.out.tfevents*"))
+    assert len(freq.frequencies) == 2 and freq.field_names == data.schema.names
+    for f in freq.frequencies:  # every training row kept exactly k fields
+        np.testing.assert_allclose(f.sum(), 4.0, rtol=1e-5)
+        assert f.min() >= 0 and f.max() <= 1
+
+
+def test_aux_loss_weight_changes_training(data):
+    x, y = data.train_arrays
+    model = small(data.schema, "dnn", "aefs", aux_loss_weight=0.0)
+    keras.utils.set_random_seed(0)
+    model.fit(x, y, epochs=1, batch_size=512, verbose=0)
+    # With lambda_a = 0 the loss has no auxiliary BCE, but it is still tracked.
+    assert model.aux_loss_weight == 0.0
+    assert "aux_loss" in [m.name for m in model.metrics]
+
+
+def test_register_backbone(data):
+    class Tiny(ak.layers.DNN):
+        pass
+    ak.register_backbone("tiny", Tiny)
+    try:
+        assert ak.build_model(data.schema, "tiny", hidden_units=[4]).count_params() > 0
+    finally:
+        ak.BACKBONES.pop("tiny")

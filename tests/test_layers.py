@@ -1,0 +1,199 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from aefs_keras import layers as L
+from aefs_keras.ops import hard_top_k, resolve_k, scatter_fields
+
+
+def test_hard_top_k_matches_numpy():
+    rng = np.random.default_rng(0)
+    scores = rng.random((5, 7)).astype("float32")
+    idx, w, mask = hard_top_k(tf.constant(scores), 3)
+    for b in range(5):
+        top = np.sort(np.argsort(-scores[b])[:3])
+        assert idx[b].numpy().tolist() == top.tolist()
+        np.testing.assert_allclose(w[b], scores[b, top] / scores[b, top].sum(), rtol=1e-6)
+        expect = np.zeros(7)
+        expect[top] = scores[b, top] / scores[b, top].sum()
+        np.testing.assert_allclose(mask[b], expect, rtol=1e-6)
+    _, raw, _ = hard_top_k(tf.constant(scores), 3, reweight=False)
+    np.testing.assert_allclose(raw.numpy().sum(1), np.sort(scores, 1)[:, -3:].sum(1), rtol=1e-6)
+
+
+def test_top_k_gradient_reaches_only_kept_scores():
+    scores = tf.Variable([[0.1, 0.5, 0.2, 0.9]])
+    with tf.GradientTape() as tape:
+        _, w, _ = hard_top_k(scores, 2, reweight=False)
+        loss = tf.reduce_sum(w * tf.constant([[1.0, 2.0]]))
+    g = tape.gradient(loss, scores).numpy()
+    assert g.tolist() == [[0.0, 1.0, 0.0, 2.0]]
+
+
+def test_scatter_fields():
+    v = tf.constant([[[1.0], [2.0]]])
+    out = scatter_fields(v, tf.constant([[0, 2]]), 3).numpy()
+    assert out[..., 0].tolist() == [[1.0, 0.0, 2.0]]
+
+
+@pytest.mark.parametrize("k, ratio, word", [
+    (0, None, "k=0"), (5, None, "k=5"), (None, 1.5, "k_ratio=1.5"), (2, 0.5, "not both"),
+])
+def test_resolve_k_errors(k, ratio, word):
+    with pytest.raises(ValueError, match=word):
+        resolve_k(4, k, ratio)
+    assert resolve_k(39, None, None) == 19
+
+
+def test_auxiliary_selector_outputs():
+    sel = L.AuxiliarySelector([5] * 6, k=3, d_aux=2)
+    ids = np.random.default_rng(0).integers(0, 5, size=(8, 6))
+    out = sel(ids, training=False)
+    idx = out["indices"].numpy()
+    assert idx.shape == (8, 3) and (np.diff(idx, axis=1) > 0).all()
+    np.testing.assert_allclose(out["weights"].numpy().sum(1), 3.0, rtol=1e-5)  # mean 1
+    mask = out["mask"].numpy()
+    assert ((mask > 0).sum(1) == 3).all()
+    for b in range(8):
+        assert np.nonzero(mask[b])[0].tolist() == idx[b].tolist()
+    # The kept fields are the highest-scoring ones.
+    scores = out["scores"].numpy()
+    for b in range(8):
+        assert scores[b, idx[b]].min() >= np.delete(scores[b], idx[b]).max()
+    assert out["embeddings"].shape == (8, 6, 2)
+    assert sel.activated_parameters() == 12
+    paper = L.AuxiliarySelector([5] * 6, k=3, d_aux=2, weight_scale="sum")
+    np.testing.assert_allclose(paper(ids)["weights"].numpy().sum(1), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="weight_scale='max'"):
+        L.AuxiliarySelector([5] * 6, k=3, weight_scale="max")
+
+
+def test_selector_argument_errors():
+    with pytest.raises(ValueError, match="k=7"):
+        L.AuxiliarySelector([3] * 6, k=7)
+    with pytest.raises(ValueError, match="controller='nope'"):
+        L.AuxiliarySelector([3] * 6, controller="nope")
+    with pytest.raises(ValueError, match=r"shape=\(2, 4\)"):
+        L.AuxiliarySelector([3] * 6)(np.zeros((2, 4), "int32"))
+
+
+def test_conditional_embedding_reads_and_gradient():
+    sizes = [4, 3, 5]
+    emb = L.ConditionalEmbedding(sizes, output_dim=2)
+    ids = np.array([[1, 2, 4], [3, 0, 0]])
+    idx = np.array([[0, 2], [1, 2]])
+    w = np.array([[0.25, 0.75], [0.5, 0.5]], "float32")
+    with tf.GradientTape() as tape:
+        out = emb(ids, idx, w)
+        loss = tf.reduce_sum(out)
+    table = emb.embeddings.numpy()
+    offsets = [0, 4, 7]
+    expect = np.zeros((2, 3, 2), "float32")
+    for b in range(2):
+        for j, f in enumerate(idx[b]):
+            expect[b, f] = table[offsets[f] + ids[b, f]] * w[b, j]
+    np.testing.assert_allclose(out.numpy(), expect, rtol=1e-6)
+    grad = tape.gradient(loss, emb.embeddings)
+    assert isinstance(grad, tf.IndexedSlices)
+    # exactly the B*k selected global rows: (0,f0)->0+1, (0,f2)->7+4, (1,f1)->4+0, (1,f2)->7+0
+    assert sorted(grad.indices.numpy().tolist()) == sorted([1, 11, 4, 7])
+    dense = tf.convert_to_tensor(grad).numpy()
+    untouched = [r for r in range(12) if r not in (1, 11, 4, 7)]
+    assert np.all(dense[untouched] == 0)
+    compact = L.ConditionalEmbedding(sizes, output_dim=2, output_mode="compact")
+    compact.build((None, 3), (None, 2))
+    compact.embeddings.assign(table)
+    np.testing.assert_allclose(compact(ids, idx, w).numpy()[0, 1], expect[0, 2], rtol=1e-6)
+    assert emb.activated_parameters() == 4
+
+
+def test_alignment_loss_exact_and_stop_gradient():
+    layer = L.AlignmentLoss(embedding_weight=0.5, prediction_weight=2.0)
+    aux = tf.constant(np.ones((1, 2, 1), "float32"))
+    main = tf.Variable(np.array([[[3.0, 1.0], [0.0, 0.0]]], "float32"))
+    mask = tf.constant([[1.0, 0.0]])
+    pa, pm = tf.constant([[0.2]]), tf.Variable([[0.6]])
+    layer.build({"aux_embeddings": (1, 2, 1), "main_embeddings": (1, 2, 2), "mask": (1, 2),
+                 "aux_probability": (1, 1), "main_probability": (1, 1)})
+    layer._projection.kernel.assign([[1.0, 2.0]])
+    layer._projection.bias.assign([0.0, 0.0])
+    with tf.GradientTape() as tape:
+        out = layer({"aux_embeddings": aux, "main_embeddings": main, "mask": mask,
+                     "aux_probability": pa, "main_probability": pm})
+        total = tf.add_n(layer.losses)
+    # projected*mask = [[1,2],[0,0]] vs [[3,1],[0,0]]: mse = (4 + 1) / 4
+    emb_mse, pred_mse = 5.0 / 4.0, 0.16
+    np.testing.assert_allclose(total.numpy(), 0.5 * emb_mse + 2.0 * pred_mse, rtol=1e-6)
+    np.testing.assert_allclose(out.numpy(), [[0.6]], rtol=1e-6)
+    g_main, g_pm = tape.gradient(total, [main, pm])
+    assert g_main is None and g_pm is None  # the main model is the teacher
+    with pytest.raises(ValueError, match="kind='l1'"):
+        L.AlignmentLoss(kind="l1")
+
+
+def test_fm_exact():
+    e = np.array([[[1.0, 2.0], [3.0, 4.0], [0.0, 0.0]]], "float32")
+    assert L.FactorizationMachine()(e).numpy().tolist() == [[11.0]]
+
+
+def test_mvfs_temperature_grows_with_training_steps():
+    c = L.SelectionController(4, controller="mvfs", temperature_step=0.5, max_temperature=2.0)
+    x = np.random.rand(3, 4, 2).astype("float32")
+    s = c(x, training=True)
+    assert s.shape == (3, 4) and float(tf.reduce_min(s)) >= 0.0
+    assert float(c.temperature()) == 1.5
+    c(x, training=True)
+    c(x, training=True)
+    assert float(c.temperature()) == 2.0  # capped
+    c(x, training=False)
+    assert float(c.step.numpy()) == 3.0
+
+
+LAYER_CASES = [
+    (lambda: L.FieldEmbedding([3, 4], 5), lambda: (np.array([[1, 2]]),)),
+    (lambda: L.AuxiliarySelector([3, 4, 5], k=2, d_aux=3), lambda: (np.array([[1, 2, 0]]),)),
+    (lambda: L.ConditionalEmbedding([3, 4, 5], 6), lambda: (np.array([[1, 2, 0]]), np.array([[0, 2]]))),
+    (lambda: L.DeepFM(hidden_units=[4]), lambda: (np.ones((2, 3, 4), "float32"),)),
+    (lambda: L.DCN(num_cross_layers=2, structure="parallel", projection_dim=2, hidden_units=[4]),
+     lambda: (np.random.rand(2, 3, 4).astype("float32"),)),
+    (lambda: L.WideDeep(hidden_units=[4]), lambda: (np.ones((2, 3, 4), "float32"),)),
+    (lambda: L.DNN(hidden_units=[4], batch_norm=True), lambda: (np.ones((2, 3, 4), "float32"),)),
+]
+
+
+@pytest.mark.parametrize("make, args", LAYER_CASES)
+def test_layer_config_round_trip(make, args):
+    layer = make()
+    inputs = args()
+    out = layer(*inputs)
+    clone = layer.__class__.from_config(layer.get_config())
+    clone(*inputs)
+    clone.set_weights(layer.get_weights())
+    a = out["mask"] if isinstance(out, dict) else out
+    b = clone(*inputs)
+    b = b["mask"] if isinstance(b, dict) else b
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+    assert keras.saving.get_registered_name(layer.__class__).startswith("aefs_keras>")
+
+
+def test_alignment_compact_equals_scattered_on_kept_fields():
+    rng = np.random.default_rng(1)
+    aux = rng.random((2, 4, 3)).astype("float32")
+    idx = np.array([[0, 3], [1, 2]])
+    w = rng.random((2, 2)).astype("float32")
+    compact_main = rng.random((2, 2, 5)).astype("float32")
+    mask = scatter_fields(tf.constant(w), idx, 4)
+    scattered_main = scatter_fields(tf.constant(compact_main), idx, 4)
+    probs = {"aux_probability": np.full((2, 1), 0.3, "float32"),
+             "main_probability": np.full((2, 1), 0.3, "float32")}
+    a = L.AlignmentLoss(prediction_weight=0.0)
+    a({"aux_embeddings": aux, "main_embeddings": scattered_main, "mask": mask, **probs})
+    b = L.AlignmentLoss(prediction_weight=0.0)
+    b({"aux_embeddings": aux, "main_embeddings": compact_main, "mask": mask, "indices": idx, **probs})
+    b._projection.set_weights(a._projection.get_weights())
+    a.losses.clear() if hasattr(a.losses, "clear") else None
+    la = a({"aux_embeddings": aux, "main_embeddings": scattered_main, "mask": mask, **probs})
+    lb = b({"aux_embeddings": aux, "main_embeddings": compact_main, "mask": mask, "indices": idx, **probs})
+    # Same squared error summed; the scattered mean divides by F/k times more elements.
+    np.testing.assert_allclose(float(a.losses[-1]) * 4 / 2, float(b.losses[-1]), rtol=1e-5)
