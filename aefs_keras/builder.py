@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from aefs_keras import layers as L
 from aefs_keras.model import CTRModel
-from aefs_keras.ops import resolve_k
+from aefs_keras.ops import check_weight_scale, resolve_k
 from aefs_keras.schema import Schema, as_schema
 
 BACKBONES = {
@@ -56,6 +56,7 @@ def build_model(
     alignment: str = "mse",
     reweight: bool = True,
     weight_scale: str = "mean",
+    controller_output_layer: bool = True,
     controller_dropout: float = 0.2,
     embeddings_initializer="uniform",
     name: str | None = None,
@@ -82,8 +83,14 @@ def build_model(
         embedding_alignment, prediction_alignment, alignment: weights and
             kind ("mse", "kl", "huber") of `AlignmentLoss`.
         reweight: renormalise the kept scores to sum to 1.
-        weight_scale: "mean" (kept weights average 1, default) or "sum"
-            (they sum to 1, the paper's form); see `AuxiliarySelector`.
+        weight_scale: how the kept fields' main embeddings are scaled.
+            "mean" (default): by the re-weighted scores times k, so they
+            average 1; "sum": by the scores summing to 1 (the paper's form,
+            which shrinks every kept embedding by about 1/k). For AEFS only
+            the main lookups are rescaled; the selector's mask, the
+            auxiliary head and the alignment keep the paper's weights.
+        controller_output_layer: linear layer before the controller's
+            softmax (False: the paper's exact controller).
         controller_dropout: dropout inside the controller.
         embeddings_initializer: initializer of the embedding tables.
         name: model name.
@@ -106,6 +113,7 @@ def build_model(
             f"`selection` must be one of {list(SELECTIONS)}. Received: selection={selection!r}"
         )
     num_fields = schema.num_fields
+    check_weight_scale(weight_scale)
     if selection is not None:
         k = resolve_k(num_fields, k, k_ratio)
     elif k is not None or k_ratio is not None:
@@ -135,7 +143,8 @@ def build_model(
         if selection == "adafs":
             gate = L.AdaptiveFieldGate(num_fields, k=k, controller=controller,
                                        dropout=controller_dropout, reweight=reweight,
-                                       weight_scale=weight_scale, name="gate")(emb)
+                                       weight_scale=weight_scale,
+                                       output_layer=controller_output_layer, name="gate")(emb)
             emb = gate["embeddings"]
             if linear is not None:
                 linear = linear * keras.ops.expand_dims(gate["mask"], -1)
@@ -144,16 +153,19 @@ def build_model(
     else:
         selected = L.AuxiliarySelector(
             sizes, k=k, d_aux=d_aux, controller=controller, dropout=controller_dropout,
-            reweight=reweight, weight_scale=weight_scale, name="selector",
+            reweight=reweight, output_layer=controller_output_layer, name="selector",
         )(ids)
+        main_weights = selected["weights"]
+        if weight_scale == "mean":
+            main_weights = main_weights * float(k)
         emb = L.ConditionalEmbedding(sizes, d_main, embeddings_initializer=embeddings_initializer,
                                      name="main_embedding")(
-            ids, selected["indices"], selected["weights"])
+            ids, selected["indices"], main_weights)
         linear = None
         if uses_linear:
             linear = L.ConditionalEmbedding(sizes, 1, embeddings_initializer="zeros",
                                             name="linear_embedding")(
-                ids, selected["indices"], selected["weights"])
+                ids, selected["indices"], main_weights)
         logit = main_backbone(emb, linear) if linear is not None else main_backbone(emb)
         p_main = _sigmoid("main_probability")(logit)
 

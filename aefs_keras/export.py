@@ -29,7 +29,10 @@ def inference_model(model: keras.Model) -> keras.Model:
     outputs = {"probability": probability}
     selectors = [l for l in model.layers if isinstance(l, (AuxiliarySelector, AdaptiveFieldGate))]
     if len(selectors) == 1:
-        outputs["selected_fields"] = selectors[0].output["indices"]
+        # A dict-output layer's `.output` is flattened in sorted-key order.
+        flat = selectors[0].output
+        keys = sorted(selectors[0].OUTPUT_KEYS)
+        outputs["selected_fields"] = flat[keys.index("indices")] if isinstance(flat, list) else flat["indices"]
     return keras.Model(model.input, outputs, name=f"{model.name}_serving")
 
 
@@ -44,6 +47,17 @@ def _input_signature(model: keras.Model):
         name: tf.TensorSpec(shape=t.shape, dtype=t.dtype, name=name)
         for name, t in inputs.items()
     }
+
+
+def _write_saved_model(serving: keras.Model, signature, path: str) -> None:
+    archive = keras.export.ExportArchive()
+    archive.track(serving)
+
+    def serve(features):
+        return serving(features, training=False)
+
+    archive.add_endpoint("serving_default", serve, input_signature=[signature])
+    archive.write_out(path, verbose=False)
 
 
 def _next_version(model_dir: str) -> int:
@@ -93,17 +107,10 @@ def export(
     serving = inference_model(model)
     signature = _input_signature(serving)
 
-    archive = keras.export.ExportArchive()
-    archive.track(serving)
-
-    def serve(features):
-        return serving(features, training=False)
-
-    archive.add_endpoint("serving_default", serve, input_signature=[signature])
     # TF Serving only loads all-digit directory names: a dot-name is invisible.
     tmp = os.path.join(model_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
     try:
-        archive.write_out(tmp, verbose=False)
+        _write_saved_model(serving, signature, tmp)
         if os.path.exists(target):
             old = os.path.join(model_dir, f".old-{version}-{uuid.uuid4().hex[:8]}")
             os.rename(target, old)

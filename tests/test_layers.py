@@ -52,7 +52,7 @@ def test_auxiliary_selector_outputs():
     out = sel(ids, training=False)
     idx = out["indices"].numpy()
     assert idx.shape == (8, 3) and (np.diff(idx, axis=1) > 0).all()
-    np.testing.assert_allclose(out["weights"].numpy().sum(1), 3.0, rtol=1e-5)  # mean 1
+    np.testing.assert_allclose(out["weights"].numpy().sum(1), 1.0, rtol=1e-5)
     mask = out["mask"].numpy()
     assert ((mask > 0).sum(1) == 3).all()
     for b in range(8):
@@ -63,8 +63,8 @@ def test_auxiliary_selector_outputs():
         assert scores[b, idx[b]].min() >= np.delete(scores[b], idx[b]).max()
     assert out["embeddings"].shape == (8, 6, 2)
     assert sel.activated_parameters() == 12
-    paper = L.AuxiliarySelector([5] * 6, k=3, d_aux=2, weight_scale="sum")
-    np.testing.assert_allclose(paper(ids)["weights"].numpy().sum(1), 1.0, rtol=1e-5)
+    mean_one = L.AuxiliarySelector([5] * 6, k=3, d_aux=2, weight_scale="mean")
+    np.testing.assert_allclose(mean_one(ids)["weights"].numpy().sum(1), 3.0, rtol=1e-5)
     with pytest.raises(ValueError, match="weight_scale='max'"):
         L.AuxiliarySelector([5] * 6, k=3, weight_scale="max")
 

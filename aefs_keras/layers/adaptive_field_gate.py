@@ -26,9 +26,10 @@ class AdaptiveFieldGate(keras.layers.Layer):
         controller: "adafs" or "mvfs".
         dropout: controller dropout.
         reweight: renormalise the kept scores to sum to 1.
-        weight_scale: "mean" (default): re-weighted scores are multiplied by
-            k so they average 1; "sum": they sum to 1, the paper's form,
-            which shrinks every kept embedding by about 1/k.
+        output_layer: linear layer before the controller's softmax (default
+            True; False is the paper's exact controller, see SelectionController).
+        weight_scale: "sum" (default, the paper's form): re-weighted scores
+            sum to 1; "mean": they are multiplied by k so they average 1.
 
     Returns a dict: `embeddings` (B, F, d) gated, `mask` (B, F),
     `indices` (B, k) and `weights` (B, k).
@@ -45,7 +46,7 @@ class AdaptiveFieldGate(keras.layers.Layer):
     """
 
     def __init__(self, num_fields, k=None, k_ratio=None, controller="adafs",
-                 dropout=0.2, reweight=True, weight_scale="mean", **kwargs):
+                 dropout=0.2, reweight=True, weight_scale="sum", output_layer=True, **kwargs):
         super().__init__(**kwargs)
         self.num_fields = num_fields
         self.k = resolve_k(num_fields, k, k_ratio)
@@ -54,8 +55,10 @@ class AdaptiveFieldGate(keras.layers.Layer):
         self.reweight = reweight
         self.weight_scale = check_weight_scale(weight_scale)
         self._controller = SelectionController(
-            num_fields, controller=controller, dropout=dropout, name="controller"
+            num_fields, controller=controller, dropout=dropout,
+            output_layer=output_layer, name="controller",
         )
+        self.output_layer = bool(output_layer)
 
     def build(self, embeddings_shape):
         self._controller.build(embeddings_shape)
@@ -73,6 +76,8 @@ class AdaptiveFieldGate(keras.layers.Layer):
             "weights": weights,
         }
 
+    OUTPUT_KEYS = ("embeddings", "mask", "indices", "weights")
+
     def compute_output_spec(self, embeddings):
         b = embeddings.shape[0]
         return {
@@ -86,5 +91,5 @@ class AdaptiveFieldGate(keras.layers.Layer):
         config = super().get_config()
         config.update(num_fields=self.num_fields, k=self.k, controller=self.controller,
                       dropout=self.dropout, reweight=self.reweight,
-                      weight_scale=self.weight_scale)
+                      weight_scale=self.weight_scale, output_layer=self.output_layer)
         return config

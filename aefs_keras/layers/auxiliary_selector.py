@@ -31,9 +31,10 @@ class AuxiliarySelector(keras.layers.Layer):
         controller: "adafs" (default) or "mvfs".
         dropout: controller dropout.
         reweight: renormalise the kept scores to sum to 1.
-        weight_scale: "mean" (default): re-weighted scores are multiplied by
-            k so they average 1; "sum": they sum to 1, the paper's form,
-            which shrinks every kept embedding by about 1/k.
+        output_layer: linear layer before the controller's softmax (default
+            True; False is the paper's exact controller, see SelectionController).
+        weight_scale: "sum" (default, the paper's form): re-weighted scores
+            sum to 1; "mean": they are multiplied by k so they average 1.
         embeddings_initializer: initializer of the auxiliary table.
 
     Call with ids (B, F) of per-field ids. Returns a dict: `indices`
@@ -61,7 +62,8 @@ class AuxiliarySelector(keras.layers.Layer):
         controller: str = "adafs",
         dropout: float = 0.2,
         reweight: bool = True,
-        weight_scale: str = "mean",
+        weight_scale: str = "sum",
+        output_layer: bool = True,
         embeddings_initializer="uniform",
         **kwargs,
     ):
@@ -82,8 +84,10 @@ class AuxiliarySelector(keras.layers.Layer):
         )
         self._norm = keras.layers.BatchNormalization(axis=-1, name="aux_norm")
         self._controller = SelectionController(
-            self.num_fields, controller=controller, dropout=dropout, name="controller"
+            self.num_fields, controller=controller, dropout=dropout,
+            output_layer=output_layer, name="controller",
         )
+        self.output_layer = bool(output_layer)
 
     @property
     def num_fields(self) -> int:
@@ -111,6 +115,8 @@ class AuxiliarySelector(keras.layers.Layer):
             "embeddings": emb,
         }
 
+    OUTPUT_KEYS = ("indices", "weights", "mask", "scores", "embeddings")
+
     def activated_parameters(self) -> int:
         """Auxiliary embedding values read per example (all F fields)."""
         return self.num_fields * self.d_aux
@@ -125,6 +131,7 @@ class AuxiliarySelector(keras.layers.Layer):
             dropout=self.dropout,
             reweight=self.reweight,
             weight_scale=self.weight_scale,
+            output_layer=self.output_layer,
             embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer),
         )
         return config
