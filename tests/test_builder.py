@@ -104,7 +104,7 @@ def test_history_has_losses_and_callbacks_work(data, tmp_path):
         assert f.min() >= 0 and f.max() <= 1
 
 
-def test_aux_loss_weight_changes_training(data):
+def test_aux_loss_weight_is_kept_and_aux_loss_tracked(data):
     x, y = data.train_arrays
     model = small(data.schema, "dnn", "aefs", aux_loss_weight=0.0)
     keras.utils.set_random_seed(0)
