@@ -186,6 +186,58 @@ def export_command(args) -> int:
     return 0
 
 
+def bench_command(args) -> int:
+    """Runs a benchmark grid (resuming finished runs), then writes the tables,
+    plots and the report. --jobs N runs N processes side by side, each with
+    cores / N TensorFlow threads."""
+    import shlex
+    import subprocess
+
+    if args.threads:  # before TensorFlow starts its thread pools
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    from aefs_keras.bench import config as bench_config
+    from aefs_keras.bench import report, runner
+
+    cfg = bench_config.load_config(args.config, quick=args.quick)
+    if args.data_dir:
+        cfg.settings["data_dir"] = args.data_dir
+    name = cfg.name + ("_quick" if args.quick else "")
+    out = args.out or os.path.join("benchmarks", "results", name)
+    if args.shard:
+        i, n = (int(x) for x in args.shard.split("/"))
+        runner.run_grid(cfg, out, fresh=False, shard=(i, n))
+        return 0
+    if args.fresh and os.path.exists(os.path.join(out, "results.json")):
+        os.remove(os.path.join(out, "results.json"))
+    if not args.report_only:
+        if args.jobs > 1:
+            runner.merge_shards(cfg, out, log=lambda m: None)  # fold leftovers of a killed run
+            threads = max(1, (os.cpu_count() or 1) // args.jobs)
+            base = [sys.executable, "-m", "aefs_keras.cli", "bench", args.config, "--out", out,
+                    "--threads", str(threads)] + (["--quick"] if args.quick else []) + (
+                ["--data-dir", args.data_dir] if args.data_dir else [])
+            procs = [subprocess.Popen(base + ["--shard", f"{i}/{args.jobs}"]) for i in range(args.jobs)]
+            codes = [p.wait() for p in procs]
+            payload = runner.merge_shards(cfg, out)
+            if any(codes):
+                print(f"bench: a job failed (exit codes {codes}); finished runs are kept in {out}",
+                      file=sys.stderr)
+                return 1
+        else:
+            payload = runner.run_grid(cfg, out)
+    else:
+        payload = runner.merge_shards(cfg, out)
+    command = "aefs-keras " + " ".join(shlex.quote(a) for a in args.argv_for_report)
+    path = args.report or os.path.join(out, "report.md")
+    text = report.write_report(payload, out, path, command)
+    print(text)
+    print(f"\nResults: {out}/results.json, results.csv, tables.md, *.png; report: {path}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="aefs-keras", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -247,7 +299,22 @@ def main(argv=None) -> int:
     p.add_argument("--no-example-signature", action="store_true",
                    help="leave out the tf.Example `regress` signature")
     p.set_defaults(func=export_command)
+
+    p = sub.add_parser("bench", help="run a benchmark grid from a YAML config; write tables, plots, report")
+    p.add_argument("config", help="e.g. benchmarks/configs/results.yaml")
+    p.add_argument("--quick", action="store_true", help="the config's reduced `quick` grid")
+    p.add_argument("--out", help="results folder (default benchmarks/results/<config name>[_quick])")
+    p.add_argument("--report", help="markdown report to write (default OUT/report.md)")
+    p.add_argument("--jobs", type=int, default=1, help="processes side by side (threads split between them)")
+    p.add_argument("--fresh", action="store_true", help="discard finished runs instead of reusing them")
+    p.add_argument("--report-only", action="store_true", help="rewrite tables, plots and report from results")
+    p.add_argument("--data-dir", help="where criteo_80k, census_kdd, frappe live (default ../shared/data)")
+    p.add_argument("--threads", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--shard", help=argparse.SUPPRESS)
+    p.set_defaults(func=bench_command)
     args = parser.parse_args(argv)
+    args.argv_for_report = [a for a in (sys.argv[1:] if argv is None else argv)
+                            if a not in ("--fresh", "--report-only")]
     return args.func(args)
 
 

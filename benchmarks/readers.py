@@ -1,14 +1,16 @@
 """Reader throughput and memory on a generated Criteo-format file.
 
-    python benchmarks/readers.py --rows 2000000 --out benchmarks/results/readers.json
+    python benchmarks/readers.py --rows 2000000 --repeats 3 --out benchmarks/results/readers.json
 
 Writes a Criteo-format file (label, 13 integers with blanks, 26 hex
 categoricals with Zipf-distributed values) of `--rows` rows, then, each in
-a fresh process: our streaming parse (`aefs_keras.datasets.load`), our parse
-+ preprocessing fit (`fit_preprocessing`, vocabularies with min count 2 and
-log-squared buckets), and `pandas.read_csv` of the same file (C engine,
-dtypes declared). Reports rows/s and peak resident memory; our reader is
-also measured on the first quarter and half of the file, to show that its
+a fresh process: our streaming tf.data parse (`aefs_keras.datasets.load`),
+our parse + preprocessing fit (`fit_preprocessing`, vocabularies with min
+count 2 and log-squared buckets) on the arrow engine and on the TensorFlow
+engine, and `pandas.read_csv` of the same file (C engine, dtypes declared;
+it only parses). At the full size the four run `--repeats` times,
+interleaved, for mean and spread. Our parse and arrow preprocessing are
+also measured on a quarter and a half of the file, to show that their
 memory does not grow with the file.
 """
 
@@ -16,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import resource
 import subprocess
 import sys
@@ -28,6 +31,7 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 what, path, rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if what.startswith("ours"):
     import aefs_keras as ak  # imports are not timed, for either side
+    import pyarrow.csv, pyarrow.compute  # noqa: E401 (the arrow engine's, like pandas' below)
 else:
     import pandas as pd
 t = time.perf_counter()
@@ -36,8 +40,10 @@ if what == "ours_parse":
     n = 0
     for _, y in ds:
         n += int(y.shape[0])
-elif what == "ours_parse_preprocess":
-    pp = ak.datasets.fit_preprocessing("criteo", [path], min_count=2, batch_size=8192, progress=False)
+elif what.startswith("ours_parse_preprocess"):
+    engine = "tf" if what.endswith("_tf") else "arrow"
+    pp = ak.datasets.fit_preprocessing("criteo", [path], min_count=2, batch_size=8192, progress=False,
+                                       engine=engine)
     n = pp.rows
 else:
     names = ["label"] + [f"I{i}" for i in range(1, 14)] + [f"C{i}" for i in range(1, 27)]
@@ -79,6 +85,7 @@ def child(what, path, rows):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     results = []
@@ -87,15 +94,27 @@ def main(argv=None):
         for rows in sizes:
             path = os.path.join(tmp, f"criteo_{rows}.txt")
             write_file(path, rows)
-            whats = ["ours_parse"] if rows != args.rows else ["ours_parse", "ours_parse_preprocess", "pandas_read_csv"]
+            if rows != args.rows:
+                whats = ["ours_parse", "ours_parse_preprocess"]
+            else:
+                whats = ["ours_parse", "ours_parse_preprocess", "ours_parse_preprocess_tf",
+                         "pandas_read_csv"] * args.repeats
             for what in whats:
                 r = child(what, path, rows)
                 r["file_rows"] = rows
                 r["file_mib"] = os.path.getsize(path) / 2**20
                 results.append(r)
-                print(f"{what:<24} {rows:>10,} rows  {r['rows_per_s']:>10,.0f} rows/s  "
+                print(f"{what:<26} {rows:>10,} rows  {r['rows_per_s']:>10,.0f} rows/s  "
                       f"peak RSS {r['peak_rss_mib']:,.0f} MiB", flush=True)
             os.remove(path)
+    full = [r for r in results if r["file_rows"] == args.rows]
+    pandas = [r["rows_per_s"] for r in full if r["what"] == "pandas_read_csv"]
+    print(f"\nat {args.rows:,} rows, mean ± sd over {args.repeats} run(s), ratio to pandas.read_csv:")
+    for what in ("ours_parse", "ours_parse_preprocess", "ours_parse_preprocess_tf", "pandas_read_csv"):
+        v = [r["rows_per_s"] for r in full if r["what"] == what]
+        sd = statistics.stdev(v) if len(v) > 1 else float("nan")
+        print(f"  {what:<26} {statistics.mean(v):>10,.0f} ± {sd:,.0f} rows/s  "
+              f"{statistics.mean(v) / statistics.mean(pandas):.2f}x")
     if args.out:
         machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}"
         with open(args.out, "w") as f:

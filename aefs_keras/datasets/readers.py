@@ -28,7 +28,8 @@ import tensorflow as tf
 LABEL, NUMERIC, CATEGORICAL, SKIP = "label", "numeric", "categorical", "skip"
 _NUMBER = r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"
 REASONS = {1: "wrong number of columns", 2: "non-numeric value in a numeric column", 3: "empty line",
-           4: "bad libsvm token (expected index:value)", 5: "libsvm index outside its field's range"}
+           4: "bad libsvm token (expected index:value)", 5: "libsvm index outside its field's range",
+           6: "bad time value (expected YYMMDDHH)"}
 SPLIT_MODES = ("random", "sequential")
 
 
@@ -47,6 +48,10 @@ class TextFormat:
             equals it (text labels such as census' "50000+."); otherwise the
             label cell must be a number and the label is (number > 0).
         strip: strip spaces around categorical cells (", "-separated files).
+        split_time: a categorical column holding YYMMDDHH (Avazu's `hour`)
+            to replace by two categorical fields, `<column>_of_day` ("00"
+            to "23") and `weekday` ("0" Monday to "6" Sunday); a value that
+            is not a valid date and hour makes the row bad.
     """
 
     name: str
@@ -55,10 +60,25 @@ class TextFormat:
     header: str = "none"
     positive_label: str | None = None
     strip: bool = False
+    split_time: str | None = None
 
     @property
     def names(self):
         return [c for c, _ in self.columns]
+
+    @property
+    def features(self) -> list[tuple[str, str]]:
+        """(name, kind) of the features the reader yields, in order (the
+        split time column becomes its two fields in its place)."""
+        out = []
+        for name, kind in self.columns:
+            if kind in (LABEL, SKIP):
+                continue
+            if name == self.split_time:
+                out += [(f"{name}_of_day", CATEGORICAL), ("weekday", CATEGORICAL)]
+            else:
+                out.append((name, kind))
+        return out
 
     def kind(self, name):
         return dict(self.columns)[name]
@@ -89,6 +109,9 @@ _AVAZU_CATEGORICAL = ("hour C1 banner_pos site_id site_domain site_category app_
                       "C20 C21").split()
 AVAZU = TextFormat("avazu", ",", (("id", SKIP), ("click", LABEL))
                    + tuple((c, CATEGORICAL) for c in _AVAZU_CATEGORICAL), header="auto")
+# Avazu with `hour` split into hour of day and weekday (the 10 days of the
+# file share few `hour` tokens with any later test day; these two generalise).
+AVAZU_TIME = dataclasses.replace(AVAZU, name="avazu_time", split_time="hour")
 
 # KDD Cup 2012 track 2, training.txt: one line per (ad, query, user)
 # impression group. The label is Click > 0 (at least one click among the
@@ -99,7 +122,7 @@ KDD12 = TextFormat(
     + tuple((c, CATEGORICAL) for c in ("DisplayURL", "AdID", "AdvertiserID", "Depth", "Position", "QueryID",
                                        "KeywordID", "TitleID", "DescriptionID", "UserID")))
 
-FORMATS = {"criteo": CRITEO, "avazu": AVAZU, "kdd12": KDD12}
+FORMATS = {"criteo": CRITEO, "avazu": AVAZU, "avazu_time": AVAZU_TIME, "kdd12": KDD12}
 
 
 class ReadReport:
@@ -177,6 +200,9 @@ def _parse_batch(fmt: TextFormat, crlf: bool = False):
     cat_idx = [i for i, k in enumerate(kinds) if k == CATEGORICAL]
     num_names = [fmt.columns[i][0] for i in num_idx]
     cat_names = [fmt.columns[i][0] for i in cat_idx]
+    if fmt.split_time is not None and fmt.split_time not in cat_names:
+        raise ValueError(f"`split_time` must name a categorical column of format {fmt.name!r}. "
+                         f"Received: split_time={fmt.split_time!r}")
 
     def parse(line_numbers, lines):
         if crlf:
@@ -186,6 +212,14 @@ def _parse_batch(fmt: TextFormat, crlf: bool = False):
         cols_ok = tf.equal(parts.row_lengths(), n_cols)
         cells = parts.to_tensor(default_value="", shape=[None, n_cols])
         ok = cols_ok & ~empty
+        time_ok = tf.ones_like(ok)
+        if cat_idx:
+            cats = tf.gather(cells, cat_idx, axis=1)
+            if fmt.strip:
+                cats = tf.strings.strip(cats)
+            if fmt.split_time is not None:
+                of_day, weekday, time_ok = _split_time(cats[:, cat_names.index(fmt.split_time)])
+                ok &= time_ok
         if num_idx:
             text = tf.strings.strip(tf.gather(cells, num_idx, axis=1))
             blank = tf.equal(text, "")
@@ -196,27 +230,53 @@ def _parse_batch(fmt: TextFormat, crlf: bool = False):
                 allowed = good | blank
             ok &= tf.reduce_all(allowed, axis=1)
             numbers = tf.where(good, tf.strings.to_number(tf.where(good, text, "0"), tf.float32), float("nan"))
-            numbers = tf.boolean_mask(numbers, ok)
+        # Every output is masked with the final `ok`, so all have the same rows.
         features = {}
+        if num_idx:
+            numbers = tf.boolean_mask(numbers, ok)
         for j, name in enumerate(num_names[:len(num_names) - int(numeric_label)]):
             features[name] = numbers[:, j]
         if cat_idx:
-            cats = tf.gather(cells, cat_idx, axis=1)
-            if fmt.strip:
-                cats = tf.strings.strip(cats)
             cats = tf.boolean_mask(cats, ok)
             for j, name in enumerate(cat_names):
-                features[name] = cats[:, j]
+                if name == fmt.split_time:
+                    features[f"{name}_of_day"] = tf.boolean_mask(of_day, ok)
+                    features["weekday"] = tf.boolean_mask(weekday, ok)
+                else:
+                    features[name] = cats[:, j]
         if numeric_label:
             label = tf.cast(numbers[:, -1] > 0, tf.float32)
         else:
             text = tf.strings.strip(tf.boolean_mask(cells[:, label_col], ok))
             label = tf.cast(tf.equal(text, fmt.positive_label), tf.float32)
-        code = tf.where(empty, 3, tf.where(~cols_ok, 1, 2))
+        code = tf.where(empty, 3, tf.where(~cols_ok, 1, tf.where(time_ok, 2, 6)))
         bad = ~ok
         return features, label, tf.boolean_mask(line_numbers, bad), tf.boolean_mask(code, bad)
 
     return parse
+
+
+def _split_time(text):
+    """YYMMDDHH strings -> (hour of day "HH", weekday "0".."6" with Monday
+    0, valid mask). Years are 20YY."""
+    digits = tf.strings.regex_full_match(text, r"\d{8}")
+    safe = tf.where(digits, text, "00010100")
+    num = lambda a, n: tf.strings.to_number(tf.strings.substr(safe, a, n), tf.int64)  # noqa: E731
+    year, month, day, hour = 2000 + num(0, 2), num(2, 2), num(4, 2), num(6, 2)
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    month_days = tf.constant([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], tf.int64)
+    in_month = tf.gather(month_days, tf.clip_by_value(month - 1, 0, 11)) + tf.cast(leap & (month == 2), tf.int64)
+    valid = digits & (month >= 1) & (month <= 12) & (day >= 1) & (day <= in_month) & (hour <= 23)
+    # Days since 1970-01-01 of a proleptic Gregorian date (era-based formula).
+    y = year - tf.cast(month <= 2, tf.int64)
+    era = y // 400
+    yoe = y - era * 400
+    mp = (month + 9) % 12
+    doy = (153 * mp + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    days = era * 146097 + doe - 719468
+    weekday = (days + 3) % 7  # 1970-01-01 was a Thursday (3 with Monday = 0)
+    return tf.strings.substr(safe, 6, 2), tf.strings.as_string(weekday), valid
 
 
 def _line_batches(path, batch_size, skip, errors):

@@ -1,0 +1,358 @@
+"""Benchmark results -> CSV, markdown tables, plots and the report.
+
+Every number in the report is computed here from `results.json`; nothing
+is typed in by hand. "Within noise" means the difference of two means is
+at most twice its standard error (sqrt(sd_a^2/n_a + sd_b^2/n_b)), over
+the seeds of each.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import statistics
+from typing import Any
+
+LABELS = {
+    "none": "none (all fields)",
+    "static": "static early (global top-k)",
+    "adafs": "AdaFS (late)",
+    "mvfs": "MvFS (late)",
+    "aefs_adafs": "AEFS (mini-AdaFS)",
+    "aefs_mvfs": "AEFS (mini-MvFS)",
+}
+CSV_COLUMNS = ["grid", "dataset", "backbone", "selection", "k_ratio", "k", "fields", "variant", "seed", "auc",
+               "logloss", "epochs", "best_epoch", "activated_embedding_parameters", "train_examples_per_s",
+               "serving_examples_per_s", "seconds"]
+
+
+def _stats(values):
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return float("nan"), float("nan"), 0
+    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return statistics.fmean(values), sd, len(values)
+
+
+def compare(a: list[float], b: list[float]) -> dict[str, Any]:
+    """Mean difference a - b, its two-standard-error bound, and whether the
+    difference is within it."""
+    ma, sa, na = _stats(a)
+    mb, sb, nb = _stats(b)
+    if na < 2 or nb < 2:
+        return {"diff": ma - mb, "bound": float("nan"), "within_noise": None}
+    bound = 2.0 * math.sqrt(sa ** 2 / na + sb ** 2 / nb)
+    return {"diff": ma - mb, "bound": bound, "within_noise": abs(ma - mb) <= bound}
+
+
+def groups(results) -> dict[tuple, list[dict]]:
+    out: dict[tuple, list[dict]] = {}
+    for r in results:
+        key = (r["grid"], r["dataset"], r["backbone"], r["selection"], r["k_ratio"], r["variant"])
+        out.setdefault(key, []).append(r)
+    return out
+
+
+def _none_params(results, grid, dataset, backbone):
+    for r in results:
+        if (r["dataset"], r["backbone"], r["selection"]) == (dataset, backbone, "none"):
+            if r["grid"] == grid:
+                return r["activated_embedding_parameters"]
+    for r in results:
+        if (r["dataset"], r["backbone"], r["selection"]) == (dataset, backbone, "none"):
+            return r["activated_embedding_parameters"]
+    return None
+
+
+def _fmt(mean, sd, digits=4):
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.{digits}f}" + ("" if math.isnan(sd) else f" ± {sd:.{digits}f}")
+
+
+def grid_table(results, grid: str) -> str:
+    """One row per configuration of `grid`: mean ± sd over seeds."""
+    rows = ["| dataset | backbone | method | k ratio (k) | variant | test AUC | log-loss | emb. params / ex "
+            "(vs none) | train ex/s | serve ex/s | seeds |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for key, rs in groups(results).items():
+        if key[0] != grid:
+            continue
+        _, ds, bb, sel, kr, variant = key
+        auc = _stats([r["auc"] for r in rs])
+        ll = _stats([r["logloss"] for r in rs])
+        params = rs[0]["activated_embedding_parameters"]
+        base = _none_params(results, grid, ds, bb)
+        rel = f" ({params / base:.0%})" if base else ""
+        k = "-" if kr is None else f"{kr:g} ({rs[0]['k']})"
+        rows.append(
+            f"| {ds} | {bb} | {LABELS.get(sel, sel)} | {k} | {variant} | {_fmt(*auc[:2])} | "
+            f"{_fmt(*ll[:2])} | {params:,}{rel} | "
+            f"{_stats([r['train_examples_per_s'] for r in rs])[0]:,.0f} | "
+            f"{_stats([r['serving_examples_per_s'] for r in rs])[0]:,.0f} | {auc[2]} |")
+    return "\n".join(rows)
+
+
+def aukc_table(results, grid: str) -> str | None:
+    """ERASE's AUKC, normalised: the area under mean test AUC against the
+    k ratio divided by the k range (the average AUC over k; trapezoids)."""
+    curves: dict[tuple, dict[float, float]] = {}
+    for (g, ds, bb, sel, kr, variant), rs in groups(results).items():
+        if g == grid and kr is not None and variant == "default":
+            curves.setdefault((ds, bb, sel), {})[kr] = _stats([r["auc"] for r in rs])[0]
+    curves = {k: v for k, v in curves.items() if len(v) >= 2}
+    if not curves:
+        return None
+    rows = ["| dataset | backbone | method | k ratios | AUKC (mean AUC over k) |", "|---|---|---|---|---|"]
+    for (ds, bb, sel), pts in curves.items():
+        ks = sorted(pts)
+        area = sum((ks[i + 1] - ks[i]) * (pts[ks[i]] + pts[ks[i + 1]]) / 2 for i in range(len(ks) - 1))
+        rows.append(f"| {ds} | {bb} | {LABELS.get(sel, sel)} | {', '.join(f'{k:g}' for k in ks)} | "
+                    f"{area / (ks[-1] - ks[0]):.4f} |")
+    return "\n".join(rows)
+
+
+def verdicts(results, grid: str, k_ratio: float = 0.5) -> list[str]:
+    """AEFS (mini-AdaFS) at `k_ratio` against AdaFS (late) and no selection,
+    per dataset and backbone of `grid`: AUC within noise, and the cut in
+    activated embedding parameters per example (target: at least 35 %)."""
+    lines = []
+    g = groups(results)
+    for (gr, ds, bb, sel, kr, variant), rs in g.items():
+        if gr != grid or sel != "aefs_adafs" or kr != k_ratio or variant != "default":
+            continue
+        aefs = [r["auc"] for r in rs]
+        parts = []
+        for other, okr in (("adafs", k_ratio), ("none", None)):
+            ors = g.get((gr, ds, bb, other, okr, "default"))
+            if not ors:
+                continue
+            c = compare(aefs, [r["auc"] for r in ors])
+            if c["within_noise"] is None:
+                verdict = "too few seeds to judge"
+            else:
+                verdict = "within noise" if c["within_noise"] else ("ABOVE" if c["diff"] > 0 else "BELOW")
+            parts.append(f"vs {LABELS[other]} {c['diff']:+.4f} (2 SE {c['bound']:.4f}): {verdict}")
+        base = _none_params(results, gr, ds, bb)
+        cut = 1 - rs[0]["activated_embedding_parameters"] / base if base else float("nan")
+        parts.append(f"activated embedding parameters {cut:.1%} fewer than none "
+                     f"({'meets' if cut >= 0.35 else 'MISSES'} the 35 % target)")
+        lines.append(f"- **{ds}**, {bb}, k = {k_ratio:g}: AEFS " + "; ".join(parts) + ".")
+    return lines
+
+
+def write_csv(results, path):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for r in results:
+            w.writerow(r)
+
+
+def _methods_by_k(results, grid):
+    """{dataset: {(backbone, selection): {k: [records]}}} for default variants."""
+    out: dict[str, dict] = {}
+    for (g, ds, bb, sel, kr, variant), rs in groups(results).items():
+        if g == grid and variant == "default":
+            out.setdefault(ds, {}).setdefault((bb, sel), {})[kr] = rs
+    return out
+
+
+def plot_auc_vs_k(results, grid, path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = _methods_by_k(results, grid)
+    data = {ds: m for ds, m in data.items() if any(len([k for k in c if k is not None]) >= 2 for c in m.values())}
+    if not data:
+        return False
+    fig, axes = plt.subplots(1, len(data), figsize=(4.2 * len(data), 3.6), squeeze=False)
+    for ax, (ds, methods) in zip(axes[0], data.items()):
+        ks_all = sorted({k for c in methods.values() for k in c if k is not None})
+        for (bb, sel), curve in methods.items():
+            if sel == "none":
+                m, s, _ = _stats([r["auc"] for r in curve[None]])
+                ax.axhline(m, color="black", lw=1, label=LABELS[sel])
+                if not math.isnan(s):
+                    ax.axhspan(m - s, m + s, color="black", alpha=0.08)
+                continue
+            ks = sorted(k for k in curve if k is not None)
+            st = [_stats([r["auc"] for r in curve[k]]) for k in ks]
+            ax.errorbar(ks, [x[0] for x in st], yerr=[0 if math.isnan(x[1]) else x[1] for x in st],
+                        marker="o", capsize=3, label=LABELS.get(sel, sel))
+        ax.set_title(ds)
+        ax.set_xlabel("k / F")
+        ax.set_xticks(ks_all)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test AUC (mean ± sd over seeds)")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_throughput_vs_k(results, grid, path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = _methods_by_k(results, grid)
+    data = {ds: m for ds, m in data.items() if any(len([k for k in c if k is not None]) >= 2 for c in m.values())}
+    if not data:
+        return False
+    fig, axes = plt.subplots(2, len(data), figsize=(4.2 * len(data), 6.4), squeeze=False)
+    for col, (ds, methods) in enumerate(data.items()):
+        for row, (metric, title) in enumerate((("train_examples_per_s", "training ex/s"),
+                                               ("serving_examples_per_s", "serving ex/s (batch 512)"))):
+            ax = axes[row][col]
+            for (bb, sel), curve in methods.items():
+                if sel == "none":
+                    ax.axhline(_stats([r[metric] for r in curve[None]])[0], color="black", lw=1,
+                               label=LABELS[sel])
+                    continue
+                ks = sorted(k for k in curve if k is not None)
+                ax.plot(ks, [_stats([r[metric] for r in curve[k]])[0] for k in ks], marker="o",
+                        label=LABELS.get(sel, sel))
+            ax.set_title(f"{ds}: {title}", fontsize=9)
+            ax.set_xlabel("k / F")
+            ax.grid(alpha=0.3)
+            ax.set_ylim(bottom=0)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_selection_heatmap(results, grid, dataset, field_names, informative, path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows, labels = [], []
+    for (g, ds, bb, sel, kr, variant), rs in groups(results).items():
+        if g != grid or ds != dataset or variant != "default" or kr is None:
+            continue
+        freqs = [r["selection_frequency"] for r in rs if r.get("selection_frequency")]
+        if freqs:
+            rows.append(np.mean(freqs, axis=0))
+            labels.append(f"{LABELS.get(sel, sel)}, k={kr:g}" + (f" [{bb}]" if bb != "deepfm" else ""))
+    if not rows:
+        return False
+    mat = np.array(rows)
+    fig, ax = plt.subplots(figsize=(max(6, 0.28 * mat.shape[1] + 3), 0.34 * len(rows) + 1.6))
+    im = ax.imshow(mat, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    names = [n + (" *" if informative and n in informative else "") for n in field_names]
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    title = f"{dataset}: share of test rows keeping each field (mean over seeds)"
+    if informative:
+        title += "; * = planted informative"
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def planted_check(results, grid, dataset, field_names, informative) -> list[str]:
+    """On data with planted fields: for each selecting method at each k,
+    how many informative fields were kept more often than every noise field."""
+    lines = []
+    for (g, ds, bb, sel, kr, variant), rs in groups(results).items():
+        if g != grid or ds != dataset or variant != "default" or kr is None:
+            continue
+        freqs = [r["selection_frequency"] for r in rs if r.get("selection_frequency")]
+        if not freqs:
+            continue
+        mean = [statistics.fmean(col) for col in zip(*freqs)]
+        inf = [mean[field_names.index(n)] for n in informative]
+        noise = [m for n, m in zip(field_names, mean) if n not in informative]
+        above = sum(x > max(noise) for x in inf)
+        lines.append(f"- {LABELS.get(sel, sel)}, k = {kr:g}: {above} of {len(inf)} informative fields above "
+                     f"every noise field (informative mean {statistics.fmean(inf):.2f}, min {min(inf):.2f}; "
+                     f"noise mean {statistics.fmean(noise):.2f}, max {max(noise):.2f}).")
+    return lines
+
+
+def write_report(payload: dict[str, Any], out_dir: str, report_path: str, command: str) -> str:
+    """Writes results.csv, tables.md, the PNG plots into `out_dir` and the
+    markdown report to `report_path`; returns the report's text."""
+    results = payload["results"]
+    os.makedirs(out_dir, exist_ok=True)
+    write_csv(results, os.path.join(out_dir, "results.csv"))
+    report_dir = os.path.dirname(os.path.abspath(report_path))
+
+    def rel(p):
+        return os.path.relpath(os.path.abspath(p), report_dir)
+
+    grids = list(dict.fromkeys(r["grid"] for r in results))
+    s = payload["settings"]
+    parts = [
+        f"# Benchmark results: {payload['config']}",
+        "",
+        "Generated by the command below from `results.json`; every figure on this page comes from that "
+        "file, rerun the command to reproduce it (finished runs are reused unless `--fresh`).",
+        "",
+        f"    {command}",
+        "",
+        f"Machine: {payload['machine']}.",
+        "",
+        f"Setup: batch {s['batch_size']}, Adam lr {s['learning_rate']}, main embedding width {s['d_main']}, "
+        f"backbone MLP {s['hidden_units']} with dropout {s['dropout']}, at most {s['max_epochs']} epochs with "
+        f"early stopping on validation AUC (patience {s['patience']}, best weights restored); AEFS auxiliary "
+        "width 4 unless a variant says otherwise. Test AUC is exact (rank formula) and log-loss is computed "
+        "from the served sub-graph's probabilities on the held-out split. Splits are fixed "
+        "(criteo_80k: time order 70/10/20; census_kdd and frappe: seeded random 70/10/20, split seed 0; "
+        f"synthetic: {s['synthetic_rows']:,} i.i.d. rows, data seed {s['synthetic_seed']}, 80/10/10); a run's "
+        "seed changes initialisation, dropout and shuffling, so the spread (± one standard deviation over "
+        "seeds) is training noise. Static early selection keeps the k fields whose shuffling costs a "
+        f"no-selection model (trained {s['static_search_epochs']} epochs) the most validation AUC, then "
+        "retrains on those fields only. Throughput: training examples/s over the epochs after the first "
+        "(validation excluded); serving examples/s of the inference graph at batch "
+        f"{s['serving_batch']} (median of 30 calls)."
+        + (f" Training rows capped at {s['max_train_rows']:,} per dataset." if s.get("max_train_rows") else ""),
+        "",
+    ]
+    if payload.get("note"):
+        parts += [payload["note"], ""]
+    for grid in grids:
+        parts += [f"## Grid `{grid}`", ""]
+        v = verdicts(results, grid)
+        if v:
+            parts += ["AEFS at k = 0.5 against the baselines (difference of mean test AUC; "
+                      "within noise = at most two standard errors):", ""] + v + [""]
+        parts += [grid_table(results, grid), ""]
+        a = aukc_table(results, grid)
+        if a:
+            parts += ["AUKC (ERASE's area under the AUC-versus-k curve, divided by the k range):", "", a, ""]
+        auc_png = os.path.join(out_dir, f"{grid}_auc_vs_k.png")
+        if plot_auc_vs_k(results, grid, auc_png):
+            parts += [f"![test AUC against k]({rel(auc_png)})", ""]
+        tp_png = os.path.join(out_dir, f"{grid}_throughput_vs_k.png")
+        if plot_throughput_vs_k(results, grid, tp_png):
+            parts += [f"![throughput against k]({rel(tp_png)})", ""]
+        for ds in dict.fromkeys(r["dataset"] for r in results if r["grid"] == grid):
+            names = payload["field_names"].get(ds)
+            informative = payload.get("informative_fields", {}).get(ds)
+            png = os.path.join(out_dir, f"{grid}_selection_{ds}.png")
+            if names and plot_selection_heatmap(results, grid, ds, names, informative, png):
+                parts += [f"![{ds} selection frequency]({rel(png)})", ""]
+                if informative:
+                    parts += [f"Planted fields on {ds}:", ""] + planted_check(results, grid, ds, names,
+                                                                             informative) + [""]
+    text = "\n".join(parts)
+    with open(os.path.join(out_dir, "tables.md"), "w") as f:
+        f.write("\n\n".join(grid_table(results, g) for g in grids) + "\n")
+    os.makedirs(report_dir, exist_ok=True)
+    with open(report_path, "w") as f:
+        f.write(text)
+    return text

@@ -1,0 +1,338 @@
+"""Runs a benchmark grid: one Keras model per run, results kept as they come.
+
+Every run: build (`build_model`), `model.fit` with early stopping on
+validation AUC (best weights restored), then on the held-out test split:
+exact AUC (rank formula) and log-loss from the served sub-graph, activated
+embedding parameters per example, training examples/s (epochs after the
+first, validation excluded), serving examples/s of the inference graph
+(median of 30 calls at `serving_batch`), and for selecting methods how
+often each field was kept on the test rows.
+
+Splits are fixed per dataset (split seed 0; the synthetic set's data seed
+is `synthetic_seed`); a run's seed sets initialisation, dropout and
+shuffling, so the spread over seeds is training noise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from aefs_keras.bench.config import SELECTIONS, BenchConfig, RunSpec
+from aefs_keras.builder import build_model, default_compile
+from aefs_keras.callbacks import FieldSelectionFrequency
+from aefs_keras.datasets.benchmark_data import load_benchmark
+from aefs_keras.datasets.synthetic import auc_score, synthetic, to_dataset
+from aefs_keras.export import inference_model
+from aefs_keras.ops import resolve_k
+
+
+class BenchData:
+    """Arrays of one dataset's fixed splits; tf.data pipelines per seed."""
+
+    def __init__(self, name, schema, train, valid, test, batch_size, informative=None):
+        self.name, self.schema, self.batch_size = name, schema, batch_size
+        self.train_arrays, self.valid_arrays, self.test_arrays = train, valid, test
+        self.informative_fields = informative  # planted fields (synthetic only)
+
+    def pipelines(self, seed: int, fields: list[str] | None = None):
+        def pick(arrays):
+            x, y = arrays
+            return ({k: x[k] for k in fields} if fields is not None else x), y
+
+        return (to_dataset(*pick(self.train_arrays), self.batch_size, shuffle=True, seed=seed),
+                to_dataset(*pick(self.valid_arrays), self.batch_size))
+
+
+def load_data(name: str, settings: dict[str, Any]) -> BenchData:
+    batch = int(settings["batch_size"])
+    if name == "synthetic":
+        d = synthetic(num_rows=int(settings["synthetic_rows"]), seed=int(settings["synthetic_seed"]),
+                      batch_size=batch)
+        data = BenchData(name, d.schema, d.train_arrays, d.valid_arrays, d.test_arrays, batch,
+                         informative=d.informative_fields)
+    else:
+        d = load_benchmark(name, settings["data_dir"], batch_size=batch)
+        data = BenchData(name, d.schema, d.train_arrays, d.valid_arrays, d.test_arrays, batch)
+    cap = settings.get("max_train_rows")
+    if cap:
+        x, y = data.train_arrays
+        data.train_arrays = ({k: v[:int(cap)] for k, v in x.items()}, y[:int(cap)])
+    return data
+
+
+class _TrainTimer(keras.callbacks.Callback):
+    """Training time per epoch, stopping the clock when validation starts."""
+
+    def __init__(self):
+        super().__init__()
+        self.times: list[float] = []
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        if self._start is not None:
+            self.times.append(time.perf_counter() - self._start)
+            self._start = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.on_test_begin()  # no validation this epoch
+
+
+def _tensors(features: dict[str, np.ndarray], rows: np.ndarray):
+    return {k: tf.constant(v[rows].tolist() if v.dtype == object else v[rows]) for k, v in features.items()}
+
+
+def _predict(serving, features, n, batch=4096):
+    probs, picked = [], []
+    for lo in range(0, n, batch):
+        out = serving(_tensors(features, np.arange(lo, min(lo + batch, n))), training=False)
+        probs.append(keras.ops.convert_to_numpy(out["probability"]).ravel())
+        if "selected_fields" in out:
+            picked.append(keras.ops.convert_to_numpy(out["selected_fields"]))
+    return np.concatenate(probs), (np.concatenate(picked) if picked else None)
+
+
+def _serving_examples_per_s(serving, features, batch, calls=30):
+    n = len(next(iter(features.values())))
+    x = _tensors(features, np.arange(batch) % n)
+    fn = tf.function(lambda inputs: serving(inputs, training=False)["probability"])
+    for _ in range(3):
+        fn(x).numpy()
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        fn(x).numpy()
+        times.append(time.perf_counter() - t)
+    return batch / statistics.median(times)
+
+
+def _model_args(spec: RunSpec, settings):
+    args = dict(d_main=int(settings["d_main"]), hidden_units=list(settings["hidden_units"]),
+                dropout=float(settings["dropout"]), backbone_options=dict(spec.backbone_options) or None)
+    method = dict(SELECTIONS[spec.selection])
+    args["selection"] = method.pop("selection")
+    if args["selection"] is not None:
+        args.update(method, k_ratio=spec.k_ratio)
+    args.update(dict(spec.overrides))
+    return args
+
+
+def _static_fields(spec: RunSpec, data: BenchData, settings) -> list[str]:
+    """The static baseline's one global field set, learned once: a model of
+    the same backbone without selection trains `static_search_epochs`, then
+    each field's column is shuffled on the validation rows (permutation
+    importance, one of ERASE's selectors) and the k fields whose shuffling
+    costs the most AUC are kept.
+
+    Why not the late gate's selection frequency: the per-example gate's
+    counts say which fields an adaptive model routes through, not which
+    carry signal (on frappe it keeps `item`, the only informative field
+    after negative sampling, on about half of the rows)."""
+    args = _model_args(spec, settings)
+    args.update(selection=None)
+    for key in ("controller", "k_ratio"):
+        args.pop(key, None)
+    model = default_compile(build_model(data.schema, spec.backbone, **args),
+                            learning_rate=float(settings["learning_rate"]))
+    train, _ = data.pipelines(spec.seed)
+    model.fit(train, epochs=int(settings["static_search_epochs"]), verbose=0)
+    serving = inference_model(model)
+    x, y = data.valid_arrays
+    base = auc_score(y, _predict(serving, x, len(y))[0])
+    rng = np.random.default_rng(spec.seed)
+    drops = []
+    for name in data.schema.names:
+        shuffled = dict(x)
+        shuffled[name] = x[name][rng.permutation(len(y))]
+        drops.append(base - auc_score(y, _predict(serving, shuffled, len(y))[0]))
+    k = resolve_k(data.schema.num_fields, None, spec.k_ratio)
+    keep = np.argsort(-np.array(drops), kind="stable")[:k]
+    return [data.schema.names[i] for i in sorted(keep)]
+
+
+def run_one(spec: RunSpec, data: BenchData, settings: dict[str, Any]) -> dict[str, Any]:
+    """Trains and measures one run; returns its result record."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(spec.seed)
+    started = time.perf_counter()
+    fields = _static_fields(spec, data, settings) if spec.selection == "static" else None
+    schema = data.schema.select(fields) if fields is not None else data.schema
+    args = _model_args(spec, settings)
+    keras.utils.set_random_seed(spec.seed)
+    model = default_compile(build_model(schema, spec.backbone, **args),
+                            learning_rate=float(settings["learning_rate"]))
+    train, valid = data.pipelines(spec.seed, fields)
+    timer = _TrainTimer()
+    stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=int(settings["patience"]),
+                                         restore_best_weights=True)
+    history = model.fit(train, validation_data=valid, epochs=int(settings["max_epochs"]), verbose=0,
+                        callbacks=[stop, timer])
+    serving = inference_model(model)
+    test_x, test_y = data.test_arrays
+    if fields is not None:
+        test_x = {k: test_x[k] for k in fields}
+    probs, picked = _predict(serving, test_x, len(test_y))
+    p = np.clip(probs.astype("float64"), 1e-7, 1 - 1e-7)
+    n_train = len(data.train_arrays[1])
+    steady = timer.times[1:] or timer.times
+    val_auc = history.history.get("val_auc", [float("nan")])
+    out = {
+        "key": spec.key, "grid": spec.grid, "dataset": spec.dataset, "backbone": spec.backbone,
+        "selection": spec.selection, "k_ratio": spec.k_ratio, "variant": spec.variant,
+        "overrides": dict(spec.overrides), "seed": spec.seed,
+        "auc": auc_score(test_y, p),
+        "logloss": float(-np.mean(test_y * np.log(p) + (1 - test_y) * np.log(1 - p))),
+        "epochs": len(history.history["loss"]),
+        "best_epoch": int(np.argmax(val_auc)) + 1,
+        "k": None, "fields": data.schema.num_fields,
+        "activated_embedding_parameters": model.activated_embedding_parameters(),
+        "train_examples_per_s": n_train / statistics.median(steady),
+        "serving_examples_per_s": _serving_examples_per_s(serving, test_x, int(settings["serving_batch"])),
+        "seconds": time.perf_counter() - started,
+    }
+    if picked is not None:
+        out["k"] = int(picked.shape[1])
+        counts = np.bincount(picked.ravel(), minlength=data.schema.num_fields)
+        out["selection_frequency"] = (counts / len(test_y)).tolist()
+    if fields is not None:
+        out["k"] = len(fields)
+        out["static_fields"] = fields
+        out["selection_frequency"] = [float(n in fields) for n in data.schema.names]
+    return out
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            mem = f", {int(f.readline().split()[1]) / 2**20:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    gpus = tf.config.list_physical_devices("GPU")
+    return (f"{cpu}, {os.cpu_count()} cores{mem}, {'GPU: ' + str(len(gpus)) if gpus else 'no GPU'}; "
+            f"TensorFlow {tf.__version__}, Keras {keras.__version__}")
+
+
+def _save(path, payload):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(payload, f, indent=1)
+    os.replace(path + ".tmp", path)  # a run killed mid-write keeps the last good file
+
+
+def _read_results(path, fingerprint, log):
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        old = json.load(f)
+    if old.get("fingerprint") != fingerprint:
+        log(f"{path}: written with other settings; its results are not reused")
+        return None
+    return old
+
+
+def run_grid(config: BenchConfig, out_dir: str, fresh: bool = False, shard: tuple[int, int] = (0, 1),
+             log=print) -> dict[str, Any]:
+    """Runs every run of `config` not already saved in `out_dir` (same
+    settings fingerprint), saving after each run, and returns the payload
+    {config, settings, machine, field_names, informative_fields, results}.
+
+    With `shard=(i, n)` this process takes every n-th remaining run and
+    saves to `results.shard{i}.json`; `merge_shards` folds those into
+    `results.json` (several processes on one machine share it this way).
+    """
+    index, count = shard
+    main_path = os.path.join(out_dir, "results.json")
+    path = main_path if count == 1 else os.path.join(out_dir, f"results.shard{index}.json")
+    done: dict[str, dict] = {}
+    payload = {"config": config.name, "fingerprint": config.fingerprint, "settings": config.settings,
+               "machine": machine_description(), "field_names": {}, "informative_fields": {},
+               "results": []}
+    if not fresh:
+        for p in [main_path] + _shard_paths(out_dir):
+            old = _read_results(p, config.fingerprint, log)
+            if old:
+                done.update({r["key"]: r for r in old["results"]})
+                payload["field_names"].update(old.get("field_names", {}))
+                payload["informative_fields"].update(old.get("informative_fields", {}))
+    order = {s.key: i for i, s in enumerate(config.runs)}
+    grids = list(dict.fromkeys(s.grid for s in config.runs))
+    datasets = list(dict.fromkeys(s.dataset for s in config.runs))
+    # Grid by grid (the first grid finishes first), each grouped by dataset
+    # so a dataset is loaded once per grid and process.
+    todo = sorted((s for s in config.runs if s.key not in done),
+                  key=lambda s: (grids.index(s.grid), datasets.index(s.dataset)))
+    mine = todo[index::count]
+    log(f"{len(config.runs)} runs in the grid; {len(config.runs) - len(todo)} already done, "
+        f"{len(todo)} to run" + (f", {len(mine)} of them in shard {index}/{count}" if count > 1 else ""))
+    own = {k: r for k, r in done.items() if k in order} if count == 1 else {}
+    payload["results"] = sorted(own.values(), key=lambda r: order[r["key"]])
+    cache: dict[str, BenchData] = {}
+    for i, spec in enumerate(mine, 1):
+        if spec.dataset not in cache:
+            cache.clear()  # one dataset in memory at a time
+            cache[spec.dataset] = load_data(spec.dataset, config.settings)
+        data = cache[spec.dataset]
+        payload["field_names"][spec.dataset] = data.schema.names
+        if data.informative_fields:
+            payload["informative_fields"][spec.dataset] = data.informative_fields
+        r = run_one(spec, data, config.settings)
+        payload["results"].append(r)
+        payload["results"].sort(key=lambda x: order.get(x["key"], -1))
+        _save(path, payload)
+        log(f"[{i}/{len(mine)}] {spec.key}: AUC {r['auc']:.4f} logloss {r['logloss']:.4f} "
+            f"emb/ex {r['activated_embedding_parameters']} train {r['train_examples_per_s']:,.0f}/s "
+            f"serve {r['serving_examples_per_s']:,.0f}/s epochs {r['epochs']} ({r['seconds']:.0f} s)")
+    if count == 1:
+        _save(path, payload)
+    return payload
+
+
+def _shard_paths(out_dir):
+    if not os.path.isdir(out_dir):
+        return []
+    return sorted(os.path.join(out_dir, f) for f in os.listdir(out_dir)
+                  if f.startswith("results.shard") and f.endswith(".json"))
+
+
+def merge_shards(config: BenchConfig, out_dir: str, log=print) -> dict[str, Any]:
+    """Folds `results.shard*.json` into `results.json` (runs of the current
+    grid only, in grid order) and removes the shard files."""
+    main_path = os.path.join(out_dir, "results.json")
+    payload = {"config": config.name, "fingerprint": config.fingerprint, "settings": config.settings,
+               "machine": machine_description(), "field_names": {}, "informative_fields": {},
+               "results": []}
+    found: dict[str, dict] = {}
+    shards = _shard_paths(out_dir)
+    for p in [main_path] + shards:
+        old = _read_results(p, config.fingerprint, log)
+        if old:
+            found.update({r["key"]: r for r in old["results"]})
+            payload["field_names"].update(old.get("field_names", {}))
+            payload["informative_fields"].update(old.get("informative_fields", {}))
+    order = {s.key: i for i, s in enumerate(config.runs)}
+    payload["results"] = sorted((r for k, r in found.items() if k in order), key=lambda r: order[r["key"]])
+    _save(main_path, payload)
+    for p in shards:
+        os.remove(p)
+    missing = len(config.runs) - len(payload["results"])
+    if missing:
+        log(f"{missing} run(s) of the grid have no result yet (rerun the same command to finish them)")
+    return payload

@@ -1,0 +1,287 @@
+"""The preprocessing pass on pyarrow's C++ CSV parser (the `parquet` extra).
+
+`fit_preprocessing(engine="arrow")` reads text files in blocks of whole
+lines and, per block, lets pyarrow split and type the columns and count
+each categorical value (`value_counts`), so no Python object is made per
+cell. Bad rows follow exactly the TensorFlow reader's rules and codes
+(same `ReadReport` counts and line numbers): blank lines (only spaces or
+tabs), a wrong number of columns, a non-numeric number, a bad YYMMDDHH.
+The artifact it fits equals the TensorFlow engine's (vocabularies, counts,
+log-squared boundaries; quantile samples differ once a field has more
+values than `sample`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from typing import Callable
+
+import numpy as np
+
+from aefs_keras.datasets.readers import (_NUMBER, CATEGORICAL, LABEL, NUMERIC, REASONS, ReadReport, TextFormat,
+                                         _first_line)
+
+_BLANK = re.compile(rb"(?m)^[ \t\r\f\v]*$")
+_LONE_CR = re.compile(rb"\r(?!\n)")
+
+
+def available() -> bool:
+    try:
+        import pyarrow.csv  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _blocks(path, skip, block_bytes):
+    """(first line number, bytes of whole lines) blocks of a text file."""
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            for _ in range(skip):
+                f.readline()
+            line, carry = 1 + skip, b""
+            while True:
+                chunk = f.read(block_bytes)
+                if not chunk:
+                    if carry:
+                        yield line, carry + b"\n"  # a last line without its newline
+                    return
+                data = carry + chunk
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:
+                    carry = data
+                    continue
+                carry = data[cut:]
+                yield line, data[:cut]
+                line += data.count(b"\n", 0, cut)
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"{path}: corrupt or truncated gzip file ({e})") from e
+
+
+def _weekday_and_valid(text):
+    """numpy twin of readers._split_time on an arrow string array."""
+    import pyarrow.compute as pc
+
+    digits = np.asarray(pc.fill_null(pc.match_substring_regex(text, r"^\d{8}$"), False))
+    safe = pc.if_else(digits, text, "00010100")
+
+    def num(a, b):
+        return np.asarray(pc.cast(pc.utf8_slice_codeunits(safe, a, b), "int64"))
+
+    year, month, day, hour = 2000 + num(0, 2), num(2, 4), num(4, 6), num(6, 8)
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    month_days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+    in_month = month_days[np.clip(month - 1, 0, 11)] + (leap & (month == 2))
+    valid = digits & (month >= 1) & (month <= 12) & (day >= 1) & (day <= in_month) & (hour <= 23)
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    return pc.utf8_slice_codeunits(safe, 6, 8), (days + 3) % 7, valid
+
+
+class _Counts:
+    """Value counts of one categorical field, merged every few blocks."""
+
+    def __init__(self):
+        self.parts = []
+
+    def add(self, vc):
+        self.parts.append(vc)
+        if len(self.parts) >= 16:
+            self.parts = [self._merge()]
+
+    def _merge(self):
+        import pyarrow as pa
+
+        table = pa.Table.from_arrays([pa.concat_arrays([p.field(0) for p in self.parts]),
+                                      pa.concat_arrays([p.field(1) for p in self.parts])], ["v", "c"])
+        g = table.group_by("v").aggregate([("c", "sum")])
+        return pa.StructArray.from_arrays([g.column("v").combine_chunks(), g.column("c_sum").combine_chunks()],
+                                          ["values", "counts"])
+
+    def result(self, min_count: int) -> dict[bytes, int]:
+        import pyarrow.compute as pc
+
+        if not self.parts:
+            return {}
+        merged = self._merge()
+        # Only values that make the vocabulary become Python objects.
+        merged = merged.filter(pc.greater_equal(merged.field(1), min_count))
+        return dict(zip(merged.field(0).to_pylist(), merged.field(1).to_pylist()))
+
+
+class _Block:
+    """One parsed block: the table of rows that split into the right number
+    of columns, their line numbers, bad rows so far, numeric values."""
+
+    def __init__(self, table, lines, bad_lines, bad_codes, ok, values):
+        self.table, self.lines, self.ok, self.values = table, lines, ok, values
+        self.bad_lines, self.bad_codes = bad_lines, bad_codes
+
+
+class _Parser:
+    def __init__(self, fmt: TextFormat):
+        import pyarrow as pa
+
+        self.fmt = fmt
+        self.names = fmt.names
+        self.label = [n for n, k in fmt.columns if k == LABEL][0]
+        self.numeric = [n for n, k in fmt.columns if k == NUMERIC]
+        # Numbers checked and converted: the numeric fields, and a numeric label.
+        self.num_cols = self.numeric + ([self.label] if fmt.positive_label is None else [])
+        self.number = f"^{_NUMBER}$"
+        self.binary = {n: pa.binary() for n in self.names}
+
+    def _read(self, data, types, threads, handler):
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        return pcsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pcsv.ReadOptions(column_names=self.names, use_threads=threads,
+                                          block_size=(1 << 20) if threads else len(data) + 1),
+            parse_options=pcsv.ParseOptions(delimiter=self.fmt.delimiter, quote_char=False, escape_char=False,
+                                            ignore_empty_lines=True, invalid_row_handler=handler),
+            convert_options=pcsv.ConvertOptions(column_types=types, null_values=[""], check_utf8=False,
+                                                strings_can_be_null=False))
+
+    def fast(self, data, first, n_lines):
+        """The common case, parallel and typed by pyarrow; None where the
+        block needs the exact line-by-line rules of `slow` (a blank line, a
+        wrong number of columns, a cell pyarrow and the TensorFlow reader
+        might read differently: an unparsable, NaN or infinite number, a
+        missing label)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if data.startswith((b"\n", b"\r\n")) or b"\n\n" in data or b"\n\r\n" in data:
+            return None
+        called = []
+        types = {**self.binary, **{n: pa.float32() for n in self.num_cols}}
+        try:
+            table = self._read(data, types, True, lambda row: called.append(row) or "skip")
+        except pa.ArrowInvalid:
+            return None
+        if called or table.num_rows != n_lines:
+            return None
+        values = {}
+        for n in self.num_cols:
+            col = table.column(n)
+            if pc.any(pc.or_(pc.is_nan(col), pc.is_inf(col))).as_py():
+                return None
+            values[n] = col.to_numpy()  # nulls (blank cells) become NaN
+        if self.fmt.positive_label is None:
+            if table.column(self.label).null_count:
+                return None
+        else:
+            text = pc.utf8_trim_whitespace(pc.cast(table.column(self.label), pa.string(), safe=False))
+            if pc.any(pc.equal(text, "")).as_py():  # maybe a whitespace-only line
+                return None
+        lines = np.arange(first, first + n_lines)
+        return _Block(table, lines, [], [], np.ones(n_lines, bool), values)
+
+    def slow(self, data, first, n_lines):
+        """Line-exact: blank lines (code 3) and wrong column counts (1) by
+        line number, then numbers checked with the reader's regex (2)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        lines = np.arange(first, first + n_lines)
+        bad_lines, bad_codes = [], []
+        blank = [data.count(b"\n", 0, m.start()) for m in _BLANK.finditer(data) if m.start() < len(data)]
+        if blank:  # removed before parsing
+            bad_lines += lines[blank].tolist()
+            bad_codes += [3] * len(blank)
+            lines = np.delete(lines, blank)
+            data = b"".join(l for l in data.splitlines(keepends=True) if l.strip(b" \t\r\f\v\n"))
+        wrong = []
+
+        def handler(row):
+            wrong.append(row.number - 1)
+            return "skip"
+
+        table = self._read(data, self.binary, False, handler)
+        if wrong:
+            bad_lines += lines[wrong].tolist()
+            bad_codes += [1] * len(wrong)
+            lines = np.delete(lines, wrong)
+        ok = np.ones(table.num_rows, bool)
+        values = {}
+        for n in self.num_cols:
+            text = pc.utf8_trim_whitespace(pc.cast(table.column(n), pa.string(), safe=False))
+            good = np.asarray(pc.match_substring_regex(text, self.number).combine_chunks())
+            blank_cell = np.asarray(pc.equal(text, "").combine_chunks())
+            ok &= good | (blank_cell & (n != self.label))
+            values[n] = np.asarray(pc.cast(pc.if_else(good, text, None), pa.float32()).combine_chunks()
+                                   .to_numpy(zero_copy_only=False), "float32")
+        return _Block(table, lines, bad_lines, bad_codes, ok, values)
+
+
+def scan(fmt: TextFormat, paths: list[str], report: ReadReport, strict: bool,
+         on_numeric: Callable[[str, np.ndarray], None], min_count: int = 1, block_bytes: int = 1 << 24,
+         progress: Callable[[int], None] | None = None) -> tuple[dict[str, dict[bytes, int]], int]:
+    """One pass: returns ({categorical feature: {value: count}} for values
+    seen at least `min_count` times, rows) and calls `on_numeric(name,
+    float32 values with NaN)` per block."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    parser = _Parser(fmt)
+    header = fmt.delimiter.join(fmt.names)
+    categorical = [n for n, k in fmt.columns if k == CATEGORICAL]
+    counts = {n: _Counts() for n, k in fmt.features if k == CATEGORICAL}
+    rows = 0
+    for file_index, path in enumerate(paths):
+        skip = 1 if fmt.header == "always" or (fmt.header == "auto" and _first_line(path) == header) else 0
+        crlf = _first_line(path, keep_end=True).endswith("\r\n")
+        for first, data in _blocks(path, skip, block_bytes):
+            n_lines = data.count(b"\n")
+            if not crlf and b"\r" in data:
+                # pyarrow ends a line at "\r"; the TensorFlow reader keeps it in the cell.
+                raise ValueError(f"{path}: a carriage return inside a line near line {first}; "
+                                 "read this file with engine='tf'")
+            if crlf and _LONE_CR.search(data):
+                raise ValueError(f"{path}: a lone carriage return near line {first}; read this file with "
+                                 "engine='tf'")
+            block = parser.fast(data, first, n_lines) or parser.slow(data, first, n_lines)
+            table, lines, ok = block.table, block.lines, block.ok
+            bad_lines, bad_codes = block.bad_lines, block.bad_codes
+            time_ok = np.ones_like(ok)
+            if fmt.split_time is not None:
+                text = pc.cast(table.column(fmt.split_time), pa.string(), safe=False).combine_chunks()
+                if fmt.strip:
+                    text = pc.utf8_trim_whitespace(text)
+                of_day, weekday, time_ok = _weekday_and_valid(text)
+            ok &= time_ok
+            bad_rows = np.flatnonzero(~ok)
+            if bad_rows.size:
+                bad_lines += lines[bad_rows].tolist()
+                bad_codes += np.where(time_ok[bad_rows], 2, 6).tolist()
+            if strict and bad_lines:
+                i = int(np.argmin(bad_lines))
+                raise ValueError(f"{path}:{bad_lines[i]}: {REASONS[bad_codes[i]]}")
+            keep = pa.array(ok)
+            n_good = int(ok.sum())
+            for n in categorical:
+                col = table.column(n).combine_chunks()
+                if n == fmt.split_time:
+                    counts[f"{n}_of_day"].add(pc.value_counts(pc.cast(of_day.filter(keep), pa.binary())))
+                    wd = pa.array(weekday[ok].astype(str).astype(object), pa.string())
+                    counts["weekday"].add(pc.value_counts(pc.cast(wd, pa.binary())))
+                    continue
+                if fmt.strip:
+                    col = pc.cast(pc.utf8_trim_whitespace(pc.cast(col, pa.string(), safe=False)), pa.binary())
+                counts[n].add(pc.value_counts(col.filter(keep) if bad_rows.size else col))
+            for n in parser.numeric:
+                on_numeric(n, block.values[n][ok])
+            order = np.argsort(bad_lines, kind="stable")
+            report._record(file_index, first, n_good, np.array(bad_lines, "int64")[order],
+                           np.array(bad_codes, "int64")[order])
+            rows += n_good
+            if progress is not None:
+                progress(rows)
+    return {n: c.result(min_count) for n, c in counts.items()}, rows
