@@ -18,7 +18,7 @@ setup(
         "numpy",
     ],
     extras_require={
-        "test": ["pytest", "tensorboard", "pyarrow"],
+        "test": ["pytest", "tensorboard", "pyarrow", "pyyaml", "matplotlib"],
         "bench": ["pyyaml", "matplotlib", "pandas"],
         "parquet": ["pyarrow"],
     },

@@ -281,3 +281,94 @@ def test_parquet(tmp_path):
     assert labels == [1.0, 0.0, 1.0] and feats["ad"] == [b"a", b"", b"b"] and np.isnan(feats["price"][1])
     with pytest.raises(Exception, match="missing column"):
         _read_all(ak.datasets.read_parquet(path, [("ad", "categorical"), ("nope", "label")]))
+
+
+def _bad_rows_file(tmp_path, line_end="\n"):
+    lines = [GOOD[0], "", GOOD[1], " \t ", "1\t2\t3", GOOD[2],
+             _criteo_row(0, [1, 2, 3, 4, "x5", 6, 7, 8, 9, 10, 11, 12, 13], ["a"] * 26),
+             _criteo_row(1, ["nan"] + [1] * 12, ["d"] * 26),  # TF's number rule rejects "nan"
+             "\t" * 39,  # blank cells only, right column count: a blank line
+             GOOD[3], GOOD[4], GOOD[5], GOOD[5][:40]]
+    path = tmp_path / "bad_rows.txt"
+    path.write_bytes(line_end.join(lines).encode())
+    return path
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+def test_arrow_engine_equals_tensorflow_engine(tmp_path, line_end):
+    path = str(_bad_rows_file(tmp_path, line_end))
+    fits = {e: fit_preprocessing("criteo", [path], min_count=1, progress=False, engine=e) for e in ("arrow", "tf")}
+    assert fits["arrow"].schema == fits["tf"].schema
+    assert fits["arrow"].rows == fits["tf"].rows == 6 and fits["arrow"].skipped == fits["tf"].skipped == 7
+    assert list(fits["arrow"].schema.field("C1").vocabulary) == ["", "a", "b", "c"]
+    # Same bad lines and reasons as the TensorFlow reader reports.
+    from aefs_keras.datasets import arrow_scan
+    from aefs_keras.datasets.readers import CRITEO, ReadReport
+
+    report = ReadReport([path], keep=10)
+    arrow_scan.scan(CRITEO, [path], report, False, lambda n, x: None)
+    _, tf_report = load("criteo", path)
+    _read_all(_)
+    tf_report.keep = 10
+    assert report.first_bad[path] == [
+        (2, "empty line"), (4, "empty line"), (5, "wrong number of columns"),
+        (7, "non-numeric value in a numeric column"), (8, "non-numeric value in a numeric column"),
+        (9, "empty line"), (13, "wrong number of columns")]
+    assert tf_report.first_bad[path] == report.first_bad[path][:5]
+    with pytest.raises(ValueError, match=r"bad_rows\.txt:2: empty line"):
+        fit_preprocessing("criteo", [path], progress=False, engine="arrow", strict=True)
+    with pytest.raises(ValueError, match="engine='spark'"):
+        fit_preprocessing("criteo", [path], progress=False, engine="spark")
+
+
+def test_arrow_engine_blocks_and_gzip(tmp_path):
+    # Many small blocks: rows split across block edges are neither lost nor doubled.
+    from aefs_keras.datasets import arrow_scan
+    from aefs_keras.datasets.readers import CRITEO, ReadReport
+
+    rows = [_criteo_row(i % 2, [i] * 13, [f"v{i % 7}"] * 26) for i in range(500)]
+    plain = tmp_path / "many.txt"
+    plain.write_text("\n".join(rows) + "\n")
+    report = ReadReport([str(plain)])
+    counts, n = arrow_scan.scan(CRITEO, [str(plain)], report, False, lambda name, x: None, block_bytes=1000)
+    assert n == 500 and counts["C3"][b"v0"] == len(range(0, 500, 7))
+    gz = tmp_path / "many.txt.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    assert fit_preprocessing("criteo", [str(gz)], progress=False, engine="arrow").rows == 500
+    cut = tmp_path / "cut.txt.gz"
+    cut.write_bytes(gz.read_bytes()[:200])
+    with pytest.raises(ValueError, match="cut.txt.gz: corrupt or truncated gzip"):
+        fit_preprocessing("criteo", [str(cut)], progress=False, engine="arrow")
+
+
+def test_avazu_time_fields(tmp_path):
+    header = "id,click,hour,C1,banner_pos,site_id,site_domain,site_category,app_id,app_domain,app_category," \
+             "device_id,device_ip,device_model,device_type,device_conn_type,C14,C15,C16,C17,C18,C19,C20,C21"
+    rest = ",".join(["x"] * 21)
+    # 2014-10-21 was a Tuesday, 2016-02-29 a Monday, 2014-10-26 a Sunday.
+    lines = [header, f"1,0,14102100,{rest}", f"2,1,16022923,{rest}", f"3,0,14102607,{rest}",
+             f"4,0,14023000,{rest}", f"5,0,1410210x,{rest}", f"6,1,14102124,{rest}"]
+    path = tmp_path / "avazu.csv"
+    path.write_text("\n".join(lines) + "\n")
+    ds, report = load("avazu_time", str(path))
+    feats, labels = _read_all(ds)
+    assert labels == [0.0, 1.0, 0.0] and "hour" not in feats
+    assert feats["hour_of_day"] == [b"00", b"23", b"07"] and feats["weekday"] == [b"1", b"0", b"6"]
+    assert report.first_bad[str(path)] == [(5, "bad time value (expected YYMMDDHH)"),
+                                           (6, "bad time value (expected YYMMDDHH)"),
+                                           (7, "bad time value (expected YYMMDDHH)")]
+    fits = [fit_preprocessing("avazu_time", [str(path)], min_count=1, progress=False, engine=e)
+            for e in ("arrow", "tf")]
+    assert fits[0].schema == fits[1].schema and fits[0].skipped == fits[1].skipped == 3
+    assert list(fits[0].schema.field("weekday").vocabulary) == ["", "0", "1", "6"]
+    saved = tmp_path / "a.json"
+    fits[0].save(str(saved))
+    assert Preprocessing.load(str(saved)).format.split_time == "hour"
+
+
+def test_shared_files_same_artifact_on_both_engines():
+    criteo = shared_data("criteo_small")
+    avazu = shared_data("avazu_small")
+    for fmt, path in (("criteo", criteo / "train.csv"), ("avazu", avazu / "train.csv")):
+        a, t = (fit_preprocessing(fmt, [str(path)], progress=False, engine=e) for e in ("arrow", "tf"))
+        assert a.schema == t.schema and a.rows == t.rows and a.skipped == t.skipped == 0

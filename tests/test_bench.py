@@ -1,0 +1,99 @@
+"""`aefs-keras bench`: config expansion and errors, the statistics of the
+report computed by hand, and a tiny grid end to end (resume included)."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from aefs_keras.bench import load_config
+from aefs_keras.bench import report
+from aefs_keras.cli import main
+
+
+def _config(**grid):
+    return {"settings": {"max_epochs": 1}, "grids": [{"datasets": ["synthetic"], **grid}]}
+
+
+def test_grid_expansion_and_quick():
+    cfg = load_config({
+        "name": "x",
+        "grids": [{"name": "g", "datasets": ["synthetic", "frappe"], "backbones": ["deepfm", "dcn"],
+                   "selections": ["none", "aefs_adafs"], "k_ratios": [0.3, 0.5], "seeds": [0, 1, 2]}],
+        "quick": {"seeds": [0], "datasets": ["frappe"], "max_epochs": 2},
+    })
+    # none runs once per seed (k does not apply): 2 datasets x 2 backbones x (1 + 2 k) x 3 seeds.
+    assert len(cfg.runs) == 2 * 2 * 3 * 3
+    assert {r.k_ratio for r in cfg.runs if r.selection == "none"} == {None}
+    quick = load_config(cfg.source, quick=True)
+    assert len(quick.runs) == 1 * 2 * 3 * 1 and quick.settings["max_epochs"] == 2
+    assert {r.dataset for r in quick.runs} == {"frappe"}
+    assert cfg.fingerprint != quick.fingerprint
+
+
+@pytest.mark.parametrize("bad, message", [
+    (_config(selections=["lasso"]), r"`selections` has unknown value\(s\) \['lasso'\]"),
+    (_config(selections=["aefs_adafs"], k_ratios=[1.5]), r"k_ratios=\[1.5\]"),
+    (_config(selections=["none"], datasets=["imagenet"]), r"`datasets` has unknown value\(s\) \['imagenet'\]"),
+    ({"settings": {"epochs": 3}, "grids": [{"datasets": ["synthetic"], "selections": ["none"]}]},
+     r"Unknown setting\(s\) \['epochs'\]"),
+    (_config(selections=["none"], backbone=["dnn"]), r"unknown key\(s\) \['backbone'\]"),
+    ({"grids": []}, "`grids` must be a non-empty list"),
+])
+def test_config_errors_name_the_key_and_value(bad, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(bad)
+
+
+def test_statistics_by_hand():
+    # a: mean 0.8, sd 0.01; b: mean 0.79, sd 0.02 (n = 3 each).
+    a, b = [0.79, 0.80, 0.81], [0.77, 0.79, 0.81]
+    c = report.compare(a, b)
+    assert c["diff"] == pytest.approx(0.01)
+    assert c["bound"] == pytest.approx(2 * math.sqrt(0.01 ** 2 / 3 + 0.02 ** 2 / 3))
+    assert c["within_noise"] is True  # 0.01 <= 0.0258
+    assert report.compare([0.9, 0.9001, 0.9002], [0.8, 0.8001, 0.8002])["within_noise"] is False
+    assert report.compare([0.8], [0.79])["within_noise"] is None
+    # AUKC: trapezoids over k = 0.3, 0.5, 0.7 of AUC 0.70, 0.74, 0.76 -> (0.2*0.72 + 0.2*0.75) / 0.4.
+    rs = [{"grid": "g", "dataset": "d", "backbone": "deepfm", "selection": "adafs", "k_ratio": k, "variant": "default",
+           "auc": auc} for k, auc in ((0.3, 0.70), (0.5, 0.74), (0.7, 0.76))]
+    assert "| 0.7350 |" in report.aukc_table(rs, "g")
+
+
+def test_tiny_grid_end_to_end_and_resume(tmp_path, capsys):
+    cfg = {
+        "name": "tiny",
+        "settings": {"synthetic_rows": 4000, "batch_size": 256, "max_epochs": 2, "patience": 1,
+                     "static_search_epochs": 1, "d_main": 8, "hidden_units": [8]},
+        "grids": [{"name": "m", "datasets": ["synthetic"], "backbones": ["deepfm"],
+                   "selections": ["none", "static", "adafs", "aefs_adafs"], "k_ratios": [0.3, 0.5], "seeds": [0]}],
+    }
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(cfg))
+    out, doc = tmp_path / "out", tmp_path / "docs" / "results.md"
+    assert main(["bench", str(path), "--out", str(out), "--report", str(doc)]) == 0
+    payload = json.loads((out / "results.json").read_text())
+    runs = {r["key"]: r for r in payload["results"]}
+    assert len(runs) == 1 + 3 * 2
+    none = runs["m/synthetic/deepfm/none/-/default/0"]
+    assert none["activated_embedding_parameters"] == 39 * (8 + 1)  # DeepFM: d_main + first-order weight
+    static = runs["m/synthetic/deepfm/static/0.5/default/0"]
+    assert len(static["static_fields"]) == 19 and static["activated_embedding_parameters"] == 19 * 9
+    aefs = runs["m/synthetic/deepfm/aefs_adafs/0.3/default/0"]
+    assert aefs["k"] == 11 and aefs["activated_embedding_parameters"] == 39 * 4 + 11 * 9
+    freq = np.array(aefs["selection_frequency"])
+    assert freq.shape == (39,) and freq.sum() == pytest.approx(11)  # every test row keeps exactly k fields
+    for r in runs.values():
+        assert 0.4 < r["auc"] < 1 and r["train_examples_per_s"] > 0 and r["serving_examples_per_s"] > 0
+    text = doc.read_text()
+    assert "aefs-keras bench" in text and "| synthetic | deepfm | AEFS (mini-AdaFS) | 0.3 (11) |" in text
+    for png in ("m_auc_vs_k.png", "m_throughput_vs_k.png", "m_selection_synthetic.png"):
+        assert (out / png).stat().st_size > 1000 and f"({os.path.relpath(out / png, doc.parent)})" in text
+    assert (out / "results.csv").read_text().count("\n") == 1 + 7
+    # Rerun: nothing left to train, same results.
+    capsys.readouterr()
+    assert main(["bench", str(path), "--out", str(out), "--report", str(doc)]) == 0
+    assert "7 already done, 0 to run" in capsys.readouterr().out
+    assert json.loads((out / "results.json").read_text())["results"] == payload["results"]
