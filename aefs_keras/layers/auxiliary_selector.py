@@ -8,7 +8,7 @@ import keras
 
 from aefs_keras.layers._selection_stats import add_selection_stats, update_selection_stats
 from aefs_keras.layers.field_embedding import FieldEmbedding, check_field_sizes, check_ids_shape
-from aefs_keras.layers.selection_controller import SelectionController
+from aefs_keras.layers.selection_controller import NORM_MOMENTUM, SelectionController
 from aefs_keras.ops import check_weight_scale, hard_top_k, resolve_k
 
 
@@ -82,7 +82,8 @@ class AuxiliarySelector(keras.layers.Layer):
             self.field_sizes, d_aux, embeddings_initializer=self.embeddings_initializer,
             name="aux_embedding",
         )
-        self._norm = keras.layers.BatchNormalization(axis=-1, synchronized=True, name="aux_norm")
+        self._norm = keras.layers.BatchNormalization(axis=-1, momentum=NORM_MOMENTUM, synchronized=True,
+                                                     name="aux_norm")
         self._controller = SelectionController(
             self.num_fields, controller=controller, dropout=dropout,
             output_layer=output_layer, name="controller",
