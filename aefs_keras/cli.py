@@ -166,7 +166,7 @@ def preprocess_command(args) -> int:
 
     pp = ak.datasets.fit_preprocessing(args.format, args.paths, min_count=args.min_count,
                                        numeric=args.numeric, hash_above=args.hash_above,
-                                       strict=args.strict)
+                                       strict=args.strict, engine=args.engine)
     pp.save(args.out)
     sizes = pp.schema.field_sizes
     print(f"Wrote {args.out}: {len(sizes)} fields, {sum(sizes):,} ids in all, from {pp.rows:,} rows "
@@ -230,6 +230,22 @@ def bench_command(args) -> int:
             payload = runner.run_grid(cfg, out)
     else:
         payload = runner.merge_shards(cfg, out)
+    peer = cfg.source.get("peer")
+    peer_path = os.path.join(out, "deepctr_accuracy.json")
+    if peer and not args.quick and not args.report_only and not os.path.exists(peer_path):
+        cmd = [sys.executable, peer["script"], "--out", peer_path,
+               "--datasets", *peer.get("datasets", []), "--seeds", *[str(s) for s in peer.get("seeds", [0])]]
+        if args.data_dir:
+            cmd += ["--data-dir", args.data_dir]
+        print("peer check: " + " ".join(cmd), flush=True)
+        if subprocess.run(cmd).returncode != 0:
+            print("bench: the peer check failed; the report leaves it out", file=sys.stderr)
+    payload["notes"] = cfg.source.get("notes")
+    if os.path.exists(peer_path):
+        import json
+
+        with open(peer_path) as f:
+            payload["peer"] = json.load(f)
     command = "aefs-keras " + " ".join(shlex.quote(a) for a in args.argv_for_report)
     path = args.report or os.path.join(out, "report.md")
     text = report.write_report(payload, out, path, command)
@@ -281,13 +297,15 @@ def main(argv=None) -> int:
     p.set_defaults(func=train_command)
 
     p = sub.add_parser("preprocess", help="fit the preprocessing artifact in one pass over training files")
-    p.add_argument("format", help="criteo, avazu or kdd12")
+    p.add_argument("format", help="criteo, avazu, avazu_time (hour split into hour of day and weekday) or kdd12")
     p.add_argument("paths", nargs="+")
     p.add_argument("--out", required=True, help="artifact JSON to write")
     p.add_argument("--min-count", type=int, default=2)
     p.add_argument("--numeric", default="log_squared", choices=["log_squared", "quantile"])
     p.add_argument("--hash-above", type=int, default=None)
     p.add_argument("--strict", action="store_true", help="fail on the first bad row")
+    p.add_argument("--engine", default="auto", choices=["auto", "arrow", "tf"],
+                   help="arrow: pyarrow's CSV parser (default when installed); tf: the TensorFlow reader")
     p.set_defaults(func=preprocess_command)
 
     p = sub.add_parser("export", help="export a saved .keras model for TF Serving")

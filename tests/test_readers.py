@@ -319,6 +319,8 @@ def test_arrow_engine_equals_tensorflow_engine(tmp_path, line_end):
         fit_preprocessing("criteo", [path], progress=False, engine="arrow", strict=True)
     with pytest.raises(ValueError, match="engine='spark'"):
         fit_preprocessing("criteo", [path], progress=False, engine="spark")
+    with pytest.raises(ValueError, match="fmt='criteo_tsv'"):
+        fit_preprocessing("criteo_tsv", [path], progress=False)
 
 
 def test_arrow_engine_blocks_and_gzip(tmp_path):

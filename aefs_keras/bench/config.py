@@ -20,8 +20,11 @@ is the product dataset x backbone x selection x k ratio x variant x seed:
         variants: {no_reweight: {reweight: false}}
         seeds: [0, 1, 2]
     quick: {seeds: [0], max_epochs: 3}   # what --quick changes
+    notes: "markdown put at the top of the report"
+    peer: {script: benchmarks/deepctr_accuracy.py, datasets: [frappe], seeds: [0, 1, 2]}
 
-`none` runs once per seed (k does not apply to it).
+`none` runs once per seed (k does not apply to it). `peer` runs the
+DeepCTR accuracy check after the grid (not with --quick).
 """
 
 from __future__ import annotations
@@ -139,10 +142,10 @@ def load_config(path_or_dict, quick: bool = False) -> BenchConfig:
     from aefs_keras.builder import BACKBONES
 
     raw = _read(path_or_dict) if isinstance(path_or_dict, str) else dict(path_or_dict)
-    unknown = set(raw) - {"name", "settings", "grids", "quick"}
+    unknown = set(raw) - {"name", "settings", "grids", "quick", "notes", "peer"}
     if unknown:
         raise ValueError(f"Unknown top-level config key(s) {sorted(unknown)}; "
-                         "known: name, settings, grids, quick")
+                         "known: name, settings, grids, quick, notes, peer")
     settings = dict(SETTINGS)
     user_settings = raw.get("settings") or {}
     bad = set(user_settings) - set(SETTINGS)

@@ -142,6 +142,26 @@ def verdicts(results, grid: str, k_ratio: float = 0.5) -> list[str]:
     return lines
 
 
+def headline_table(results, grid: str, k_ratio: float = 0.5) -> str | None:
+    """Per dataset of `grid`: each method at `k_ratio` (and none), mean ±
+    sd test AUC, activated embedding parameters against none, throughput."""
+    rows = ["| dataset | method | test AUC | emb. params / ex (vs none) | train ex/s | serve ex/s | seeds |",
+            "|---|---|---|---|---|---|---|"]
+    found = False
+    for (g, ds, bb, sel, kr, variant), rs in groups(results).items():
+        if g != grid or variant != "default" or kr not in (None, k_ratio):
+            continue
+        found = True
+        auc = _stats([r["auc"] for r in rs])
+        params = rs[0]["activated_embedding_parameters"]
+        base = _none_params(results, g, ds, bb)
+        rel = f" ({params / base - 1:+.0%})" if base else ""
+        rows.append(f"| {ds} ({bb}) | {LABELS.get(sel, sel)} | {_fmt(*auc[:2])} | {params:,}{rel} | "
+                    f"{_stats([r['train_examples_per_s'] for r in rs])[0]:,.0f} | "
+                    f"{_stats([r['serving_examples_per_s'] for r in rs])[0]:,.0f} | {auc[2]} |")
+    return "\n".join(rows) if found else None
+
+
 def write_csv(results, path):
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
@@ -322,8 +342,13 @@ def write_report(payload: dict[str, Any], out_dir: str, report_path: str, comman
         + (f" Training rows capped at {s['max_train_rows']:,} per dataset." if s.get("max_train_rows") else ""),
         "",
     ]
-    if payload.get("note"):
-        parts += [payload["note"], ""]
+    if payload.get("notes"):
+        parts += [payload["notes"].strip(), ""]
+    headline = headline_table(results, grids[0]) if grids else None
+    if headline:
+        parts += ["## Headline: k = F/2", "", headline, ""]
+        with open(os.path.join(out_dir, "headline.md"), "w") as f:
+            f.write(headline + "\n")
     for grid in grids:
         parts += [f"## Grid `{grid}`", ""]
         v = verdicts(results, grid)
@@ -349,6 +374,12 @@ def write_report(payload: dict[str, Any], out_dir: str, report_path: str, comman
                 if informative:
                     parts += [f"Planted fields on {ds}:", ""] + planted_check(results, grid, ds, names,
                                                                              informative) + [""]
+    peer = payload.get("peer")
+    if peer:
+        parts += ["## Peer check: DeepCTR's DeepFM on the same split", "",
+                  "Same integer ids, same configuration as the grid (embedding 32, MLP 64-32, dropout 0.2, "
+                  "Adam 1e-3, batch 1024, early stopping on validation AUC); DeepCTR 0.9.4 under tf-keras in "
+                  f"its own environment; machine: {peer['machine']}.", "", peer["table"], ""]
     text = "\n".join(parts)
     with open(os.path.join(out_dir, "tables.md"), "w") as f:
         f.write("\n\n".join(grid_table(results, g) for g in grids) + "\n")

@@ -109,7 +109,10 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
     from aefs_keras.datasets import arrow_scan
     from aefs_keras.datasets.readers import _check_paths
 
-    fmt = FORMATS[fmt] if isinstance(fmt, str) else fmt
+    if isinstance(fmt, str):
+        if fmt not in FORMATS:
+            raise ValueError(f"`fmt` must be one of {sorted(FORMATS)} or a TextFormat. Received: fmt={fmt!r}")
+        fmt = FORMATS[fmt]
     if numeric not in NUMERIC_TRANSFORMS:
         raise ValueError(f"`numeric` must be one of {NUMERIC_TRANSFORMS}. Received: numeric={numeric!r}")
     if not isinstance(min_count, int) or min_count < 1:
