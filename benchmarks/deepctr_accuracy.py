@@ -80,6 +80,7 @@ OURS_SCRIPT = textwrap.dedent("""
 def write_ids(name, path, data_dir):
     """The dataset's fixed splits as per-field integer ids in [0, field size)."""
     import numpy as np
+    import tensorflow as tf
 
     import aefs_keras as ak
     from aefs_keras.layers import FieldIds
@@ -92,7 +93,7 @@ def write_ids(name, path, data_dir):
         out = []
         for lo in range(0, len(y), 8192):
             part = {k: v[lo:lo + 8192] for k, v in x.items()}
-            part = {k: (v.tolist() if v.dtype == object else v) for k, v in part.items()}
+            part = {k: tf.constant(v.tolist() if v.dtype == object else v) for k, v in part.items()}
             out.append(np.asarray(ids_layer(part)))
         return np.concatenate(out).astype("int64"), y.astype("float32")
 

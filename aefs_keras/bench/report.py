@@ -162,6 +162,25 @@ def headline_table(results, grid: str, k_ratio: float = 0.5) -> str | None:
     return "\n".join(rows) if found else None
 
 
+def variant_lines(results, grid: str) -> list[str]:
+    """Each non-default variant of `grid` against the default variant of
+    the same dataset, backbone, method and k (difference of mean AUC)."""
+    g = groups(results)
+    lines = []
+    for (gr, ds, bb, sel, kr, variant), rs in g.items():
+        base = g.get((gr, ds, bb, sel, kr, "default"))
+        if gr != grid or variant == "default" or not base:
+            continue
+        c = compare([r["auc"] for r in rs], [r["auc"] for r in base])
+        verdict = ("too few seeds to judge" if c["within_noise"] is None else
+                   "within noise" if c["within_noise"] else ("ABOVE" if c["diff"] > 0 else "BELOW"))
+        lines.append(f"- {ds}, {bb}, {LABELS.get(sel, sel)}, k = {kr:g}, **{variant}**: {c['diff']:+.4f} "
+                     f"AUC against the default (2 SE {c['bound']:.4f}): {verdict}; "
+                     f"{rs[0]['activated_embedding_parameters']:,} against "
+                     f"{base[0]['activated_embedding_parameters']:,} embedding values per example.")
+    return lines
+
+
 def write_csv(results, path):
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
@@ -297,8 +316,10 @@ def planted_check(results, grid, dataset, field_names, informative) -> list[str]
         inf = [mean[field_names.index(n)] for n in informative]
         noise = [m for n, m in zip(field_names, mean) if n not in informative]
         above = sum(x > max(noise) for x in inf)
-        lines.append(f"- {LABELS.get(sel, sel)}, k = {kr:g}: {above} of {len(inf)} informative fields above "
-                     f"every noise field (informative mean {statistics.fmean(inf):.2f}, min {min(inf):.2f}; "
+        most = sum(x >= 0.5 for x in inf)
+        lines.append(f"- {LABELS.get(sel, sel)}, k = {kr:g}: {above} of {len(inf)} informative fields kept more "
+                     f"often than every noise field, {most} of {len(inf)} kept on at least half of the rows "
+                     f"(informative mean {statistics.fmean(inf):.2f}, min {min(inf):.2f}; "
                      f"noise mean {statistics.fmean(noise):.2f}, max {max(noise):.2f}).")
     return lines
 
@@ -355,6 +376,9 @@ def write_report(payload: dict[str, Any], out_dir: str, report_path: str, comman
         if v:
             parts += ["AEFS at k = 0.5 against the baselines (difference of mean test AUC; "
                       "within noise = at most two standard errors):", ""] + v + [""]
+        vl = variant_lines(results, grid)
+        if vl:
+            parts += ["Variants against the default configuration (difference of mean test AUC):", ""] + vl + [""]
         parts += [grid_table(results, grid), ""]
         a = aukc_table(results, grid)
         if a:

@@ -14,7 +14,9 @@ values than `sample`).
 from __future__ import annotations
 
 import gzip
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -81,6 +83,28 @@ def _weekday_and_valid(text):
     doy = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
     days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
     return pc.utf8_slice_codeunits(safe, 6, 8), (days + 3) % 7, valid
+
+
+def _parsed(parser, path, skip, block_bytes, crlf):
+    """(first line, parsed `_Block`) per block; the next block is parsed in
+    a background thread while the caller counts the current one."""
+    with ThreadPoolExecutor(1) as ex:
+        pending = None
+        for first, data in _blocks(path, skip, block_bytes):
+            if not crlf and b"\r" in data:
+                # pyarrow ends a line at "\r"; the TensorFlow reader keeps it in the cell.
+                raise ValueError(f"{path}: a carriage return inside a line near line {first}; "
+                                 "read this file with engine='tf'")
+            if crlf and _LONE_CR.search(data):
+                raise ValueError(f"{path}: a lone carriage return near line {first}; read this file with "
+                                 "engine='tf'")
+            n_lines = data.count(b"\n")
+            job = ex.submit(lambda d=data, f=first, n=n_lines: parser.fast(d, f, n) or parser.slow(d, f, n))
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = (first, job)
+        if pending is not None:
+            yield pending[0], pending[1].result()
 
 
 class _Counts:
@@ -227,6 +251,12 @@ def scan(fmt: TextFormat, paths: list[str], report: ReadReport, strict: bool,
     """One pass: returns ({categorical feature: {value: count}} for values
     seen at least `min_count` times, rows) and calls `on_numeric(name,
     float32 values with NaN)` per block."""
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        return _scan(pool, fmt, paths, report, strict, on_numeric, min_count, block_bytes, progress)
+
+
+def _scan(pool, fmt, paths, report, strict, on_numeric, min_count, block_bytes, progress):
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -238,16 +268,7 @@ def scan(fmt: TextFormat, paths: list[str], report: ReadReport, strict: bool,
     for file_index, path in enumerate(paths):
         skip = 1 if fmt.header == "always" or (fmt.header == "auto" and _first_line(path) == header) else 0
         crlf = _first_line(path, keep_end=True).endswith("\r\n")
-        for first, data in _blocks(path, skip, block_bytes):
-            n_lines = data.count(b"\n")
-            if not crlf and b"\r" in data:
-                # pyarrow ends a line at "\r"; the TensorFlow reader keeps it in the cell.
-                raise ValueError(f"{path}: a carriage return inside a line near line {first}; "
-                                 "read this file with engine='tf'")
-            if crlf and _LONE_CR.search(data):
-                raise ValueError(f"{path}: a lone carriage return near line {first}; read this file with "
-                                 "engine='tf'")
-            block = parser.fast(data, first, n_lines) or parser.slow(data, first, n_lines)
+        for first, block in _parsed(parser, path, skip, block_bytes, crlf):
             table, lines, ok = block.table, block.lines, block.ok
             bad_lines, bad_codes = block.bad_lines, block.bad_codes
             time_ok = np.ones_like(ok)
@@ -266,16 +287,19 @@ def scan(fmt: TextFormat, paths: list[str], report: ReadReport, strict: bool,
                 raise ValueError(f"{path}:{bad_lines[i]}: {REASONS[bad_codes[i]]}")
             keep = pa.array(ok)
             n_good = int(ok.sum())
+            todo = []
             for n in categorical:
                 col = table.column(n).combine_chunks()
                 if n == fmt.split_time:
-                    counts[f"{n}_of_day"].add(pc.value_counts(pc.cast(of_day.filter(keep), pa.binary())))
+                    todo.append((counts[f"{n}_of_day"], pc.cast(of_day.filter(keep), pa.binary())))
                     wd = pa.array(weekday[ok].astype(str).astype(object), pa.string())
-                    counts["weekday"].add(pc.value_counts(pc.cast(wd, pa.binary())))
+                    todo.append((counts["weekday"], pc.cast(wd, pa.binary())))
                     continue
                 if fmt.strip:
                     col = pc.cast(pc.utf8_trim_whitespace(pc.cast(col, pa.string(), safe=False)), pa.binary())
-                counts[n].add(pc.value_counts(col.filter(keep) if bad_rows.size else col))
+                todo.append((counts[n], col.filter(keep) if bad_rows.size else col))
+            # Columns counted side by side: pyarrow releases the GIL.
+            list(pool.map(lambda item: item[0].add(pc.value_counts(item[1])), todo))
             for n in parser.numeric:
                 on_numeric(n, block.values[n][ok])
             order = np.argsort(bad_lines, kind="stable")
