@@ -198,14 +198,19 @@ def _methods_by_k(results, grid):
     return out
 
 
+def _k_curves(results, grid):
+    """`_methods_by_k` restricted to datasets with a curve of two k or more."""
+    data = _methods_by_k(results, grid)
+    return {ds: m for ds, m in data.items() if any(len([k for k in c if k is not None]) >= 2 for c in m.values())}
+
+
 def plot_auc_vs_k(results, grid, path) -> bool:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = _methods_by_k(results, grid)
-    data = {ds: m for ds, m in data.items() if any(len([k for k in c if k is not None]) >= 2 for c in m.values())}
+    data = _k_curves(results, grid)
     if not data:
         return False
     fig, axes = plt.subplots(1, len(data), figsize=(4.2 * len(data), 3.6), squeeze=False)
@@ -240,8 +245,7 @@ def plot_throughput_vs_k(results, grid, path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = _methods_by_k(results, grid)
-    data = {ds: m for ds, m in data.items() if any(len([k for k in c if k is not None]) >= 2 for c in m.values())}
+    data = _k_curves(results, grid)
     if not data:
         return False
     fig, axes = plt.subplots(2, len(data), figsize=(4.2 * len(data), 6.4), squeeze=False)

@@ -248,6 +248,22 @@ def _read_results(path, fingerprint, log):
     return old
 
 
+def _collect(config: BenchConfig, paths, log):
+    """A fresh payload for `config` with the field names of the saved files
+    in `paths` (same settings only), and their results by key."""
+    payload = {"config": config.name, "fingerprint": config.fingerprint, "settings": config.settings,
+               "machine": machine_description(), "field_names": {}, "informative_fields": {},
+               "results": []}
+    found: dict[str, dict] = {}
+    for p in paths:
+        old = _read_results(p, config.fingerprint, log)
+        if old:
+            found.update({r["key"]: r for r in old["results"]})
+            payload["field_names"].update(old.get("field_names", {}))
+            payload["informative_fields"].update(old.get("informative_fields", {}))
+    return payload, found
+
+
 def run_grid(config: BenchConfig, out_dir: str, fresh: bool = False, shard: tuple[int, int] = (0, 1),
              log=print) -> dict[str, Any]:
     """Runs every run of `config` not already saved in `out_dir` (same
@@ -261,17 +277,8 @@ def run_grid(config: BenchConfig, out_dir: str, fresh: bool = False, shard: tupl
     index, count = shard
     main_path = os.path.join(out_dir, "results.json")
     path = main_path if count == 1 else os.path.join(out_dir, f"results.shard{index}.json")
-    done: dict[str, dict] = {}
-    payload = {"config": config.name, "fingerprint": config.fingerprint, "settings": config.settings,
-               "machine": machine_description(), "field_names": {}, "informative_fields": {},
-               "results": []}
-    if not fresh:
-        for p in [main_path] + _shard_paths(out_dir):
-            old = _read_results(p, config.fingerprint, log)
-            if old:
-                done.update({r["key"]: r for r in old["results"]})
-                payload["field_names"].update(old.get("field_names", {}))
-                payload["informative_fields"].update(old.get("informative_fields", {}))
+    paths = [] if fresh else [main_path] + _shard_paths(out_dir)
+    payload, done = _collect(config, paths, log)
     order = {s.key: i for i, s in enumerate(config.runs)}
     grids = list(dict.fromkeys(s.grid for s in config.runs))
     datasets = list(dict.fromkeys(s.dataset for s in config.runs))
@@ -316,17 +323,8 @@ def merge_shards(config: BenchConfig, out_dir: str, log=print) -> dict[str, Any]
     """Folds `results.shard*.json` into `results.json` (runs of the current
     grid only, in grid order) and removes the shard files."""
     main_path = os.path.join(out_dir, "results.json")
-    payload = {"config": config.name, "fingerprint": config.fingerprint, "settings": config.settings,
-               "machine": machine_description(), "field_names": {}, "informative_fields": {},
-               "results": []}
-    found: dict[str, dict] = {}
     shards = _shard_paths(out_dir)
-    for p in [main_path] + shards:
-        old = _read_results(p, config.fingerprint, log)
-        if old:
-            found.update({r["key"]: r for r in old["results"]})
-            payload["field_names"].update(old.get("field_names", {}))
-            payload["informative_fields"].update(old.get("informative_fields", {}))
+    payload, found = _collect(config, [main_path] + shards, log)
     order = {s.key: i for i, s in enumerate(config.runs)}
     payload["results"] = sorted((r for k, r in found.items() if k in order), key=lambda r: order[r["key"]])
     _save(main_path, payload)
