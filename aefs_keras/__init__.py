@@ -6,7 +6,7 @@ _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from aefs_keras import layers  # noqa: E402
 from aefs_keras.builder import BACKBONES, build_model, default_compile, register_backbone  # noqa: E402
-from aefs_keras.callbacks import FieldSelectionFrequency  # noqa: E402
+from aefs_keras.callbacks import FieldSelectionFrequency, selection_frequency  # noqa: E402
 from aefs_keras.efficiency import activated_embedding_parameters, model_costs  # noqa: E402
 from aefs_keras.memory import memory_plan  # noqa: E402
 from aefs_keras.model import CTRModel  # noqa: E402
@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BACKBONES", "CTRModel", "Categorical", "FieldSelectionFrequency", "Numeric", "Schema",
+    "selection_frequency",
     "activated_embedding_parameters", "build_model", "datasets", "default_compile", "distributed", "optimizers", "example_feature_spec",
     "export", "inference_model", "layers", "memory_plan", "model_costs", "saved_model_ops",
     "register_backbone",

@@ -28,6 +28,7 @@ BACKBONES = {
 # Backbone options implied by the name (the user's backbone_options win).
 _BACKBONE_DEFAULTS = {"mc_mlcc": {"channels": 4}}
 SELECTIONS = (None, "adafs", "aefs")
+MAIN_WEIGHTINGS = ("scaled", "straight_through")
 # The auxiliary head is a small copy of the backbone (authors: MLP [16, 8]).
 _AUX_OPTIONS = {
     "dcn": {"num_cross_layers": 1},
@@ -68,6 +69,9 @@ def build_model(
     controller_output_layer: bool = True,
     controller_dropout: float = 0.2,
     embeddings_initializer="uniform",
+    soft_gradient: bool = False,
+    main_weighting: str = "scaled",
+    aux_input: str = "selected",
     name: str | None = None,
     memory_check: str | None = "adam",
 ) -> CTRModel:
@@ -104,6 +108,16 @@ def build_model(
             softmax (False: the paper's exact controller).
         controller_dropout: dropout inside the controller.
         embeddings_initializer: initializer of the embedding tables.
+        soft_gradient: AEFS: the auxiliary path's gradient also reaches the
+            scores of dropped fields (see `AuxiliarySelector`).
+        main_weighting: AEFS: "scaled" (default) multiplies the kept main
+            embeddings by their weights; "straight_through" passes them
+            unscaled in the forward pass and differentiates as if scaled,
+            so the weights cannot carry information about other fields into
+            the main model.
+        aux_input: AEFS: what the auxiliary head sees: "selected" (default,
+            the paper: the kept fields' auxiliary embeddings, scaled by their
+            weights) or "soft" (all fields, scaled by the soft scores).
         name: model name.
         memory_check: the optimizer whose state to plan for ("adam",
             "lazy_adam", "rowwise_adagrad", "sgd"): the tables and that
@@ -129,6 +143,15 @@ def build_model(
         )
     num_fields = schema.num_fields
     check_weight_scale(weight_scale)
+    if aux_input not in ("selected", "soft"):
+        raise ValueError(
+            f"`aux_input` must be 'selected' or 'soft'. Received: aux_input={aux_input!r}"
+        )
+    if main_weighting not in MAIN_WEIGHTINGS:
+        raise ValueError(
+            f"`main_weighting` must be one of {list(MAIN_WEIGHTINGS)}. "
+            f"Received: main_weighting={main_weighting!r}"
+        )
     if selection is not None:
         k = resolve_k(num_fields, k, k_ratio)
     elif k is not None or k_ratio is not None:
@@ -171,11 +194,14 @@ def build_model(
     else:
         selected = L.AuxiliarySelector(
             sizes, k=k, d_aux=d_aux, controller=controller, dropout=controller_dropout,
-            reweight=reweight, output_layer=controller_output_layer, name="selector",
+            reweight=reweight, output_layer=controller_output_layer,
+            soft_gradient=soft_gradient, name="selector",
         )(ids)
         main_weights = selected["weights"]
         if weight_scale == "mean":
             main_weights = main_weights * float(k)
+        if main_weighting == "straight_through":
+            main_weights = L.StraightThroughOnes(name="main_weights")(main_weights)
         emb = L.ConditionalEmbedding(sizes, d_main, embeddings_initializer=embeddings_initializer,
                                      name="main_embedding")(
             ids, selected["indices"], main_weights)
@@ -190,7 +216,13 @@ def build_model(
         aux_options = {**options, **_AUX_OPTIONS.get(backbone, {})}
         aux_backbone = backbone_cls(hidden_units=aux_hidden_units, dropout=0.0,
                                     name="aux_backbone", **aux_options)
-        aux_emb = selected["embeddings"] * keras.ops.expand_dims(selected["mask"], -1)
+        if aux_input == "soft":
+            # Every field, scaled by its soft score (times F, so the scales
+            # average 1): each score is trained on every step.
+            soft = selected["scores"] / keras.ops.sum(selected["scores"], axis=-1, keepdims=True)
+            aux_emb = selected["embeddings"] * keras.ops.expand_dims(soft * float(num_fields), -1)
+        else:
+            aux_emb = selected["embeddings"] * keras.ops.expand_dims(selected["mask"], -1)
         p_aux = _sigmoid("aux_probability")(aux_backbone(aux_emb))
         p_out = L.AlignmentLoss(embedding_alignment, prediction_alignment, kind=alignment,
                                 name="alignment")({

@@ -57,3 +57,33 @@ class FieldSelectionFrequency(keras.callbacks.Callback):
             names = self.field_names or [str(i) for i in range(len(freq))]
             top = np.argsort(-freq)[:8]
             print("selected most: " + ", ".join(f"{names[i]} {freq[i]:.2f}" for i in top))
+
+
+def selection_frequency(model: keras.Model, dataset) -> np.ndarray:
+    """How often each field is kept when `model` serves `dataset`.
+
+    Runs the inference graph (`aefs_keras.export.inference_model`: the
+    selector in inference mode, with its batch norms' moving statistics)
+    over `dataset` (batches of features, or (features, label)) and returns
+    an array (F,): the fraction of rows that kept each field.
+    `FieldSelectionFrequency` counts training batches instead.
+    """
+    from aefs_keras.export import inference_model
+
+    found = [l for l in model.layers if isinstance(l, (AuxiliarySelector, AdaptiveFieldGate))]
+    if len(found) != 1:
+        raise ValueError(
+            f"selection_frequency needs a model with exactly one AuxiliarySelector or "
+            f"AdaptiveFieldGate. Found {len(found)} in model {model.name!r}"
+        )
+    serving = inference_model(model)
+    counts = np.zeros(found[0].num_fields, "int64")
+    rows = 0
+    for batch in dataset:
+        x = batch[0] if isinstance(batch, tuple) else batch
+        picked = keras.ops.convert_to_numpy(serving(x, training=False)["selected_fields"])
+        counts += np.bincount(picked.ravel(), minlength=len(counts))
+        rows += picked.shape[0]
+    if rows == 0:
+        raise ValueError("`dataset` has no rows.")
+    return counts / rows

@@ -42,6 +42,17 @@ def test_keras_round_trip_identical(data, tmp_path, backbone, selection):
         loaded.fit(data.train.take(2), epochs=1, verbose=0)
 
 
+def test_straight_through_options_round_trip(data, tmp_path):
+    model = small(data.schema, "deepfm", "aefs", soft_gradient=True, main_weighting="straight_through")
+    model.fit(data.train.take(3), epochs=1, verbose=0)
+    x = {k: v[:100] for k, v in data.test_arrays[0].items()}
+    model.save(tmp_path / "st.keras")
+    loaded = keras.models.load_model(tmp_path / "st.keras")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert loaded.get_layer("selector").soft_gradient
+    assert isinstance(loaded.get_layer("main_weights"), ak.layers.StraightThroughOnes)
+
+
 def test_activated_parameters(data):
     F = data.schema.num_fields  # 8
     assert small(data.schema, "deepfm", None).activated_embedding_parameters() == F * 8 + F
@@ -58,6 +69,7 @@ def test_activated_parameters(data):
     ({"selection": "lasso"}, "selection='lasso'"),
     ({"selection": None, "k": 2}, "selection=None"),
     ({"selection": "aefs", "controller": "gbdt"}, "controller='gbdt'"),
+    ({"selection": "aefs", "main_weighting": "soft"}, "main_weighting='soft'"),
 ])
 def test_bad_builder_arguments(data, kwargs, word):
     kwargs = {"backbone": "deepfm", **kwargs}
@@ -103,6 +115,15 @@ def test_history_has_losses_and_callbacks_work(data, tmp_path):
     for f in freq.frequencies:  # every training row kept exactly k fields
         np.testing.assert_allclose(f.sum(), 4.0, rtol=1e-5)
         assert f.min() >= 0 and f.max() <= 1
+    # Served selection on held-out rows, against the serving graph's own picks.
+    served = ak.selection_frequency(model, data.test)
+    x = {k: v for k, v in data.test_arrays[0].items()}
+    picked = ak.inference_model(model).predict(x, verbose=0)["selected_fields"]
+    expect = np.bincount(picked.ravel(), minlength=data.schema.num_fields) / len(picked)
+    np.testing.assert_allclose(served, expect)
+    np.testing.assert_allclose(served.sum(), 4.0)
+    with pytest.raises(ValueError, match="Found 0"):
+        ak.selection_frequency(small(data.schema, "dnn", None), data.test)
 
 
 def test_aux_loss_weight_is_kept_and_aux_loss_tracked(data):

@@ -69,6 +69,36 @@ def test_auxiliary_selector_outputs():
         L.AuxiliarySelector([5] * 6, k=3, weight_scale="max")
 
 
+def test_soft_gradient_reaches_dropped_fields_only_when_asked():
+    ids = np.random.default_rng(1).integers(0, 5, size=(16, 6))
+    grads = {}
+    for soft in (False, True):
+        keras.utils.set_random_seed(0)
+        sel = L.AuxiliarySelector([5] * 6, k=3, d_aux=2, soft_gradient=soft)
+        sel(ids, training=False)
+        with tf.GradientTape() as tape:
+            out = sel(ids, training=False)
+            dropped = tf.cast(tf.equal(out["mask"], 0.0), "float32")
+            loss = tf.reduce_sum(out["mask"] * dropped)  # depends on dropped fields only
+        grads[soft] = [np.asarray(tf.convert_to_tensor(g)) for g in
+                       tape.gradient(loss, sel.trainable_variables) if g is not None]
+        masks = out["mask"].numpy()
+        if soft:  # forward pass unchanged
+            np.testing.assert_allclose(masks, plain_mask, rtol=1e-6)
+        plain_mask = masks
+    assert not any(np.any(g) for g in grads[False])
+    assert any(np.any(g) for g in grads[True])
+
+
+def test_straight_through_ones():
+    w = tf.Variable([[0.2, 1.8, 1.0]])
+    with tf.GradientTape() as tape:
+        out = L.StraightThroughOnes()(w)
+        loss = tf.reduce_sum(out * tf.constant([[1.0, 2.0, 3.0]]))
+    assert out.numpy().tolist() == [[1.0, 1.0, 1.0]]
+    assert tape.gradient(loss, w).numpy().tolist() == [[1.0, 2.0, 3.0]]
+
+
 def test_selector_argument_errors():
     with pytest.raises(ValueError, match="k=7"):
         L.AuxiliarySelector([3] * 6, k=7)
@@ -153,6 +183,7 @@ def test_mvfs_temperature_grows_with_training_steps():
 LAYER_CASES = [
     (lambda: L.FieldEmbedding([3, 4], 5), lambda: (np.array([[1, 2]]),)),
     (lambda: L.AuxiliarySelector([3, 4, 5], k=2, d_aux=3), lambda: (np.array([[1, 2, 0]]),)),
+    (lambda: L.AuxiliarySelector([3, 4, 5], k=2, soft_gradient=True), lambda: (np.array([[1, 2, 0]]),)),
     (lambda: L.ConditionalEmbedding([3, 4, 5], 6), lambda: (np.array([[1, 2, 0]]), np.array([[0, 2]]))),
     (lambda: L.DeepFM(hidden_units=[4]), lambda: (np.ones((2, 3, 4), "float32"),)),
     (lambda: L.DCN(num_cross_layers=2, structure="parallel", projection_dim=2, hidden_units=[4]),

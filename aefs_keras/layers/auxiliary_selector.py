@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import keras
+import tensorflow as tf
 
 from aefs_keras.layers._selection_stats import add_selection_stats, update_selection_stats
 from aefs_keras.layers.field_embedding import FieldEmbedding, check_field_sizes, check_ids_shape
@@ -20,8 +21,9 @@ class AuxiliarySelector(keras.layers.Layer):
     offsets), batch-normalises over the embedding dimension, scores the
     fields with a controller ("adafs" or "mvfs") and keeps each example's
     top-k. Indices come sorted ascending; the kept scores are re-weighted
-    to sum to 1. The controller learns only through the kept scores (no
-    straight-through trick), as in the paper.
+    to sum to 1. By default the controller learns only through the kept
+    scores (no straight-through trick), as in the paper; `soft_gradient`
+    also lets the auxiliary path's gradient reach the fields it dropped.
 
     Args:
         field_sizes: ids per field (`Schema.field_sizes`).
@@ -36,6 +38,11 @@ class AuxiliarySelector(keras.layers.Layer):
         weight_scale: "sum" (default, the paper's form): re-weighted scores
             sum to 1; "mean": they are multiplied by k so they average 1.
         embeddings_initializer: initializer of the auxiliary table.
+        soft_gradient: if True, the returned `mask` is the hard re-weighted
+            mask in the forward pass but differentiates like the soft scores
+            of all F fields (straight-through), so a dropped field whose
+            auxiliary embedding would lower the loss gets its score raised.
+            The main path's `weights` are unchanged. Default False (paper).
 
     Call with ids (B, F) of per-field ids. Returns a dict: `indices`
     (B, k) int32, `weights` (B, k), `mask` (B, F) with the weights at the
@@ -65,6 +72,7 @@ class AuxiliarySelector(keras.layers.Layer):
         weight_scale: str = "sum",
         output_layer: bool = True,
         embeddings_initializer="uniform",
+        soft_gradient: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -89,6 +97,7 @@ class AuxiliarySelector(keras.layers.Layer):
             output_layer=output_layer, name="controller",
         )
         self.output_layer = bool(output_layer)
+        self.soft_gradient = bool(soft_gradient)
 
     @property
     def num_fields(self) -> int:
@@ -107,6 +116,11 @@ class AuxiliarySelector(keras.layers.Layer):
         scores = self._controller(emb, training=training)
         scale = float(self.k) if self.weight_scale == "mean" else 1.0
         indices, weights, mask = hard_top_k(scores, self.k, self.reweight, scale)
+        if self.soft_gradient:
+            # Forward: the hard mask. Backward: also as the soft scores of
+            # every field (MvFS scores do not sum to 1, hence the division).
+            soft = scores / (tf.reduce_sum(scores, -1, keepdims=True) + 1e-12)
+            mask = mask + (soft - tf.stop_gradient(soft))
         update_selection_stats(self, indices, self.num_fields, training)
         return {
             "indices": indices,
@@ -133,6 +147,7 @@ class AuxiliarySelector(keras.layers.Layer):
             reweight=self.reweight,
             weight_scale=self.weight_scale,
             output_layer=self.output_layer,
+            soft_gradient=self.soft_gradient,
             embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer),
         )
         return config
