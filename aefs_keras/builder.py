@@ -72,6 +72,8 @@ def build_model(
     soft_gradient: bool = False,
     main_weighting: str = "scaled",
     aux_input: str = "selected",
+    exploration: float = 0.0,
+    score_decay: float = 0.0,
     name: str | None = None,
     memory_check: str | None = "adam",
 ) -> CTRModel:
@@ -118,6 +120,10 @@ def build_model(
         aux_input: AEFS: what the auxiliary head sees: "selected" (default,
             the paper: the kept fields' auxiliary embeddings, scaled by their
             weights) or "soft" (all fields, scaled by the soft scores).
+        exploration: AEFS: Gumbel noise scale of the selector's training-time
+            top-k (see `AuxiliarySelector`).
+        score_decay: AEFS: L2 penalty on the controller's output layer (see
+            `SelectionController`).
         name: model name.
         memory_check: the optimizer whose state to plan for ("adam",
             "lazy_adam", "rowwise_adagrad", "sgd"): the tables and that
@@ -195,7 +201,8 @@ def build_model(
         selected = L.AuxiliarySelector(
             sizes, k=k, d_aux=d_aux, controller=controller, dropout=controller_dropout,
             reweight=reweight, output_layer=controller_output_layer,
-            soft_gradient=soft_gradient, name="selector",
+            soft_gradient=soft_gradient, exploration=exploration, score_decay=score_decay,
+            name="selector",
         )(ids)
         main_weights = selected["weights"]
         if weight_scale == "mean":

@@ -53,7 +53,7 @@ def demo(args) -> int:
         keras.utils.set_random_seed(args.seed)
         kw = dict(options)
         if selection:
-            kw["k_ratio"] = args.k_ratio
+            kw.update(k_ratio=args.k_ratio, main_weighting=args.main_weighting)
         model = ak.default_compile(ak.build_model(data.schema, args.backbone, selection, **kw))
         results[label] = _train_and_measure(model, data, args.epochs, args.patience)
         models[label] = model
@@ -266,6 +266,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=2048)
     p.add_argument("--backbone", default="deepfm")
     p.add_argument("--k-ratio", type=float, default=0.5)
+    p.add_argument("--main-weighting", default="scaled", choices=["scaled", "straight_through"],
+                   help="AEFS main-path weights (build_model's main_weighting; docs/aefs.md)")
     p.add_argument("--d-main", type=int, default=32)
     p.add_argument("--hidden-units", type=int, nargs="+", default=[256, 128])
     p.add_argument("--seed", type=int, default=0)

@@ -40,7 +40,7 @@ def check_weight_scale(weight_scale):
     return weight_scale
 
 
-def hard_top_k(scores, k: int, reweight: bool = True, scale: float = 1.0):
+def hard_top_k(scores, k: int, reweight: bool = True, scale: float = 1.0, rank_by=None):
     """Per-row hard top-k over field scores.
 
     Args:
@@ -49,6 +49,8 @@ def hard_top_k(scores, k: int, reweight: bool = True, scale: float = 1.0):
         reweight: renormalise the kept scores to sum to 1 per row.
         scale: multiply the weights by this (k makes re-weighted weights
             average 1, so a kept field's embedding keeps its size).
+        rank_by: (B, F) keys that choose the kept fields (default `scores`);
+            the weights are still the kept fields' scores.
 
     Returns:
         indices (B, k) int32 sorted ascending, weights (B, k) and the mask
@@ -56,7 +58,7 @@ def hard_top_k(scores, k: int, reweight: bool = True, scale: float = 1.0):
         Gradients reach `scores` only through the kept values.
     """
     num_fields = scores.shape[-1]
-    _, top = tf.math.top_k(scores, k=k, sorted=False)
+    _, top = tf.math.top_k(scores if rank_by is None else rank_by, k=k, sorted=False)
     indices = tf.sort(top, axis=-1)
     weights = tf.gather(scores, indices, batch_dims=1)
     if reweight:

@@ -90,6 +90,37 @@ def test_soft_gradient_reaches_dropped_fields_only_when_asked():
     assert any(np.any(g) for g in grads[True])
 
 
+def test_exploration_samples_in_training_only():
+    ids = np.random.default_rng(2).integers(0, 5, size=(64, 6))
+    keras.utils.set_random_seed(0)
+    sel = L.AuxiliarySelector([5] * 6, k=3, exploration=1.0)
+    plain = sel(ids, training=False)
+    scores = plain["scores"].numpy()
+    top = np.sort(np.argsort(-scores, axis=1)[:, :3], axis=1)
+    np.testing.assert_array_equal(plain["indices"].numpy(), top)  # inference: exact top-k
+    drawn = sel(ids, training=True)
+    assert (drawn["indices"].numpy() != top).any()  # training: sampled
+    idx = drawn["indices"].numpy()
+    w = np.take_along_axis(drawn["scores"].numpy(), idx, 1)
+    np.testing.assert_allclose(drawn["weights"].numpy(), w / w.sum(1, keepdims=True), rtol=1e-5)
+    with pytest.raises(ValueError, match="exploration=-1"):
+        L.AuxiliarySelector([5] * 6, k=3, exploration=-1)
+
+
+def test_score_decay_is_l2_on_the_output_layer():
+    c = L.SelectionController(3, score_decay=0.1)
+    c(np.ones((2, 3, 4), "float32"))
+    out = c._out[0]
+    expect = 0.1 * (np.sum(out.kernel.numpy() ** 2) + np.sum(out.bias.numpy() ** 2))
+    np.testing.assert_allclose(float(sum(c.losses)), expect, rtol=1e-5)
+    assert L.SelectionController(3).losses == []
+    assert L.SelectionController.from_config(c.get_config()).score_decay == 0.1
+    with pytest.raises(ValueError, match="score_decay=-0.1"):
+        L.SelectionController(3, score_decay=-0.1)
+    with pytest.raises(ValueError, match="output_layer=False"):
+        L.SelectionController(3, score_decay=0.1, output_layer=False)
+
+
 def test_straight_through_ones():
     w = tf.Variable([[0.2, 1.8, 1.0]])
     with tf.GradientTape() as tape:

@@ -43,6 +43,11 @@ class AuxiliarySelector(keras.layers.Layer):
             of all F fields (straight-through), so a dropped field whose
             auxiliary embedding would lower the loss gets its score raised.
             The main path's `weights` are unchanged. Default False (paper).
+        exploration: Gumbel noise scale of the training-time top-k (0, the
+            default: plain top-k; 1: k fields sampled without replacement
+            from the scores). Inference always keeps the top k.
+        score_decay: L2 penalty on the controller's output layer (see
+            `SelectionController`; default 0).
 
     Call with ids (B, F) of per-field ids. Returns a dict: `indices`
     (B, k) int32, `weights` (B, k), `mask` (B, F) with the weights at the
@@ -73,6 +78,8 @@ class AuxiliarySelector(keras.layers.Layer):
         output_layer: bool = True,
         embeddings_initializer="uniform",
         soft_gradient: bool = False,
+        exploration: float = 0.0,
+        score_decay: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -94,10 +101,16 @@ class AuxiliarySelector(keras.layers.Layer):
                                                      name="aux_norm")
         self._controller = SelectionController(
             self.num_fields, controller=controller, dropout=dropout,
-            output_layer=output_layer, name="controller",
+            output_layer=output_layer, score_decay=score_decay, name="controller",
         )
         self.output_layer = bool(output_layer)
         self.soft_gradient = bool(soft_gradient)
+        if not isinstance(exploration, (int, float)) or exploration < 0:
+            raise ValueError(
+                f"`exploration` must be a number >= 0. Received: exploration={exploration!r}"
+            )
+        self.exploration = float(exploration)
+        self._explore_seed = keras.random.SeedGenerator() if self.exploration > 0 else None
 
     @property
     def num_fields(self) -> int:
@@ -115,7 +128,14 @@ class AuxiliarySelector(keras.layers.Layer):
         emb = self._norm(self._embedding(ids), training=training)
         scores = self._controller(emb, training=training)
         scale = float(self.k) if self.weight_scale == "mean" else 1.0
-        indices, weights, mask = hard_top_k(scores, self.k, self.reweight, scale)
+        rank_by = None
+        if training and self.exploration > 0:
+            # Gumbel top-k: in training, k fields drawn without replacement
+            # from the scores (exploration 1: exactly the softmax), so a
+            # dropped field is sometimes kept and its score gets a gradient.
+            u = keras.random.uniform(tf.shape(scores), 1e-9, 1.0, seed=self._explore_seed)
+            rank_by = tf.math.log(scores + 1e-12) - self.exploration * tf.math.log(-tf.math.log(u))
+        indices, weights, mask = hard_top_k(scores, self.k, self.reweight, scale, rank_by)
         if self.soft_gradient:
             # Forward: the hard mask. Backward: also as the soft scores of
             # every field (MvFS scores do not sum to 1, hence the division).
@@ -148,6 +168,8 @@ class AuxiliarySelector(keras.layers.Layer):
             weight_scale=self.weight_scale,
             output_layer=self.output_layer,
             soft_gradient=self.soft_gradient,
+            exploration=self.exploration,
+            score_decay=self._controller.score_decay,
             embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer),
         )
         return config

@@ -48,6 +48,9 @@ class SelectionController(keras.layers.Layer):
         max_temperature: MvFS temperature cap.
         output_layer: add the linear Dense(F) before each softmax (default
             True); False gives the paper's exact controller.
+        score_decay: L2 penalty on that layer's kernel and bias: pulls every
+            field's score logit towards the same level, so a field keeps a
+            high score only while the loss keeps pushing it up (default 0).
 
     Example:
 
@@ -68,6 +71,7 @@ class SelectionController(keras.layers.Layer):
         temperature_step: float = 1e-3,
         max_temperature: float = 5.0,
         output_layer: bool = True,
+        score_decay: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -89,13 +93,23 @@ class SelectionController(keras.layers.Layer):
         self.temperature_step = float(temperature_step)
         self.max_temperature = float(max_temperature)
         self.output_layer = bool(output_layer)
+        if not isinstance(score_decay, (int, float)) or score_decay < 0:
+            raise ValueError(
+                f"`score_decay` must be a number >= 0. Received: score_decay={score_decay!r}"
+            )
+        self.score_decay = float(score_decay)
+        if self.score_decay and not self.output_layer:
+            raise ValueError("`score_decay` needs `output_layer=True`. Received: "
+                             f"score_decay={score_decay!r}, output_layer=False")
+        decay = keras.regularizers.L2(self.score_decay) if self.score_decay else None
         views = 1 if controller == "adafs" else num_views
         self._dense = [keras.layers.Dense(num_fields, name=f"view_{i}") for i in range(views)]
         self._norm = [keras.layers.BatchNormalization(momentum=NORM_MOMENTUM, synchronized=True,
                                                       name=f"view_norm_{i}") for i in range(views)]
         self._dropout = keras.layers.Dropout(dropout) if controller == "adafs" else None
         self._out = (
-            [keras.layers.Dense(num_fields, name=f"view_out_{i}") for i in range(views)]
+            [keras.layers.Dense(num_fields, kernel_regularizer=decay, bias_regularizer=decay,
+                                name=f"view_out_{i}") for i in range(views)]
             if self.output_layer else []
         )
         if controller == "mvfs":
@@ -158,5 +172,6 @@ class SelectionController(keras.layers.Layer):
             temperature_step=self.temperature_step,
             max_temperature=self.max_temperature,
             output_layer=self.output_layer,
+            score_decay=self.score_decay,
         )
         return config
