@@ -42,8 +42,9 @@ def demo(args) -> int:
     # String categoricals, as served models receive them (Criteo-like tokens).
     data = ak.datasets.synthetic(num_rows=args.rows, seed=args.seed, batch_size=args.batch_size,
                                  categorical_dtype="string")
-    print(f"  {data.schema.num_fields} fields; planted informative fields: "
-          f"{', '.join(data.informative_fields)}; oracle test AUC {data.oracle_auc:.4f}")
+    print(f"  {data.schema.num_fields} fields; oracle test AUC {data.oracle_auc:.4f}; planted informative "
+          "fields (oracle AUC without each): "
+          + ", ".join(f"{n} {data.oracle_auc_without[n]:.4f}" for n in data.informative_fields))
     options = dict(hidden_units=args.hidden_units, d_main=args.d_main)
     results = {}
     models = {}

@@ -1,8 +1,8 @@
 """End-to-end: AEFS against no selection on data with a known answer.
 
 What is asserted here is what AEFS reaches at test scale (48k training
-rows, 3 epochs). The full-size comparison is `aefs-keras demo` and
-`benchmarks/selection_ablation.py`; see docs/aefs.md.
+rows, 3 epochs). The full-size comparisons are `aefs-keras demo` and
+`aefs-keras bench benchmarks/configs/selection_signal.yaml`; see docs/aefs.md.
 """
 
 import keras

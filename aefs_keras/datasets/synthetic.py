@@ -31,6 +31,9 @@ class SyntheticData:
         train_arrays, valid_arrays, test_arrays: the same rows as numpy
             (features, labels).
         oracle_auc: test AUC of the true logit.
+        oracle_auc_without: informative field -> test AUC of the true logit
+            without that field's terms (main effect and interactions): how
+            much each planted field is worth.
     """
 
     train: tf.data.Dataset
@@ -44,6 +47,7 @@ class SyntheticData:
     valid_arrays: tuple[dict[str, np.ndarray], np.ndarray]
     test_arrays: tuple[dict[str, np.ndarray], np.ndarray]
     oracle_auc: float
+    oracle_auc_without: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def _zipf_ids(rng, n, vocab, exponent):
@@ -197,16 +201,21 @@ def synthetic(
     chosen = sorted(rng.choice(num_fields, size=num_informative, replace=False).tolist())
     informative = [schema.names[i] for i in chosen]
     logit = np.zeros(num_rows)
+    terms: dict[str, np.ndarray] = {}  # informative field -> every term it enters
     for name in informative:
         table = rng.normal(0.0, main_scale, size=schema.field(name).size)
-        logit += table[ids[name]]
+        terms[name] = table[ids[name]]
+        logit += terms[name]
     all_pairs = [(a, b) for i, a in enumerate(informative) for b in informative[i + 1:]]
     pair_idx = rng.choice(len(all_pairs), size=num_interactions, replace=False) if num_interactions else []
     interactions = [all_pairs[i] for i in sorted(pair_idx)]
     for a, b in interactions:
         ua = rng.normal(size=schema.field(a).size)
         ub = rng.normal(size=schema.field(b).size)
-        logit += interaction_scale * ua[ids[a]] * ub[ids[b]]
+        term = interaction_scale * ua[ids[a]] * ub[ids[b]]
+        logit += term
+        terms[a] = terms[a] + term
+        terms[b] = terms[b] + term
     lo, hi = -20.0, 20.0  # bias so that the mean click rate is positive_rate
     for _ in range(60):
         mid = (lo + hi) / 2
@@ -235,4 +244,5 @@ def synthetic(
         valid_arrays=(valid_x, valid_y),
         test_arrays=(test_x, test_y),
         oracle_auc=auc_score(test_y, logit[end_valid:]),
+        oracle_auc_without={n: auc_score(test_y, (logit - terms[n])[end_valid:]) for n in informative},
     )
