@@ -68,7 +68,7 @@ def test_tiny_grid_end_to_end_and_resume(tmp_path, capsys):
         "settings": {"synthetic_rows": 4000, "batch_size": 256, "max_epochs": 2, "patience": 1,
                      "static_search_epochs": 1, "d_main": 8, "hidden_units": [8]},
         "grids": [{"name": "m", "datasets": ["synthetic"], "backbones": ["deepfm"],
-                   "selections": ["none", "static", "adafs", "aefs_adafs"], "k_ratios": [0.3, 0.5], "seeds": [0]}],
+                   "selections": ["none", "static", "aefs_adafs"], "k_ratios": [0.3, 0.5], "seeds": [0]}],
     }
     path = tmp_path / "tiny.json"
     path.write_text(json.dumps(cfg))
@@ -76,7 +76,7 @@ def test_tiny_grid_end_to_end_and_resume(tmp_path, capsys):
     assert main(["bench", str(path), "--out", str(out), "--report", str(doc)]) == 0
     payload = json.loads((out / "results.json").read_text())
     runs = {r["key"]: r for r in payload["results"]}
-    assert len(runs) == 1 + 3 * 2
+    assert len(runs) == 1 + 2 * 2
     none = runs["m/synthetic/deepfm/none/-/default/0"]
     assert none["activated_embedding_parameters"] == 39 * (8 + 1)  # DeepFM: d_main + first-order weight
     static = runs["m/synthetic/deepfm/static/0.5/default/0"]
@@ -91,9 +91,9 @@ def test_tiny_grid_end_to_end_and_resume(tmp_path, capsys):
     assert "aefs-keras bench" in text and "| synthetic | deepfm | AEFS (mini-AdaFS) | 0.3 (11) |" in text
     for png in ("m_auc_vs_k.png", "m_throughput_vs_k.png", "m_selection_synthetic.png"):
         assert (out / png).stat().st_size > 1000 and f"({os.path.relpath(out / png, doc.parent)})" in text
-    assert (out / "results.csv").read_text().count("\n") == 1 + 7
+    assert (out / "results.csv").read_text().count("\n") == 1 + 5
     # Rerun: nothing left to train, same results.
     capsys.readouterr()
     assert main(["bench", str(path), "--out", str(out), "--report", str(doc)]) == 0
-    assert "7 already done, 0 to run" in capsys.readouterr().out
+    assert "5 already done, 0 to run" in capsys.readouterr().out
     assert json.loads((out / "results.json").read_text())["results"] == payload["results"]

@@ -26,25 +26,38 @@ def small(schema, backbone, selection, **kw):
     return ak.default_compile(ak.build_model(schema, backbone, selection, **kw))
 
 
+def _move_weights(model, seed=0):
+    # Every variable away from its initial value, batch-norm statistics
+    # included, without tracing a training step (slow, and 18 cases).
+    rng = np.random.default_rng(seed)
+    for v in model.weights:
+        w = keras.ops.convert_to_numpy(v)
+        if w.dtype.kind != "f":
+            continue
+        moved = w * rng.uniform(0.5, 1.5, w.shape)
+        if "variance" not in v.path:
+            moved = moved + rng.normal(0.0, 0.05, w.shape)
+        v.assign(moved.astype(w.dtype))
+
+
 @pytest.mark.parametrize("backbone, selection", list(itertools.product(BACKBONES, SELECTIONS)))
 def test_keras_round_trip_identical(data, tmp_path, backbone, selection):
     model = small(data.schema, backbone, selection)
-    model.fit(data.train.take(3), epochs=1, verbose=0)  # move weights and BN statistics
+    _move_weights(model)
     x = {k: v[:100] for k, v in data.test_arrays[0].items()}
-    before = model.predict(x, verbose=0)
-    assert before.shape == (100, 1)
+    before = model.predict_step((x,)).numpy()
+    assert before.shape == (100, 1) and np.isfinite(before).all() and before.std() > 0
     path = tmp_path / "m.keras"
     model.save(path)
     loaded = keras.models.load_model(path)  # no custom_objects
-    np.testing.assert_array_equal(loaded.predict(x, verbose=0), before)
+    np.testing.assert_array_equal(loaded.predict_step((x,)).numpy(), before)
     assert loaded.schema == data.schema
-    if selection == "aefs":  # still trainable (one case per backbone: tracing fit is slow)
+    if selection == "aefs" and backbone == "deepfm":  # still trainable (one case: tracing fit is slow)
         loaded.fit(data.train.take(2), epochs=1, verbose=0)
 
 
 def test_straight_through_options_round_trip(data, tmp_path):
     model = small(data.schema, "deepfm", "aefs", soft_gradient=True, main_weighting="straight_through")
-    model.fit(data.train.take(3), epochs=1, verbose=0)
     x = {k: v[:100] for k, v in data.test_arrays[0].items()}
     model.save(tmp_path / "st.keras")
     loaded = keras.models.load_model(tmp_path / "st.keras")

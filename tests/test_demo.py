@@ -10,7 +10,7 @@ import numpy as np
 def test_demo_prints_table_and_served_selection_and_saves(tmp_path, capsys):
     from aefs_keras import cli
 
-    code = cli.main(["demo", "--rows", "4000", "--epochs", "1", "--batch-size", "512",
+    code = cli.main(["demo", "--rows", "3000", "--epochs", "1", "--batch-size", "512",
                      "--hidden-units", "8", "--out", str(tmp_path), "--main-weighting", "straight_through"])
     assert code == 0
     out = capsys.readouterr().out

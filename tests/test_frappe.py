@@ -40,6 +40,6 @@ def test_backbone_learns_frappe(frappe, backbone):
     train, test, schema = frappe
     keras.utils.set_random_seed(0)
     model = ak.default_compile(ak.build_model(schema, backbone, d_main=16, hidden_units=[64, 32]))
-    model.fit(train, epochs=2, verbose=0)
+    model.fit(train, epochs=1, verbose=0)
     auc = model.evaluate(test, return_dict=True, verbose=0)["auc"]
     assert auc > 0.85, f"{backbone} reached test AUC {auc:.4f} on Frappe"
