@@ -74,6 +74,7 @@ def build_model(
     aux_input: str = "selected",
     exploration: float = 0.0,
     score_decay: float = 0.0,
+    warmup_steps: int = 0,
     name: str | None = None,
     memory_check: str | None = "adam",
 ) -> CTRModel:
@@ -124,6 +125,9 @@ def build_model(
             top-k (see `AuxiliarySelector`).
         score_decay: AEFS: L2 penalty on the controller's output layer (see
             `SelectionController`).
+        warmup_steps: AEFS: training steps of soft selection over all fields
+            (all looked up, each scaled by its score) before the hard top-k
+            (see `AuxiliarySelector`; default 0, the paper).
         name: model name.
         memory_check: the optimizer whose state to plan for ("adam",
             "lazy_adam", "rowwise_adagrad", "sgd"): the tables and that
@@ -202,21 +206,31 @@ def build_model(
             sizes, k=k, d_aux=d_aux, controller=controller, dropout=controller_dropout,
             reweight=reweight, output_layer=controller_output_layer,
             soft_gradient=soft_gradient, exploration=exploration, score_decay=score_decay,
-            name="selector",
+            warmup_steps=warmup_steps, name="selector",
         )(ids)
         main_weights = selected["weights"]
         if weight_scale == "mean":
             main_weights = main_weights * float(k)
         if main_weighting == "straight_through":
             main_weights = L.StraightThroughOnes(name="main_weights")(main_weights)
+        warmup = ()
+        if warmup_steps:
+            # All fields at their soft scores (times F under "mean", as the
+            # kept weights are times k).
+            soft = selected["scores"] / keras.ops.sum(selected["scores"], axis=-1, keepdims=True)
+            if weight_scale == "mean":
+                soft = soft * float(num_fields)
+            if main_weighting == "straight_through":
+                soft = L.StraightThroughOnes(name="warmup_weights")(soft)
+            warmup = (soft, selected["warming"])
         emb = L.ConditionalEmbedding(sizes, d_main, embeddings_initializer=embeddings_initializer,
                                      name="main_embedding")(
-            ids, selected["indices"], main_weights)
+            ids, selected["indices"], main_weights, *warmup)
         linear = None
         if uses_linear:
             linear = L.ConditionalEmbedding(sizes, 1, embeddings_initializer="zeros",
                                             name="linear_embedding")(
-                ids, selected["indices"], main_weights)
+                ids, selected["indices"], main_weights, *warmup)
         logit = main_backbone(emb, linear) if linear is not None else main_backbone(emb)
         p_main = _sigmoid("main_probability")(logit)
 

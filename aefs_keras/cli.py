@@ -45,6 +45,12 @@ def demo(args) -> int:
     print(f"  {data.schema.num_fields} fields; oracle test AUC {data.oracle_auc:.4f}; planted informative "
           "fields (oracle AUC without each): "
           + ", ".join(f"{n} {data.oracle_auc_without[n]:.4f}" for n in data.informative_fields))
+    if args.warmup_epochs < 0:
+        raise SystemExit(f"--warmup-epochs must be >= 0. Received: {args.warmup_epochs}")
+    steps_per_epoch = -(-len(data.train_arrays[1]) // args.batch_size)
+    warmup_steps = int(round(args.warmup_epochs * steps_per_epoch))
+    print(f"  AEFS: soft warm-up for the first {warmup_steps} training steps "
+          f"({args.warmup_epochs:g} epoch(s)), then the hard top-k")
     options = dict(hidden_units=args.hidden_units, d_main=args.d_main)
     results = {}
     models = {}
@@ -54,7 +60,8 @@ def demo(args) -> int:
         keras.utils.set_random_seed(args.seed)
         kw = dict(options)
         if selection:
-            kw.update(k_ratio=args.k_ratio, main_weighting=args.main_weighting)
+            kw.update(k_ratio=args.k_ratio, main_weighting=args.main_weighting,
+                      warmup_steps=warmup_steps)
         model = ak.default_compile(ak.build_model(data.schema, args.backbone, selection, **kw))
         results[label] = _train_and_measure(model, data, args.epochs, args.patience)
         models[label] = model
@@ -269,6 +276,9 @@ def main(argv=None) -> int:
     p.add_argument("--k-ratio", type=float, default=0.5)
     p.add_argument("--main-weighting", default="scaled", choices=["scaled", "straight_through"],
                    help="AEFS main-path weights (build_model's main_weighting; docs/aefs.md)")
+    p.add_argument("--warmup-epochs", type=float, default=1.0,
+                   help="AEFS soft warm-up before the hard top-k, in epochs of training steps "
+                        "(build_model's warmup_steps; 0: hard from the first step, the paper)")
     p.add_argument("--d-main", type=int, default=32)
     p.add_argument("--hidden-units", type=int, nargs="+", default=[256, 128])
     p.add_argument("--seed", type=int, default=0)

@@ -66,6 +66,23 @@ def test_straight_through_options_round_trip(data, tmp_path):
     assert isinstance(loaded.get_layer("main_weights"), ak.layers.StraightThroughOnes)
 
 
+def test_warmup_trains_then_round_trips(data, tmp_path):
+    model = small(data.schema, "deepfm", "aefs", warmup_steps=3)
+    steps = int(np.ceil(len(data.train_arrays[1]) / 256))
+    history = model.fit(data.train, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    selector = model.get_layer("selector")
+    assert float(selector.step.numpy()) == steps > 3
+    x = {k: v[:100] for k, v in data.test_arrays[0].items()}
+    model.save(tmp_path / "wu.keras")
+    loaded = keras.models.load_model(tmp_path / "wu.keras")
+    np.testing.assert_array_equal(loaded.predict_step((x,)).numpy(), model.predict_step((x,)).numpy())
+    assert loaded.get_layer("selector").warmup_steps == 3
+    assert float(loaded.get_layer("selector").step.numpy()) == steps  # warm-up is not redone
+    st = small(data.schema, "deepfm", "aefs", warmup_steps=3, main_weighting="straight_through")
+    assert isinstance(st.get_layer("warmup_weights"), ak.layers.StraightThroughOnes)
+
+
 def test_activated_parameters(data):
     F = data.schema.num_fields  # 8
     assert small(data.schema, "deepfm", None).activated_embedding_parameters() == F * 8 + F
@@ -83,6 +100,7 @@ def test_activated_parameters(data):
     ({"selection": None, "k": 2}, "selection=None"),
     ({"selection": "aefs", "controller": "gbdt"}, "controller='gbdt'"),
     ({"selection": "aefs", "main_weighting": "soft"}, "main_weighting='soft'"),
+    ({"selection": "aefs", "warmup_steps": -2}, "warmup_steps=-2"),
 ])
 def test_bad_builder_arguments(data, kwargs, word):
     kwargs = {"backbone": "deepfm", **kwargs}

@@ -6,6 +6,12 @@ import re
 import keras
 import numpy as np
 
+import aefs_keras as ak
+
+
+def ak_train(rows):
+    return ak.datasets.synthetic(num_rows=rows, seed=0, batch_size=512).train
+
 
 def test_demo_prints_table_and_served_selection_and_saves(tmp_path, capsys):
     from aefs_keras import cli
@@ -24,4 +30,8 @@ def test_demo_prints_table_and_served_selection_and_saves(tmp_path, capsys):
     assert "oracle AUC without each" in out
     model = keras.models.load_model(tmp_path / "demo_aefs.keras")
     assert model.get_layer("main_weights").__class__.__name__ == "StraightThroughOnes"
+    # One epoch of soft warm-up by default: ceil(training rows / batch) steps.
+    warm = int(re.search(r"soft warm-up for the first (\d+) training steps", out).group(1))
+    train_rows = sum(int(b[1].shape[0]) for b in ak_train(3000))
+    assert warm == -(-train_rows // 512) == model.get_layer("selector").warmup_steps
     assert os.path.isdir(tmp_path / "serving" / "demo_aefs" / "1")

@@ -107,6 +107,57 @@ def test_exploration_samples_in_training_only():
         L.AuxiliarySelector([5] * 6, k=3, exploration=-1)
 
 
+def test_warmup_is_soft_over_all_fields_then_hard():
+    ids = np.random.default_rng(3).integers(0, 5, size=(8, 6))
+    sel = L.AuxiliarySelector([5] * 6, k=3, warmup_steps=2)
+    served = sel(ids, training=False)  # inference: hard, no step counted
+    assert float(sel.step.numpy()) == 0.0 and not served["warming"].numpy().any()
+    assert ((served["mask"].numpy() > 0).sum(1) == 3).all()
+    for step in range(3):
+        out = sel(ids, training=True)
+        scores = out["scores"].numpy()
+        if step < 2:  # every field at its soft score
+            assert out["warming"].numpy().tolist() == [1.0] * 8
+            np.testing.assert_allclose(out["mask"].numpy(), scores / scores.sum(1, keepdims=True),
+                                       rtol=1e-5)
+        else:
+            assert not out["warming"].numpy().any()
+            assert ((out["mask"].numpy() > 0).sum(1) == 3).all()
+        assert out["indices"].shape == (8, 3)  # the top-k is still reported
+    assert float(sel.step.numpy()) == 3.0
+    assert L.AuxiliarySelector.from_config(sel.get_config()).warmup_steps == 2
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match=f"warmup_steps={bad!r}"):
+            L.AuxiliarySelector([5] * 6, k=3, warmup_steps=bad)
+
+
+def test_conditional_embedding_warmup_reads_every_field():
+    sizes = [4, 3, 5]
+    emb = L.ConditionalEmbedding(sizes, output_dim=2)
+    ids = np.array([[1, 2, 4], [3, 0, 0]])
+    idx = np.array([[0, 2], [1, 2]])
+    w = np.array([[0.25, 0.75], [0.5, 0.5]], "float32")
+    full = np.array([[0.2, 0.3, 0.5], [0.1, 0.6, 0.3]], "float32")
+    plain = emb(ids, idx, w).numpy()
+    table = emb.embeddings.numpy()
+    offsets = np.array([0, 4, 7])
+    expect = table[offsets[None] + ids] * full[..., None]
+    for warming, rows in ((1.0, [1, 6, 11, 3, 4, 7]), (0.0, [1, 11, 4, 7])):
+        flag = np.full((2,), warming, "float32")
+        with tf.GradientTape() as tape:
+            out = emb(ids, idx, w, full, flag, training=True)
+            loss = tf.reduce_sum(out)
+        grad = tape.gradient(loss, emb.embeddings)
+        assert isinstance(grad, tf.IndexedSlices)
+        assert sorted(grad.indices.numpy().tolist()) == sorted(rows)
+        np.testing.assert_allclose(out.numpy(), expect if warming else plain, rtol=1e-6)
+    # Inference ignores the warm-up inputs.
+    np.testing.assert_allclose(emb(ids, idx, w, full, np.ones(2, "float32")).numpy(), plain)
+    compact = L.ConditionalEmbedding(sizes, output_dim=2, output_mode="compact")
+    with pytest.raises(ValueError, match="output_mode='compact'"):
+        compact(ids, idx, w, full, np.ones(2, "float32"))
+
+
 def test_score_decay_is_l2_on_the_output_layer():
     c = L.SelectionController(3, score_decay=0.1)
     c(np.ones((2, 3, 4), "float32"))

@@ -48,10 +48,18 @@ class AuxiliarySelector(keras.layers.Layer):
             from the scores). Inference always keeps the top k.
         score_decay: L2 penalty on the controller's output layer (see
             `SelectionController`; default 0).
+        warmup_steps: training steps of soft selection before the hard
+            top-k (default 0: none). Meanwhile `mask` holds every field's
+            soft score (summing to 1) and `warming` is 1, which tells
+            `ConditionalEmbedding` to look up all F fields, so every score
+            gets a gradient from the main model, as in AdaFS's pretraining;
+            the step count is saved with the model. Inference always keeps
+            the top k.
 
     Call with ids (B, F) of per-field ids. Returns a dict: `indices`
     (B, k) int32, `weights` (B, k), `mask` (B, F) with the weights at the
-    kept fields, `scores` (B, F) and `embeddings` (B, F, d_aux).
+    kept fields, `scores` (B, F), `embeddings` (B, F, d_aux) and `warming`
+    (B,), 1.0 while a training step is within `warmup_steps`, else 0.0.
 
     Example:
 
@@ -80,6 +88,7 @@ class AuxiliarySelector(keras.layers.Layer):
         soft_gradient: bool = False,
         exploration: float = 0.0,
         score_decay: float = 0.0,
+        warmup_steps: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -111,6 +120,11 @@ class AuxiliarySelector(keras.layers.Layer):
             )
         self.exploration = float(exploration)
         self._explore_seed = keras.random.SeedGenerator() if self.exploration > 0 else None
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+            raise ValueError(
+                f"`warmup_steps` must be an integer >= 0. Received: warmup_steps={warmup_steps!r}"
+            )
+        self.warmup_steps = warmup_steps
 
     @property
     def num_fields(self) -> int:
@@ -123,6 +137,11 @@ class AuxiliarySelector(keras.layers.Layer):
         self._norm.build(emb_shape)
         self._controller.build(emb_shape)
         add_selection_stats(self, self.num_fields)
+        if self.warmup_steps:
+            self.step = self.add_weight(
+                shape=(), initializer="zeros", trainable=False, name="step",
+                aggregation="only_first_replica",  # one training step, however many replicas
+            )
 
     def call(self, ids, training=None):
         emb = self._norm(self._embedding(ids), training=training)
@@ -142,15 +161,25 @@ class AuxiliarySelector(keras.layers.Layer):
             soft = scores / (tf.reduce_sum(scores, -1, keepdims=True) + 1e-12)
             mask = mask + (soft - tf.stop_gradient(soft))
         update_selection_stats(self, indices, self.num_fields, training)
+        warming = tf.zeros(tf.shape(scores)[:1], scores.dtype)
+        if training and self.warmup_steps:
+            on = self.step < float(self.warmup_steps)
+            self.step.assign_add(1.0)
+            # Every field at its soft score: with the hard top-k the dropped
+            # fields get no gradient, so the first kept set would stay kept.
+            soft = scores / (tf.reduce_sum(scores, -1, keepdims=True) + 1e-12)
+            mask = tf.where(on, soft, mask)
+            warming = warming + tf.cast(on, scores.dtype)
         return {
             "indices": indices,
             "weights": weights,
             "mask": mask,
             "scores": scores,
             "embeddings": emb,
+            "warming": warming,
         }
 
-    OUTPUT_KEYS = ("indices", "weights", "mask", "scores", "embeddings")
+    OUTPUT_KEYS = ("indices", "weights", "mask", "scores", "embeddings", "warming")
 
     def activated_parameters(self) -> int:
         """Auxiliary embedding values read per example (all F fields)."""
@@ -170,6 +199,7 @@ class AuxiliarySelector(keras.layers.Layer):
             soft_gradient=self.soft_gradient,
             exploration=self.exploration,
             score_decay=self._controller.score_decay,
+            warmup_steps=self.warmup_steps,
             embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer),
         )
         return config

@@ -33,7 +33,10 @@ class ConditionalEmbedding(keras.layers.Layer):
         embeddings_regularizer: optional regularizer of the table.
 
     Call with `ids` (B, F), `indices` (B, k) from `AuxiliarySelector`, and
-    optionally `weights` (B, k).
+    optionally `weights` (B, k). During a selector's soft warm-up, also pass
+    `warmup_weights` (B, F) and its `warming` flag (B,): on training steps
+    where the flag is set, all F fields are looked up and scaled by
+    `warmup_weights` instead ("scattered" mode only). Inference ignores them.
 
     Example:
 
@@ -78,7 +81,8 @@ class ConditionalEmbedding(keras.layers.Layer):
     def num_fields(self) -> int:
         return len(self.field_sizes)
 
-    def build(self, ids_shape, indices_shape=None, weights_shape=None):
+    def build(self, ids_shape, indices_shape=None, weights_shape=None,
+              warmup_weights_shape=None, warming_shape=None):
         check_ids_shape("ConditionalEmbedding", ids_shape, self.num_fields)
         if indices_shape is None or len(indices_shape) != 2:
             raise ValueError(
@@ -86,6 +90,9 @@ class ConditionalEmbedding(keras.layers.Layer):
                 f"Received: shape={indices_shape}"
             )
         self._k = indices_shape[-1]
+        if warmup_weights_shape is not None and self.output_mode == "compact":
+            raise ValueError("`warmup_weights` needs output_mode='scattered' (the warm-up looks "
+                             "up all F fields). Received: output_mode='compact'")
         self.embeddings = add_table(self, sum(self.field_sizes), self.output_dim,
                                     self.embeddings_initializer, self.embeddings_regularizer)
 
@@ -95,7 +102,20 @@ class ConditionalEmbedding(keras.layers.Layer):
         local = tf.gather(tf.cast(ids, tf.int32), indices, batch_dims=1)
         return local + tf.gather(tf.constant(self.offsets), indices)
 
-    def call(self, ids, indices, weights=None):
+    def call(self, ids, indices, weights=None, warmup_weights=None, warming=None, training=None):
+        if training and warmup_weights is not None:
+            if warming is None:
+                raise ValueError("`warming` must be given with `warmup_weights`. Received: warming=None")
+            hard = tf.ones(tf.shape(indices), self.compute_dtype) if weights is None else weights
+            every = tf.broadcast_to(tf.range(self.num_fields)[None], tf.shape(ids))
+            # Only the integer ids and the weights go through the cond: the
+            # table is read by one gather after it, so its gradient stays
+            # IndexedSlices (B * F rows in warm-up, B * k after).
+            indices, weights = tf.cond(
+                tf.reduce_any(warming > 0.5),
+                lambda: (every, tf.cast(warmup_weights, self.compute_dtype)),
+                lambda: (tf.cast(indices, tf.int32), tf.cast(hard, self.compute_dtype)),
+            )
         rows = tf.gather(self.embeddings.value, self.selected_rows(ids, indices))
         if weights is not None:
             rows = rows * tf.cast(weights, rows.dtype)[..., None]
@@ -103,7 +123,8 @@ class ConditionalEmbedding(keras.layers.Layer):
             return rows
         return scatter_fields(rows, indices, self.num_fields)
 
-    def compute_output_shape(self, ids_shape, indices_shape=None, weights_shape=None):
+    def compute_output_shape(self, ids_shape, indices_shape=None, weights_shape=None,
+                             warmup_weights_shape=None, warming_shape=None):
         if self.output_mode == "compact":
             return (ids_shape[0], indices_shape[-1], self.output_dim)
         return (ids_shape[0], self.num_fields, self.output_dim)
