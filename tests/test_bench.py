@@ -62,6 +62,19 @@ def test_statistics_by_hand():
     assert "| 0.7350 |" in report.aukc_table(rs, "g")
 
 
+def test_verdicts_need_a_baseline():
+    def run(sel, auc, params):
+        return {"grid": "g", "dataset": "d", "backbone": "deepfm", "selection": sel,
+                "k_ratio": None if sel == "none" else 0.5, "variant": "default", "auc": auc,
+                "activated_embedding_parameters": params}
+    aefs = [run("aefs_adafs", a, 783) for a in (0.80, 0.81, 0.82)]
+    assert report.verdicts(aefs, "g") == []  # no baseline: no "nan % fewer" line
+    lines = report.verdicts(aefs + [run("none", a, 1287) for a in (0.80, 0.81, 0.82)], "g")
+    assert lines == ["- **d**, deepfm, k = 0.5: AEFS vs none (all fields) +0.0000 (2 SE 0.0163): "
+                     "within noise; activated embedding parameters 39.2% fewer than none "
+                     "(meets the 35 % target)."]
+
+
 def test_tiny_grid_end_to_end_and_resume(tmp_path, capsys):
     cfg = {
         "name": "tiny",

@@ -135,9 +135,12 @@ def verdicts(results, grid: str, k_ratio: float = 0.5) -> list[str]:
                 verdict = "within noise" if c["within_noise"] else ("ABOVE" if c["diff"] > 0 else "BELOW")
             parts.append(f"vs {LABELS[other]} {c['diff']:+.4f} (2 SE {c['bound']:.4f}): {verdict}")
         base = _none_params(results, gr, ds, bb)
-        cut = 1 - rs[0]["activated_embedding_parameters"] / base if base else float("nan")
-        parts.append(f"activated embedding parameters {cut:.1%} fewer than none "
-                     f"({'meets' if cut >= 0.35 else 'MISSES'} the 35 % target)")
+        if base:  # a grid without a no-selection run has nothing to compare with
+            cut = 1 - rs[0]["activated_embedding_parameters"] / base
+            parts.append(f"activated embedding parameters {cut:.1%} fewer than none "
+                         f"({'meets' if cut >= 0.35 else 'MISSES'} the 35 % target)")
+        if not parts:
+            continue
         lines.append(f"- **{ds}**, {bb}, k = {k_ratio:g}: AEFS " + "; ".join(parts) + ".")
     return lines
 
