@@ -60,6 +60,7 @@ def build_model(
     dropout: float = 0.0,
     backbone_options: dict[str, Any] | None = None,
     aux_hidden_units: Sequence[int] = (16, 8),
+    aux_backbone: str | None = None,
     aux_loss_weight: float = 1.0,
     embedding_alignment: float = 0.3,
     prediction_alignment: float = 0.3,
@@ -97,6 +98,10 @@ def build_model(
         backbone_options: extra arguments of the backbone layer, e.g.
             `{"num_cross_layers": 2, "structure": "parallel"}` for DCN.
         aux_hidden_units: MLP of AEFS's small prediction head.
+        aux_backbone: AEFS: the small head's type: None (default, the
+            paper: a small copy of `backbone`) or a backbone name, e.g.
+            "dnn" (an MLP alone; see docs/aefs.md for why that can keep the
+            selection away from noise fields).
         aux_loss_weight: weight of the auxiliary BCE (lambda_a).
         embedding_alignment, prediction_alignment, alignment: weights and
             kind ("mse", "kl", "huber") of `AlignmentLoss`.
@@ -161,6 +166,11 @@ def build_model(
         raise ValueError(
             f"`main_weighting` must be one of {list(MAIN_WEIGHTINGS)}. "
             f"Received: main_weighting={main_weighting!r}"
+        )
+    if aux_backbone is not None and aux_backbone not in BACKBONES:
+        raise ValueError(
+            f"`aux_backbone` must be None or one of {sorted(BACKBONES)}. "
+            f"Received: aux_backbone={aux_backbone!r}"
         )
     if selection is not None:
         k = resolve_k(num_fields, k, k_ratio)
@@ -234,9 +244,13 @@ def build_model(
         logit = main_backbone(emb, linear) if linear is not None else main_backbone(emb)
         p_main = _sigmoid("main_probability")(logit)
 
-        aux_options = {**options, **_AUX_OPTIONS.get(backbone, {})}
-        aux_backbone = backbone_cls(hidden_units=aux_hidden_units, dropout=0.0,
-                                    name="aux_backbone", **aux_options)
+        if aux_backbone is None:  # a small copy of the main backbone
+            aux_cls = backbone_cls
+            aux_options = {**options, **_AUX_OPTIONS.get(backbone, {})}
+        else:
+            aux_cls = BACKBONES[aux_backbone]
+            aux_options = {**_BACKBONE_DEFAULTS.get(aux_backbone, {}), **_AUX_OPTIONS.get(aux_backbone, {})}
+        aux_head = aux_cls(hidden_units=aux_hidden_units, dropout=0.0, name="aux_backbone", **aux_options)
         if aux_input == "soft":
             # Every field, scaled by its soft score (times F, so the scales
             # average 1): each score is trained on every step.
@@ -244,7 +258,7 @@ def build_model(
             aux_emb = selected["embeddings"] * keras.ops.expand_dims(soft * float(num_fields), -1)
         else:
             aux_emb = selected["embeddings"] * keras.ops.expand_dims(selected["mask"], -1)
-        p_aux = _sigmoid("aux_probability")(aux_backbone(aux_emb))
+        p_aux = _sigmoid("aux_probability")(aux_head(aux_emb))
         p_out = L.AlignmentLoss(embedding_alignment, prediction_alignment, kind=alignment,
                                 name="alignment")({
             "aux_embeddings": selected["embeddings"],

@@ -61,7 +61,7 @@ def demo(args) -> int:
         kw = dict(options)
         if selection:
             kw.update(k_ratio=args.k_ratio, main_weighting=args.main_weighting,
-                      warmup_steps=warmup_steps)
+                      warmup_steps=warmup_steps, aux_backbone=args.aux_backbone)
         model = ak.default_compile(ak.build_model(data.schema, args.backbone, selection, **kw))
         results[label] = _train_and_measure(model, data, args.epochs, args.patience)
         models[label] = model
@@ -276,6 +276,8 @@ def main(argv=None) -> int:
     p.add_argument("--k-ratio", type=float, default=0.5)
     p.add_argument("--main-weighting", default="scaled", choices=["scaled", "straight_through"],
                    help="AEFS main-path weights (build_model's main_weighting; docs/aefs.md)")
+    p.add_argument("--aux-backbone", default=None, help="AEFS small head: a backbone name, e.g. dnn "
+                   "(build_model's aux_backbone; default: a small copy of --backbone)")
     p.add_argument("--warmup-epochs", type=float, default=1.0,
                    help="AEFS soft warm-up before the hard top-k, in epochs of training steps "
                         "(build_model's warmup_steps; 0: hard from the first step, the paper)")

@@ -83,6 +83,18 @@ def test_warmup_trains_then_round_trips(data, tmp_path):
     assert isinstance(st.get_layer("warmup_weights"), ak.layers.StraightThroughOnes)
 
 
+def test_aux_backbone_option_round_trip(data, tmp_path):
+    model = small(data.schema, "deepfm", "aefs", aux_backbone="dnn")
+    assert isinstance(model.get_layer("aux_backbone"), ak.layers.DNN)
+    assert isinstance(small(data.schema, "deepfm", "aefs").get_layer("aux_backbone"), ak.layers.DeepFM)
+    _move_weights(model)
+    x = {k: v[:100] for k, v in data.test_arrays[0].items()}
+    model.save(tmp_path / "aux.keras")
+    loaded = keras.models.load_model(tmp_path / "aux.keras")
+    np.testing.assert_array_equal(loaded.predict_step((x,)).numpy(), model.predict_step((x,)).numpy())
+    assert isinstance(loaded.get_layer("aux_backbone"), ak.layers.DNN)
+
+
 def test_activated_parameters(data):
     F = data.schema.num_fields  # 8
     assert small(data.schema, "deepfm", None).activated_embedding_parameters() == F * 8 + F
@@ -101,6 +113,7 @@ def test_activated_parameters(data):
     ({"selection": "aefs", "controller": "gbdt"}, "controller='gbdt'"),
     ({"selection": "aefs", "main_weighting": "soft"}, "main_weighting='soft'"),
     ({"selection": "aefs", "warmup_steps": -2}, "warmup_steps=-2"),
+    ({"selection": "aefs", "aux_backbone": "gbdt"}, "aux_backbone='gbdt'"),
 ])
 def test_bad_builder_arguments(data, kwargs, word):
     kwargs = {"backbone": "deepfm", **kwargs}
