@@ -76,6 +76,7 @@ def build_model(
     exploration: float = 0.0,
     score_decay: float = 0.0,
     warmup_steps: int = 0,
+    field_prior: Sequence[float] | None = None,
     name: str | None = None,
     memory_check: str | None = "adam",
 ) -> CTRModel:
@@ -133,6 +134,9 @@ def build_model(
         warmup_steps: AEFS: training steps of soft selection over all fields
             (all looked up, each scaled by its score) before the hard top-k
             (see `AuxiliarySelector`; default 0, the paper).
+        field_prior: AEFS: F numbers, the controller's initial output bias,
+            e.g. `importance.importance_prior(importance.permutation_importance(
+            no_selection_model, valid_x, valid_y))` (default None: zeros).
         name: model name.
         memory_check: the optimizer whose state to plan for ("adam",
             "lazy_adam", "rowwise_adagrad", "sgd"): the tables and that
@@ -216,7 +220,7 @@ def build_model(
             sizes, k=k, d_aux=d_aux, controller=controller, dropout=controller_dropout,
             reweight=reweight, output_layer=controller_output_layer,
             soft_gradient=soft_gradient, exploration=exploration, score_decay=score_decay,
-            warmup_steps=warmup_steps, name="selector",
+            warmup_steps=warmup_steps, field_prior=field_prior, name="selector",
         )(ids)
         main_weights = selected["weights"]
         if weight_scale == "mean":

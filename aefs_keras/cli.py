@@ -62,6 +62,16 @@ def demo(args) -> int:
         if selection:
             kw.update(k_ratio=args.k_ratio, main_weighting=args.main_weighting,
                       warmup_steps=warmup_steps, aux_backbone=args.aux_backbone)
+            if args.importance_prior:
+                # The no-selection model just trained says which fields it uses; the
+                # selector starts from that ranking (docs/aefs.md, "Importance prior").
+                drops = ak.importance.permutation_importance(models["none"], *data.valid_arrays,
+                                                             seed=args.seed)
+                kw["field_prior"] = ak.importance.importance_prior(drops)
+                top = sorted(zip(drops, data.schema.names), reverse=True)[:10]
+                print("  controller prior from the no-selection model's permutation importance "
+                      "(validation AUC lost by shuffling each field; top 10): "
+                      + ", ".join(f"{n} {d:.4f}" for d, n in top))
         model = ak.default_compile(ak.build_model(data.schema, args.backbone, selection, **kw))
         results[label] = _train_and_measure(model, data, args.epochs, args.patience)
         models[label] = model
@@ -278,6 +288,9 @@ def main(argv=None) -> int:
                    help="AEFS main-path weights (build_model's main_weighting; docs/aefs.md)")
     p.add_argument("--aux-backbone", default=None, help="AEFS small head: a backbone name, e.g. dnn "
                    "(build_model's aux_backbone; default: a small copy of --backbone)")
+    p.add_argument("--no-importance-prior", dest="importance_prior", action="store_false",
+                   help="start AEFS's controller from zeros instead of the no-selection model's "
+                        "permutation importance (build_model's field_prior)")
     p.add_argument("--warmup-epochs", type=float, default=1.0,
                    help="AEFS soft warm-up before the hard top-k, in epochs of training steps "
                         "(build_model's warmup_steps; 0: hard from the first step, the paper)")

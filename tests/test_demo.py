@@ -28,6 +28,8 @@ def test_demo_prints_table_and_served_selection_and_saves(tmp_path, capsys):
     assert values == sorted(values, reverse=True)
     np.testing.assert_allclose(sum(values), 19, atol=0.01 * 39)  # k fields per row (rounded shares)
     assert "oracle AUC without each" in out
+    assert re.search(r"controller prior from the no-selection model's permutation importance .*: "
+                     r"\w+ -?0\.\d{4}", out)
     model = keras.models.load_model(tmp_path / "demo_aefs.keras")
     assert model.get_layer("main_weights").__class__.__name__ == "StraightThroughOnes"
     # One epoch of soft warm-up by default: ceil(training rows / batch) steps.

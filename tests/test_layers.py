@@ -309,3 +309,21 @@ def test_alignment_compact_equals_scattered_on_kept_fields():
     lb = b({"aux_embeddings": aux, "main_embeddings": compact_main, "mask": mask, "indices": idx, **probs})
     # Same squared error summed; the scattered mean divides by F/k times more elements.
     np.testing.assert_allclose(float(a.losses[-1]) * 4 / 2, float(b.losses[-1]), rtol=1e-5)
+
+
+def test_field_prior_is_the_controllers_initial_bias():
+    prior = [2.0, -1.0, 0.5]
+    sel = L.AuxiliarySelector([4, 4, 4], k=1, field_prior=prior)
+    sel(np.zeros((2, 3), "int32"))
+    np.testing.assert_allclose(sel._controller._out[0].bias.numpy(), prior)
+    assert L.AuxiliarySelector.from_config(sel.get_config())._controller.field_prior == prior
+    mvfs = L.SelectionController(3, controller="mvfs", field_prior=prior)
+    mvfs(np.ones((2, 3, 4), "float32"))
+    for out in mvfs._out:
+        np.testing.assert_allclose(out.bias.numpy(), prior)
+    with pytest.raises(ValueError, match=r"field_prior=\[1.0, 2.0\]"):
+        L.AuxiliarySelector([4, 4, 4], k=1, field_prior=[1.0, 2.0])
+    with pytest.raises(ValueError, match="field_prior="):
+        L.SelectionController(3, field_prior=[0.0, float("nan"), 1.0])
+    with pytest.raises(ValueError, match="output_layer=False"):
+        L.SelectionController(3, field_prior=prior, output_layer=False)

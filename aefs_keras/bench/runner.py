@@ -32,6 +32,7 @@ from aefs_keras.callbacks import FieldSelectionFrequency
 from aefs_keras.datasets.benchmark_data import load_benchmark
 from aefs_keras.datasets.synthetic import auc_score, synthetic, to_dataset
 from aefs_keras.export import inference_model
+from aefs_keras.importance import importance_prior, permutation_importance
 from aefs_keras.ops import resolve_k
 
 
@@ -128,20 +129,13 @@ def _model_args(spec: RunSpec, settings):
     return args
 
 
-def _static_fields(spec: RunSpec, data: BenchData, settings) -> list[str]:
-    """The static baseline's one global field set, learned once: a model of
-    the same backbone without selection trains `static_search_epochs`, then
-    each field's column is shuffled on the validation rows (permutation
-    importance, one of ERASE's selectors) and the k fields whose shuffling
-    costs the most AUC are kept.
-
-    Why not the late gate's selection frequency: the per-example gate's
-    counts say which fields an adaptive model routes through, not which
-    carry signal (on frappe it keeps `item`, the only informative field
-    after negative sampling, on about half of the rows)."""
+def _importance(spec: RunSpec, data: BenchData, settings) -> np.ndarray:
+    """Permutation importance of each field (validation AUC lost by shuffling
+    it) for a model of the same backbone without selection, trained
+    `static_search_epochs`."""
     args = _model_args(spec, settings)
     args.update(selection=None)
-    for key in ("controller", "k_ratio"):
+    for key in ("controller", "k_ratio", "field_prior", "warmup_steps", "main_weighting", "aux_backbone"):
         args.pop(key, None)
     model = default_compile(build_model(data.schema, spec.backbone, **args),
                             learning_rate=float(settings["learning_rate"]))
@@ -149,13 +143,20 @@ def _static_fields(spec: RunSpec, data: BenchData, settings) -> list[str]:
     model.fit(train, epochs=int(settings["static_search_epochs"]), verbose=0)
     serving = inference_model(model)
     x, y = data.valid_arrays
-    base = auc_score(y, _predict(serving, x, len(y))[0])
-    rng = np.random.default_rng(spec.seed)
-    drops = []
-    for name in data.schema.names:
-        shuffled = dict(x)
-        shuffled[name] = x[name][rng.permutation(len(y))]
-        drops.append(base - auc_score(y, _predict(serving, shuffled, len(y))[0]))
+    x = {name: x[name] for name in data.schema.names}  # drops in schema order
+    return permutation_importance(lambda xs: _predict(serving, xs, len(y))[0], x, y, seed=spec.seed)
+
+
+def _static_fields(spec: RunSpec, data: BenchData, settings) -> list[str]:
+    """The static baseline's one global field set, learned once: the k fields
+    whose shuffling costs a no-selection model the most validation AUC
+    (permutation importance, one of ERASE's selectors; `_importance`).
+
+    Why not the late gate's selection frequency: the per-example gate's
+    counts say which fields an adaptive model routes through, not which
+    carry signal (on frappe it keeps `item`, the only informative field
+    after negative sampling, on about half of the rows)."""
+    drops = _importance(spec, data, settings)
     k = resolve_k(data.schema.num_fields, None, spec.k_ratio)
     keep = np.argsort(-np.array(drops), kind="stable")[:k]
     return [data.schema.names[i] for i in sorted(keep)]
@@ -169,6 +170,8 @@ def run_one(spec: RunSpec, data: BenchData, settings: dict[str, Any]) -> dict[st
     fields = _static_fields(spec, data, settings) if spec.selection == "static" else None
     schema = data.schema.select(fields) if fields is not None else data.schema
     args = _model_args(spec, settings)
+    if args.get("field_prior") == "importance":  # AEFS started from a no-selection model's ranking
+        args["field_prior"] = importance_prior(_importance(spec, data, settings))
     keras.utils.set_random_seed(spec.seed)
     model = default_compile(build_model(schema, spec.backbone, **args),
                             learning_rate=float(settings["learning_rate"]))

@@ -48,6 +48,9 @@ class AuxiliarySelector(keras.layers.Layer):
             from the scores). Inference always keeps the top k.
         score_decay: L2 penalty on the controller's output layer (see
             `SelectionController`; default 0).
+        field_prior: F numbers, the controller's initial output bias: a
+            starting ranking of the fields (see `SelectionController` and
+            `aefs_keras.importance`; default None: zeros).
         warmup_steps: training steps of soft selection before the hard
             top-k (default 0: none). Meanwhile `mask` holds every field's
             soft score (summing to 1) and `warming` is 1, which tells
@@ -89,6 +92,7 @@ class AuxiliarySelector(keras.layers.Layer):
         exploration: float = 0.0,
         score_decay: float = 0.0,
         warmup_steps: int = 0,
+        field_prior=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -110,7 +114,8 @@ class AuxiliarySelector(keras.layers.Layer):
                                                      name="aux_norm")
         self._controller = SelectionController(
             self.num_fields, controller=controller, dropout=dropout,
-            output_layer=output_layer, score_decay=score_decay, name="controller",
+            output_layer=output_layer, score_decay=score_decay, field_prior=field_prior,
+            name="controller",
         )
         self.output_layer = bool(output_layer)
         self.soft_gradient = bool(soft_gradient)
@@ -200,6 +205,7 @@ class AuxiliarySelector(keras.layers.Layer):
             exploration=self.exploration,
             score_decay=self._controller.score_decay,
             warmup_steps=self.warmup_steps,
+            field_prior=self._controller.field_prior,
             embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer),
         )
         return config

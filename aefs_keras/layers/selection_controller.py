@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -22,6 +24,22 @@ def check_controller(controller):
             f"Received: controller={controller!r}"
         )
     return controller
+
+
+def check_field_prior(field_prior, num_fields, output_layer=True):
+    if field_prior is None:
+        return None
+    try:
+        prior = [float(v) for v in field_prior]
+    except (TypeError, ValueError):
+        prior = None
+    if prior is None or len(prior) != num_fields or not all(math.isfinite(v) for v in prior):
+        raise ValueError(f"`field_prior` must be {num_fields} finite numbers, one per field. "
+                         f"Received: field_prior={field_prior!r}")
+    if not output_layer:
+        raise ValueError("`field_prior` initialises the controller's output layer, so it needs "
+                         "output_layer=True. Received: output_layer=False")
+    return prior
 
 
 @keras.saving.register_keras_serializable(package="aefs_keras")
@@ -51,6 +69,9 @@ class SelectionController(keras.layers.Layer):
         score_decay: L2 penalty on that layer's kernel and bias: pulls every
             field's score logit towards the same level, so a field keeps a
             high score only while the loss keeps pushing it up (default 0).
+        field_prior: F numbers, the initial bias of that layer (default
+            zeros): a starting ranking of the fields, e.g.
+            `aefs_keras.importance.importance_prior(...)`. Trained as usual.
 
     Example:
 
@@ -72,6 +93,7 @@ class SelectionController(keras.layers.Layer):
         max_temperature: float = 5.0,
         output_layer: bool = True,
         score_decay: float = 0.0,
+        field_prior=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -101,6 +123,9 @@ class SelectionController(keras.layers.Layer):
         if self.score_decay and not self.output_layer:
             raise ValueError("`score_decay` needs `output_layer=True`. Received: "
                              f"score_decay={score_decay!r}, output_layer=False")
+        self.field_prior = check_field_prior(field_prior, num_fields, self.output_layer)
+        bias_init = (keras.initializers.Constant(self.field_prior) if self.field_prior is not None
+                     else "zeros")
         decay = keras.regularizers.L2(self.score_decay) if self.score_decay else None
         views = 1 if controller == "adafs" else num_views
         self._dense = [keras.layers.Dense(num_fields, name=f"view_{i}") for i in range(views)]
@@ -109,7 +134,8 @@ class SelectionController(keras.layers.Layer):
         self._dropout = keras.layers.Dropout(dropout) if controller == "adafs" else None
         self._out = (
             [keras.layers.Dense(num_fields, kernel_regularizer=decay, bias_regularizer=decay,
-                                name=f"view_out_{i}") for i in range(views)]
+                                bias_initializer=bias_init, name=f"view_out_{i}")
+             for i in range(views)]
             if self.output_layer else []
         )
         if controller == "mvfs":
@@ -173,5 +199,6 @@ class SelectionController(keras.layers.Layer):
             max_temperature=self.max_temperature,
             output_layer=self.output_layer,
             score_decay=self.score_decay,
+            field_prior=self.field_prior,
         )
         return config
