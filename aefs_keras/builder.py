@@ -229,11 +229,9 @@ def build_model(
             main_weights = L.StraightThroughOnes(name="main_weights")(main_weights)
         warmup = ()
         if warmup_steps:
-            # All fields at their soft scores (times F under "mean", as the
-            # kept weights are times k).
-            soft = selected["scores"] / keras.ops.sum(selected["scores"], axis=-1, keepdims=True)
-            if weight_scale == "mean":
-                soft = soft * float(num_fields)
+            # While warming, the selector's mask is every field's soft score
+            # (times F under "mean", as the kept weights are times k).
+            soft = selected["mask"] * float(num_fields) if weight_scale == "mean" else selected["mask"]
             if main_weighting == "straight_through":
                 soft = L.StraightThroughOnes(name="warmup_weights")(soft)
             warmup = (soft, selected["warming"])

@@ -132,11 +132,8 @@ def test_warmup_is_soft_over_all_fields_then_hard():
 
 
 def test_conditional_embedding_warmup_reads_every_field():
-    sizes = [4, 3, 5]
+    sizes, ids, idx, w = _conditional_case()
     emb = L.ConditionalEmbedding(sizes, output_dim=2)
-    ids = np.array([[1, 2, 4], [3, 0, 0]])
-    idx = np.array([[0, 2], [1, 2]])
-    w = np.array([[0.25, 0.75], [0.5, 0.5]], "float32")
     full = np.array([[0.2, 0.3, 0.5], [0.1, 0.6, 0.3]], "float32")
     plain = emb(ids, idx, w).numpy()
     table = emb.embeddings.numpy()
@@ -190,12 +187,15 @@ def test_selector_argument_errors():
         L.AuxiliarySelector([3] * 6)(np.zeros((2, 4), "int32"))
 
 
+def _conditional_case():
+    """Field sizes, ids (B=2, F=3), kept fields (k=2) and their weights."""
+    return ([4, 3, 5], np.array([[1, 2, 4], [3, 0, 0]]), np.array([[0, 2], [1, 2]]),
+            np.array([[0.25, 0.75], [0.5, 0.5]], "float32"))
+
+
 def test_conditional_embedding_reads_and_gradient():
-    sizes = [4, 3, 5]
+    sizes, ids, idx, w = _conditional_case()
     emb = L.ConditionalEmbedding(sizes, output_dim=2)
-    ids = np.array([[1, 2, 4], [3, 0, 0]])
-    idx = np.array([[0, 2], [1, 2]])
-    w = np.array([[0.25, 0.75], [0.5, 0.5]], "float32")
     with tf.GradientTape() as tape:
         out = emb(ids, idx, w)
         loss = tf.reduce_sum(out)

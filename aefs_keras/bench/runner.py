@@ -118,9 +118,14 @@ def _serving_examples_per_s(serving, features, batch, calls=30):
     return batch / statistics.median(times)
 
 
-def _model_args(spec: RunSpec, settings):
-    args = dict(d_main=int(settings["d_main"]), hidden_units=list(settings["hidden_units"]),
+def _backbone_args(spec: RunSpec, settings):
+    """build_model arguments of the backbone alone (no selection)."""
+    return dict(d_main=int(settings["d_main"]), hidden_units=list(settings["hidden_units"]),
                 dropout=float(settings["dropout"]), backbone_options=dict(spec.backbone_options) or None)
+
+
+def _model_args(spec: RunSpec, settings):
+    args = _backbone_args(spec, settings)
     method = dict(SELECTIONS[spec.selection])
     args["selection"] = method.pop("selection")
     if args["selection"] is not None:
@@ -133,11 +138,7 @@ def _importance(spec: RunSpec, data: BenchData, settings) -> np.ndarray:
     """Permutation importance of each field (validation AUC lost by shuffling
     it) for a model of the same backbone without selection, trained
     `static_search_epochs`."""
-    args = _model_args(spec, settings)
-    args.update(selection=None)
-    for key in ("controller", "k_ratio", "field_prior", "warmup_steps", "main_weighting", "aux_backbone"):
-        args.pop(key, None)
-    model = default_compile(build_model(data.schema, spec.backbone, **args),
+    model = default_compile(build_model(data.schema, spec.backbone, **_backbone_args(spec, settings)),
                             learning_rate=float(settings["learning_rate"]))
     train, _ = data.pipelines(spec.seed)
     model.fit(train, epochs=int(settings["static_search_epochs"]), verbose=0)

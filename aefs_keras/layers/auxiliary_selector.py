@@ -160,10 +160,10 @@ class AuxiliarySelector(keras.layers.Layer):
             u = keras.random.uniform(tf.shape(scores), 1e-9, 1.0, seed=self._explore_seed)
             rank_by = tf.math.log(scores + 1e-12) - self.exploration * tf.math.log(-tf.math.log(u))
         indices, weights, mask = hard_top_k(scores, self.k, self.reweight, scale, rank_by)
+        # Every field's share of the scores (MvFS scores do not sum to 1).
+        soft = scores / (tf.reduce_sum(scores, -1, keepdims=True) + 1e-12)
         if self.soft_gradient:
-            # Forward: the hard mask. Backward: also as the soft scores of
-            # every field (MvFS scores do not sum to 1, hence the division).
-            soft = scores / (tf.reduce_sum(scores, -1, keepdims=True) + 1e-12)
+            # Forward: the hard mask. Backward: also as the soft scores.
             mask = mask + (soft - tf.stop_gradient(soft))
         update_selection_stats(self, indices, self.num_fields, training)
         warming = tf.zeros(tf.shape(scores)[:1], scores.dtype)
@@ -172,7 +172,6 @@ class AuxiliarySelector(keras.layers.Layer):
             self.step.assign_add(1.0)
             # Every field at its soft score: with the hard top-k the dropped
             # fields get no gradient, so the first kept set would stay kept.
-            soft = scores / (tf.reduce_sum(scores, -1, keepdims=True) + 1e-12)
             mask = tf.where(on, soft, mask)
             warming = warming + tf.cast(on, scores.dtype)
         return {
