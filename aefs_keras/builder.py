@@ -42,6 +42,17 @@ def register_backbone(name: str, cls) -> None:
     BACKBONES[name] = cls
 
 
+# Tests set this to build the scattered form of a selecting model, the
+# reference that the compact fast path must reproduce exactly.
+_SCATTERED_REFERENCE = False
+
+
+def _kept(values, indices, weights):
+    """(B, F, d) -> the kept fields' rows (B, k, d), scaled by their weights."""
+    rows = keras.ops.take_along_axis(values, keras.ops.expand_dims(indices, -1), axis=1)
+    return rows * keras.ops.expand_dims(weights, -1)
+
+
 def _sigmoid(name):
     return keras.layers.Activation("sigmoid", name=name)
 
@@ -191,6 +202,15 @@ def build_model(
         # Before any table exists: refuse rather than be killed mid-allocation.
         memory_plan(schema, d_main, d_aux, selection, uses_linear, memory_check).check()
 
+    # Backbones that take the kept fields compactly get them so (the fast
+    # path: no zero-filled (B, F, d) tensor outside the first layer's
+    # forward matmul); `_SCATTERED_REFERENCE` builds the scattered form the
+    # tests compare it with.
+    compact = (selection is not None and getattr(backbone_cls, "supports_compact", False)
+               and not _SCATTERED_REFERENCE)
+    if compact:
+        options.setdefault("num_fields", num_fields)
+
     inputs = schema.keras_inputs()
     ids = L.FieldIds(schema, name="field_ids")(inputs)
     main_backbone = backbone_cls(
@@ -205,15 +225,22 @@ def build_model(
         if uses_linear:
             linear = L.FieldEmbedding(sizes, 1, embeddings_initializer="zeros",
                                       name="linear_embedding")(ids)
+        kept = {}
         if selection == "adafs":
             gate = L.AdaptiveFieldGate(num_fields, k=k, controller=controller,
                                        dropout=controller_dropout, reweight=reweight,
                                        weight_scale=weight_scale,
                                        output_layer=controller_output_layer, name="gate")(emb)
-            emb = gate["embeddings"]
-            if linear is not None:
-                linear = linear * keras.ops.expand_dims(gate["mask"], -1)
-        logit = main_backbone(emb, linear) if linear is not None else main_backbone(emb)
+            if compact:
+                kept = {"indices": gate["indices"]}
+                emb = _kept(emb, gate["indices"], gate["weights"])
+                if linear is not None:
+                    linear = _kept(linear, gate["indices"], gate["weights"])
+            else:
+                emb = gate["embeddings"]
+                if linear is not None:
+                    linear = linear * keras.ops.expand_dims(gate["mask"], -1)
+        logit = main_backbone(emb, linear, **kept) if linear is not None else main_backbone(emb, **kept)
         outputs = _sigmoid("probability")(logit)
     else:
         selected = L.AuxiliarySelector(
@@ -235,20 +262,30 @@ def build_model(
             if main_weighting == "straight_through":
                 soft = L.StraightThroughOnes(name="warmup_weights")(soft)
             warmup = (soft, selected["warming"])
-        emb = L.ConditionalEmbedding(sizes, d_main, embeddings_initializer=embeddings_initializer,
-                                     name="main_embedding")(
-            ids, selected["indices"], main_weights, *warmup)
+        indices = selected["indices"]
+        if compact:
+            if warmup:
+                indices, main_weights = L.WarmupFields(name="warmup_fields")(
+                    indices, main_weights, *warmup)
+            lookup = (ids, indices, main_weights)
+        else:
+            lookup = (ids, indices, main_weights, *warmup)
+        mode = "compact" if compact else "scattered"
+        emb = L.ConditionalEmbedding(sizes, d_main, output_mode=mode,
+                                     embeddings_initializer=embeddings_initializer,
+                                     name="main_embedding")(*lookup)
         linear = None
         if uses_linear:
-            linear = L.ConditionalEmbedding(sizes, 1, embeddings_initializer="zeros",
-                                            name="linear_embedding")(
-                ids, selected["indices"], main_weights, *warmup)
-        logit = main_backbone(emb, linear) if linear is not None else main_backbone(emb)
+            linear = L.ConditionalEmbedding(sizes, 1, output_mode=mode, embeddings_initializer="zeros",
+                                            name="linear_embedding")(*lookup)
+        kept = {"indices": indices} if compact else {}
+        logit = main_backbone(emb, linear, **kept) if linear is not None else main_backbone(emb, **kept)
         p_main = _sigmoid("main_probability")(logit)
 
         if aux_backbone is None:  # a small copy of the main backbone
             aux_cls = backbone_cls
             aux_options = {**options, **_AUX_OPTIONS.get(backbone, {})}
+            aux_options.pop("num_fields", None)
         else:
             aux_cls = BACKBONES[aux_backbone]
             aux_options = {**_BACKBONE_DEFAULTS.get(aux_backbone, {}), **_AUX_OPTIONS.get(aux_backbone, {})}
@@ -268,6 +305,7 @@ def build_model(
             "mask": selected["mask"],
             "aux_probability": p_aux,
             "main_probability": p_main,
+            **kept,
         })
         outputs = {"probability": p_out, "aux_probability": p_aux}
 

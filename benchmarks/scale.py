@@ -10,12 +10,17 @@ with one embedding table of 10^4 .. 10^7 rows in all; median step time of
 `model.fit` over timed steps (after warm-up) for Keras' Adam and for
 SparseAdam (lazy Adam, row-wise Adagrad).
 
-`aefs`: DeepFM without selection and with AEFS (k = 19 of 39), the same
-d_main, 39 fields x `--rows-per-field` rows, SparseAdam row-wise Adagrad
-for the tables: training examples/s (batch 4096), serving examples/s of the
-inference graph (batch 512), and embedding bytes read per example.
-`profile`: the time of each stage of the forward pass (ids, selector,
-lookups, backbone) and of the whole train step, same models.
+`aefs`: a backbone (`--backbones`, default DeepFM) without selection and
+with AEFS (k = 19 of 39), the same d_main, 39 fields x `--rows-per-field`
+rows, SparseAdam row-wise Adagrad for the tables, MLP 400-400-400. Both
+models live in one process: `--rounds` interleaved rounds of training
+(median step of batch 4096), then both are exported with `aefs_keras.export`
+and their `serving_default` signatures timed in interleaved rounds (batch
+512). Each round gives one AEFS / none ratio; the mean and sd over rounds
+are reported.
+`profile`: op time by model stage (forward, backward, optimizer) of one
+training step and of one serving call of the exported model, from TF
+profiler traces, with the wall time of each.
 Every configuration runs in its own child process, one after the other,
 so that one's memory cannot slow the next.
 """
@@ -73,7 +78,7 @@ class _Timer:
         self.cb.times = []
 
 
-def _model(rows_per_field, selection, d_main, optimizer, hidden):
+def _model(rows_per_field, selection, d_main, optimizer, hidden, backbone="deepfm"):
     import keras
 
     import aefs_keras as ak
@@ -83,7 +88,7 @@ def _model(rows_per_field, selection, d_main, optimizer, hidden):
     keras.utils.set_random_seed(0)
     kw = {"k_ratio": 0.5} if selection else {}
     mem = {"adam": "adam", "lazy_adam": "lazy_adam", "rowwise_adagrad": "rowwise_adagrad"}[optimizer]
-    model = ak.build_model(schema, "deepfm", selection, d_main=d_main, hidden_units=hidden,
+    model = ak.build_model(schema, backbone, selection, d_main=d_main, hidden_units=hidden,
                            memory_check=mem, **kw)
     opt = keras.optimizers.Adam(1e-3) if optimizer == "adam" else SparseAdam(
         1e-3, embedding_rule=optimizer, embedding_learning_rate=0.05 if optimizer == "rowwise_adagrad" else None)
@@ -103,78 +108,147 @@ def run_steps(cfg):
             "step_ms_p90": 1e3 * sorted(ts)[int(0.9 * (len(ts) - 1))], "steps": len(ts)}
 
 
+def _median_step(model, ds, epochs):
+    timer = _Timer()
+    model.fit(ds.repeat(epochs), epochs=1, verbose=0, callbacks=[timer.cb])
+    return statistics.median(timer.cb.times)
+
+
+def _serving_time(fn, xb, calls):
+    ts = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        fn(**xb)["probability"].numpy()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
 def run_aefs(cfg):
-    import numpy as np
+    """No selection and AEFS side by side in one process: training rounds
+    interleaved, then both exported and their `serving_default` signatures
+    timed in interleaved rounds. Each round gives one AEFS / none ratio."""
+    import gc
+    import shutil
+    import tempfile
+
     import tensorflow as tf
 
     import aefs_keras as ak
 
-    x, _, ds = _data(cfg["rows_per_field"], cfg["batch"], 6)
-    model = _model(cfg["rows_per_field"], cfg["selection"], cfg["d_main"], "rowwise_adagrad", [400, 400, 400])
-    model.fit(ds, epochs=1, verbose=0)
-    timer = _Timer()
-    model.fit(ds.repeat(cfg["epochs"]), epochs=1, verbose=0, callbacks=[timer.cb])
-    step = statistics.median(timer.cb.times)
-    serving = ak.inference_model(model)
-    fn = tf.function(lambda v: serving(v, training=False))
-    xb = {k: tf.constant(v[:512]) for k, v in x.items()}
-    for _ in range(5):
-        fn(xb)
-    st = []
-    for _ in range(50):
-        t = time.perf_counter()
-        fn(xb)["probability"].numpy()
-        st.append(time.perf_counter() - t)
-    activated = model.activated_embedding_parameters()
-    return {**cfg, "train_step_ms": 1e3 * step, "train_examples_per_s": cfg["batch"] / step,
-            "serve_batch_ms": 1e3 * statistics.median(st), "serve_examples_per_s": 512 / statistics.median(st),
-            "embedding_values_read_per_example": activated, "embedding_bytes_read_per_example": 4 * activated}
+    x, _, ds = _data(cfg["rows_per_field"], cfg["batch"], 4)
+    names = ("none", "aefs")
+    models = {n: _model(cfg["rows_per_field"], None if n == "none" else "aefs", cfg["d_main"],
+                        "rowwise_adagrad", [400, 400, 400], cfg["backbone"]) for n in names}
+    activated = {n: m.activated_embedding_parameters() for n, m in models.items()}
+    for m in models.values():
+        m.fit(ds, epochs=1, verbose=0)  # trace and warm up
+    train = {n: [] for n in names}
+    for r in range(cfg["rounds"]):
+        for n in (names if r % 2 == 0 else names[::-1]):
+            train[n].append(cfg["batch"] / _median_step(models[n], ds, cfg["epochs"]))
+    tmp = tempfile.mkdtemp(prefix="scale_export_")
+    try:
+        paths = {n: ak.export(m, tmp, n) for n, m in models.items()}
+        del models, m
+        gc.collect()
+        served = {n: tf.saved_model.load(p).signatures["serving_default"] for n, p in paths.items()}
+        xb = {k: tf.constant(v[:cfg["serve_batch"]]) for k, v in x.items()}
+        for fn in served.values():
+            _serving_time(fn, xb, 5)
+        serve = {n: [] for n in names}
+        for r in range(cfg["rounds"]):
+            for n in (names if r % 2 == 0 else names[::-1]):
+                serve[n].append(cfg["serve_batch"] / _serving_time(served[n], xb, cfg["serve_calls"]))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def summary(values):
+        return {"mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+                "values": values}
+
+    return {**cfg,
+            "train_examples_per_s": {n: summary(v) for n, v in train.items()},
+            "serve_examples_per_s": {n: summary(v) for n, v in serve.items()},
+            "train_ratio": summary([a / b for a, b in zip(train["aefs"], train["none"])]),
+            "serve_ratio": summary([a / b for a, b in zip(serve["aefs"], serve["none"])]),
+            "embedding_values_read_per_example": activated}
+
+
+def _op_time_by_stage(logdir, calls):
+    """Op time per call (ms) from a TF profiler trace, summed by model stage:
+    the first name scope under the model (its layer: selector, main_embedding,
+    backbone/mlp, ...), split into forward and backward (`gradient_tape`),
+    plus the optimizer. Ops that run on both cores at once count once per
+    core, so the sum exceeds the wall time; compare stages, not totals."""
+    import collections
+    import glob
+    import re
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    space = xplane_pb2.XSpace()
+    with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as f:
+        space.ParseFromString(f.read())
+    plane = space.planes[0]
+    stages = collections.Counter()
+    for line in plane.lines:
+        if not line.name.startswith("tf_Compute"):
+            continue
+        for event in line.events:
+            name = plane.event_metadata[event.metadata_id].name
+            if ":" not in name or name.startswith(("Threadpool", "Executor")):
+                continue
+            parts = [re.sub(r"_\d+$", "", p) for p in name.rpartition(":")[0].split("/")]
+            backward = "gradient_tape" in parts
+            parts = [p for p in parts if p not in ("StatefulPartitionedCall", "gradient_tape")
+                     and not p.startswith(_MODEL_PREFIXES)]
+            stage = parts[0] if parts else "other"
+            if stage == "backbone" and len(parts) > 2:
+                stage = "/".join(parts[:2])
+            if stage in ("MatMul", "GatherV2", "ScatterNd", "concat", "stack", "split", "Reshape",
+                         "BroadcastTo", "Sum", "AddN"):
+                stage = "unscoped (custom gradients, graph rewrites)"
+            key = "optimizer" if stage.startswith("sparse_adam") else ("bwd " if backward else "fwd ") + stage
+            stages[key] += event.duration_ps / 1e9 / calls
+    return dict(stages.most_common())
+
+
+_MODEL_PREFIXES = ("deepfm_", "dcn_", "dnn_", "wide_deep_", "mlcc_", "mc_mlcc_", "serving")
 
 
 def run_profile(cfg):
-    """Forward time of each stage of the serving path, and the train step,
-    for one model (medians over repeated calls on one batch)."""
+    """Op time by stage of one training step (model.fit) and one serving call
+    of the exported model, from TF profiler traces."""
+    import shutil
+    import tempfile
+
     import tensorflow as tf
 
-    x, _, ds = _data(cfg["rows_per_field"], cfg["batch"], 3)
-    model = _model(cfg["rows_per_field"], cfg["selection"], cfg["d_main"], "rowwise_adagrad", [400, 400, 400])
+    import aefs_keras as ak
+
+    x, _, ds = _data(cfg["rows_per_field"], cfg["batch"], 4)
+    model = _model(cfg["rows_per_field"], cfg["selection"], cfg["d_main"], "rowwise_adagrad",
+                   [400, 400, 400], cfg.get("backbone", "deepfm"))
     model.fit(ds, epochs=1, verbose=0)
-    xb = {k: tf.constant(v[:cfg["batch"]]) for k, v in x.items()}
-    layer = model.get_layer
-    ids_fn = tf.function(lambda v: layer("field_ids")(v))
-    ids = ids_fn(xb)
-    stages = {"field_ids": (ids_fn, xb)}
-    if cfg["selection"] == "aefs":
-        sel_fn = tf.function(lambda i: layer("selector")(i, training=False))
-        sel = sel_fn(ids)
-        stages["selector (aux lookups, controller, top-k)"] = (sel_fn, ids)
-        emb_fn = tf.function(lambda i, idx, w: layer("main_embedding")(i, idx, w * float(idx.shape[-1])))
-        stages["main lookups (k of F) + scatter"] = (emb_fn, (ids, sel["indices"], sel["weights"]))
-        emb = emb_fn(ids, sel["indices"], sel["weights"])
-        lin = layer("linear_embedding")(ids, sel["indices"], sel["weights"])
-    else:
-        emb_fn = tf.function(lambda i: layer("main_embedding")(i))
-        stages["main lookups (all F)"] = (emb_fn, ids)
-        emb = emb_fn(ids)
-        lin = layer("linear_embedding")(ids)
-    bb_fn = tf.function(lambda e, l: layer("backbone")(e, l, training=False))
-    stages["backbone (FM + MLP)"] = (bb_fn, (emb, lin))
-    out = {}
-    for name, (fn, arg) in stages.items():
-        call = (lambda a=arg, f=fn: f(*a)) if isinstance(arg, tuple) else (lambda a=arg, f=fn: f(a))
-        for _ in range(3):
-            call()
-        ts = []
+    tmp = tempfile.mkdtemp(prefix="scale_profile_")
+    try:
+        step_ms = _median_step(model, ds, 2) * 1e3
+        tf.profiler.experimental.start(f"{tmp}/train")
+        model.fit(ds, epochs=1, verbose=0)
+        tf.profiler.experimental.stop()
+        train = _op_time_by_stage(f"{tmp}/train", 4)
+        served = tf.saved_model.load(ak.export(model, tmp, "m")).signatures["serving_default"]
+        xb = {k: tf.constant(v[:cfg["serve_batch"]]) for k, v in x.items()}
+        serve_ms = _serving_time(served, xb, 30) * 1e3
+        tf.profiler.experimental.start(f"{tmp}/serve")
         for _ in range(20):
-            t = time.perf_counter()
-            r = call()
-            tf.nest.map_structure(lambda v: v.numpy(), r)
-            ts.append(time.perf_counter() - t)
-        out[name] = 1e3 * statistics.median(ts)
-    timer = _Timer()
-    model.fit(ds.repeat(4), epochs=1, verbose=0, callbacks=[timer.cb])
-    out["train step (forward + backward + update)"] = 1e3 * statistics.median(timer.cb.times)
-    return {**cfg, "stage_ms": out}
+            served(**xb)["probability"].numpy()
+        tf.profiler.experimental.stop()
+        serve = _op_time_by_stage(f"{tmp}/serve", 20)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {**cfg, "train_step_ms": step_ms, "train_op_ms_by_stage": train,
+            "serve_call_ms": serve_ms, "serve_op_ms_by_stage": serve}
 
 
 def _child(kind, cfg):
@@ -196,6 +270,9 @@ def main(argv=None):
     parser.add_argument("--d-main", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--epochs", type=int, default=3, help="passes over the 8 (6) cached batches timed")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="aefs: interleaved timing rounds")
+    parser.add_argument("--backbones", nargs="+", default=["deepfm"],
+                        help="aefs: backbones to compare (deepfm dcn wide_deep mc_mlcc ...)")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     if args.what == "_child":
@@ -212,12 +289,21 @@ def main(argv=None):
                                            "epochs": args.epochs, "repeat": r})
                     results.append(res)
                     print(json.dumps(res), flush=True)
+        elif args.what == "aefs":
+            for backbone in args.backbones:
+                for d in args.d_main:
+                    res = _child("aefs", {"rows_per_field": args.rows_per_field, "d_main": d,
+                                          "backbone": backbone, "batch": 4096, "serve_batch": 512,
+                                          "serve_calls": 40, "epochs": args.epochs,
+                                          "rounds": args.rounds, "repeat": r})
+                    results.append(res)
+                    print(json.dumps(res), flush=True)
         else:
             for d in args.d_main:
                 for selection in (None, "aefs"):
                     res = _child(args.what, {"rows_per_field": args.rows_per_field, "d_main": d,
-                                          "selection": selection, "batch": 4096, "epochs": args.epochs,
-                                          "repeat": r})
+                                          "selection": selection, "batch": 4096, "serve_batch": 512,
+                                          "backbone": args.backbones[0], "repeat": r})
                     results.append(res)
                     print(json.dumps(res), flush=True)
     if args.out:

@@ -9,6 +9,7 @@ from aefs_keras.layers.field_embedding import FieldEmbedding
 from aefs_keras.layers.selection_controller import SelectionController
 from aefs_keras.layers.auxiliary_selector import AuxiliarySelector
 from aefs_keras.layers.conditional_embedding import ConditionalEmbedding
+from aefs_keras.layers.warmup_fields import WarmupFields
 from aefs_keras.layers.adaptive_field_gate import AdaptiveFieldGate
 from aefs_keras.layers.alignment_loss import AlignmentLoss
 from aefs_keras.layers.straight_through_ones import StraightThroughOnes
@@ -25,5 +26,5 @@ __all__ = [
     "FieldIds", "FieldEmbedding", "SelectionController", "AuxiliarySelector",
     "ConditionalEmbedding", "AdaptiveFieldGate", "AlignmentLoss", "MLP",
     "FactorizationMachine", "DNN", "DeepFM", "DCN", "WideDeep",
-    "MLCC", "MLCCNet", "StraightThroughOnes",
+    "MLCC", "MLCCNet", "StraightThroughOnes", "WarmupFields",
 ]

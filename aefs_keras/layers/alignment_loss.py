@@ -37,7 +37,9 @@ class AlignmentLoss(keras.layers.Layer):
     (B, F, d_main), `mask` (B, F), `aux_probability` and `main_probability`
     (B, 1). With compact main embeddings (B, k, d_main) from
     `ConditionalEmbedding(output_mode="compact")`, also pass `indices`
-    (B, k): the embedding term is then averaged over the kept fields only.
+    (B, k): the embedding term is then computed at the kept fields only and
+    equals the scattered form's (a mean over all F fields, where the unkept
+    ones add 0).
 
     Example:
 
@@ -98,15 +100,45 @@ class AlignmentLoss(keras.layers.Layer):
         log_p = tf.nn.log_softmax(pred, axis=-1)
         return tf.reduce_mean(tf.reduce_sum(t * (tf.math.log(t + eps) - log_p), -1))
 
+    def _projected_mse(self, aux, mask, target):
+        """mean((mask * (aux W + c) - target)^2) without the (B, m, d_main)
+        projection: with G = W W^T (d_aux x d_aux), per field vector
+        |m p - e|^2 = m^2 (a G a + 2 a.Wc + c.c) - 2 m (a.(e W^T) + c.e) + |e|^2,
+        so only (B, m, d_aux + 1) tensors are written, and the main
+        embeddings are read twice instead of a d_main-wide product being
+        written, read and differentiated."""
+        kernel = tf.convert_to_tensor(self._projection.kernel)  # (d_aux, d_main)
+        bias = tf.convert_to_tensor(self._projection.bias)      # (d_main,)
+        d_aux = aux.shape[-1]
+        p_sq = (tf.reduce_sum(tf.matmul(aux, tf.matmul(kernel, kernel, transpose_b=True)) * aux, -1)
+                + 2.0 * tf.linalg.matvec(aux, tf.linalg.matvec(kernel, bias))
+                + tf.reduce_sum(tf.square(bias)))
+        te = tf.matmul(target, tf.concat([kernel, bias[None]], 0), transpose_b=True)  # (B, m, d_aux + 1)
+        p_e = tf.reduce_sum(aux * te[..., :d_aux], -1) + te[..., d_aux]
+        per_field = tf.square(mask) * p_sq - 2.0 * mask * p_e + tf.reduce_sum(tf.square(target), -1)
+        return tf.reduce_mean(per_field) / float(target.shape[-1])
+
     def call(self, inputs):
         mask = tf.cast(inputs["mask"], tf.float32)
         aux = inputs["aux_embeddings"]
-        if "indices" in inputs:  # compact: compare only the kept fields
-            aux = tf.gather(aux, inputs["indices"], batch_dims=1)
-            mask = tf.gather(mask, inputs["indices"], batch_dims=1)
-        projected = self._projection(aux) * mask[..., None]
+        aux_fields = aux.shape[1]
+        share = None
+        if "indices" in inputs:  # compact: compute only at the kept fields
+            indices = tf.cast(inputs["indices"], tf.int32)
+            aux = tf.gather(aux, indices, batch_dims=1)
+            mask = tf.gather(mask, indices, batch_dims=1)
+            # Unkept fields add exactly 0 to every kind of distance (both
+            # sides are zero vectors), so the mean over all F fields is the
+            # mean over the m kept ones times m / F.
+            share = tf.cast(tf.shape(indices)[1], tf.float32) / float(aux_fields)
         target = tf.stop_gradient(inputs["main_embeddings"])
-        emb_loss = self._distance(projected, target, probabilities=False)
+        if share is not None and self.kind == "mse":
+            emb_loss = self._projected_mse(aux, mask, target) * share
+        else:
+            projected = self._projection(aux) * mask[..., None]
+            emb_loss = self._distance(projected, target, probabilities=False)
+            if share is not None:
+                emb_loss = emb_loss * share
         main_p = inputs["main_probability"]
         pred_loss = self._distance(
             inputs["aux_probability"], tf.stop_gradient(main_p), probabilities=True

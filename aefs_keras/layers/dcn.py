@@ -51,9 +51,9 @@ class DCN(Backbone):
             for i in range(num_cross_layers)
         ]
 
-    def build(self, embeddings_shape, linear_shape=None):
-        self.check_embeddings("DCN", embeddings_shape)
-        flat = (embeddings_shape[0], embeddings_shape[1] * embeddings_shape[2])
+    def build(self, embeddings_shape, linear_shape=None, indices_shape=None):
+        shape = self.field_shape(embeddings_shape, indices_shape)
+        flat = (shape[0], shape[1] * shape[2])
         for cross in self.crosses:
             cross.build(flat)
             # FeatureCross.build creates its Dense layers but leaves them
@@ -69,14 +69,16 @@ class DCN(Backbone):
             width += flat[-1]
         self.head.build((flat[0], width))
 
-    def call(self, embeddings, linear=None, training=None):
-        x0 = self.flatten(embeddings)
+    def call(self, embeddings, linear=None, indices=None, training=None):
+        # The cross layers multiply by x0 elementwise, so they need the
+        # scattered x0; the parallel MLP can skip the zero blocks.
+        x0 = self.flat_input(embeddings, indices)
         x = x0
         for cross in self.crosses:
             x = cross(x0, x)
         if self.structure == "stacked":
             return self.head(self.mlp(x, training=training))
-        deep = self.mlp(x0, training=training)
+        deep = self.deep(embeddings, indices, training=training)
         return self.head(tf.concat([x, deep], axis=-1))
 
     def get_config(self):

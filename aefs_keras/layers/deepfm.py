@@ -35,14 +35,13 @@ class DeepFM(Backbone):
         super().__init__(**kwargs)
         self.fm = FactorizationMachine(name="fm")
 
-    def build(self, embeddings_shape, linear_shape=None):
-        self.check_embeddings("DeepFM", embeddings_shape)
-        flat = (embeddings_shape[0], embeddings_shape[1] * embeddings_shape[2])
-        self.mlp.build(flat)
-        self.head.build(self.mlp.compute_output_shape(flat))
+    def build(self, embeddings_shape, linear_shape=None, indices_shape=None):
+        self.build_deep(self.field_shape(embeddings_shape, indices_shape))
 
-    def call(self, embeddings, linear=None, training=None):
-        logit = self.head(self.mlp(self.flatten(embeddings), training=training))
+    def call(self, embeddings, linear=None, indices=None, training=None):
+        logit = self.head(self.deep(embeddings, indices, training=training))
+        # Zero vectors add nothing to the FM or the linear sum, so on compact
+        # rows both run over the kept fields only.
         logit = logit + self.fm(embeddings)
         if linear is not None:
             logit = logit + self.linear_logit(linear)

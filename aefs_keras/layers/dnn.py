@@ -21,11 +21,8 @@ class DNN(Backbone):
     TensorShape([2, 1])
     """
 
-    def build(self, embeddings_shape, linear_shape=None):
-        self.check_embeddings("DNN", embeddings_shape)
-        flat = (embeddings_shape[0], embeddings_shape[1] * embeddings_shape[2])
-        self.mlp.build(flat)
-        self.head.build(self.mlp.compute_output_shape(flat))
+    def build(self, embeddings_shape, linear_shape=None, indices_shape=None):
+        self.build_deep(self.field_shape(embeddings_shape, indices_shape))
 
-    def call(self, embeddings, linear=None, training=None):
-        return self.head(self.mlp(self.flatten(embeddings), training=training))
+    def call(self, embeddings, linear=None, indices=None, training=None):
+        return self.head(self.deep(embeddings, indices, training=training))

@@ -50,9 +50,8 @@ class MLCCNet(Backbone):
         self.dynamic_widths, self.output_width = first.dynamic_widths, first.output_width
         self.activation, self.gate = activation, first.gate
 
-    def build(self, embeddings_shape, linear_shape=None):
-        self.check_embeddings("MLCCNet", embeddings_shape)
-        shape = tuple(embeddings_shape)
+    def build(self, embeddings_shape, linear_shape=None, indices_shape=None):
+        shape = self.field_shape(embeddings_shape, indices_shape)
         for block in self.blocks:
             block.build(shape)
             shape = block.compute_output_shape(shape)
@@ -60,8 +59,8 @@ class MLCCNet(Backbone):
         self.mlp.build(flat)
         self.head.build(self.mlp.compute_output_shape(flat))
 
-    def call(self, embeddings, linear=None, training=None):
-        x = embeddings
+    def call(self, embeddings, linear=None, indices=None, training=None):
+        x = self.placed(embeddings, indices)  # the global compressor reads every field
         for block in self.blocks:
             x = block(x)
         return self.head(self.mlp(self.flatten(x), training=training))

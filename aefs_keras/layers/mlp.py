@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
+
+from aefs_keras.ops import fields_matmul, place_fields
 
 
 def check_hidden_units(hidden_units):
@@ -57,6 +60,21 @@ class MLP(keras.layers.Layer):
 
     def call(self, x, training=None):
         for layer in self.blocks:
+            x = layer(x, training=training)
+        return x
+
+    def call_on_fields(self, rows, indices, num_fields, training=None):
+        """The same as `call(flatten(place_fields(rows, indices, num_fields)))`,
+        with the first layer's backward pass on the kept fields only (see
+        `aefs_keras.ops.fields_matmul`)."""
+        if not self.hidden_units:
+            placed = place_fields(rows, indices, num_fields)
+            return tf.reshape(placed, [-1, num_fields * rows.shape[-1]])
+        first = self.blocks[0]
+        x = fields_matmul(rows, indices, tf.convert_to_tensor(first.kernel), num_fields)
+        if first.use_bias:
+            x = tf.nn.bias_add(x, tf.convert_to_tensor(first.bias))
+        for layer in self.blocks[1:]:
             x = layer(x, training=training)
         return x
 

@@ -29,14 +29,11 @@ class WideDeep(Backbone):
 
     uses_linear = True
 
-    def build(self, embeddings_shape, linear_shape=None):
-        self.check_embeddings("WideDeep", embeddings_shape)
-        flat = (embeddings_shape[0], embeddings_shape[1] * embeddings_shape[2])
-        self.mlp.build(flat)
-        self.head.build(self.mlp.compute_output_shape(flat))
+    def build(self, embeddings_shape, linear_shape=None, indices_shape=None):
+        self.build_deep(self.field_shape(embeddings_shape, indices_shape))
 
-    def call(self, embeddings, linear=None, training=None):
-        logit = self.head(self.mlp(self.flatten(embeddings), training=training))
+    def call(self, embeddings, linear=None, indices=None, training=None):
+        logit = self.head(self.deep(embeddings, indices, training=training))
         if linear is not None:
             logit = logit + self.linear_logit(linear)
         return logit
