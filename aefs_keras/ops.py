@@ -152,6 +152,22 @@ def _group_by_field(indices, num_fields):
     return tf.reshape(rank + tf.gather(start, indices), [-1]), counts
 
 
+def _fields_matmul_grad(upstream, rows, indices, kernel, num_fields):
+    """Gradients of `fields_matmul` for rows and kernel, grouped by field."""
+    b, m, d = tf.shape(rows)[0], tf.shape(rows)[1], rows.shape[-1]
+    dest, counts = _group_by_field(indices, num_fields)
+    # The pair at (row r, slot j) goes to position dest[r * m + j].
+    order = tf.scatter_nd(dest[:, None], tf.range(b * m), [b * m])
+    row_of = tf.scatter_nd(dest[:, None], tf.repeat(tf.range(b), m), [b * m])
+    x = tf.split(tf.gather(tf.reshape(rows, [b * m, d]), order), counts, num=num_fields)
+    g = tf.split(tf.gather(upstream, row_of), counts, num=num_fields)
+    blocks = tf.reshape(kernel, [num_fields, d, -1])
+    d_kernel = tf.stack([tf.matmul(x[f], g[f], transpose_a=True) for f in range(num_fields)])
+    d_rows = tf.concat([tf.matmul(g[f], blocks[f], transpose_b=True) for f in range(num_fields)], 0)
+    d_rows = tf.gather(d_rows, dest)  # back to (row, slot) order
+    return tf.reshape(d_rows, tf.shape(rows)), tf.reshape(d_kernel, tf.shape(kernel))
+
+
 def fields_matmul(rows, indices, kernel, num_fields: int):
     """`flatten(place_fields(rows, indices, F)) @ kernel`, with a backward
     pass that touches only the kept fields' kernel blocks.
@@ -175,22 +191,12 @@ def fields_matmul(rows, indices, kernel, num_fields: int):
 
     @tf.custom_gradient
     def matmul(rows, kernel):
-        b, m = tf.shape(rows)[0], tf.shape(rows)[1]
         placed = _place_fields(tf.stop_gradient(rows), indices, num_fields)
-        out = tf.matmul(tf.reshape(placed, [b, num_fields * d]), kernel)
+        out = tf.matmul(tf.reshape(placed, [-1, num_fields * d]), kernel)
 
         def grad(upstream):
-            dest, counts = _group_by_field(indices, num_fields)
-            order = tf.scatter_nd(dest[:, None], tf.range(b * m), [b * m])
-            x = tf.split(tf.gather(tf.reshape(rows, [b * m, d]), order), counts, num=num_fields)
-            g = tf.split(tf.gather(upstream, order // m), counts, num=num_fields)
-            blocks = tf.reshape(kernel, [num_fields, d, -1])
-            d_kernel = tf.stack([tf.matmul(x[f], g[f], transpose_a=True) for f in range(num_fields)])
-            d_rows = tf.concat([tf.matmul(g[f], blocks[f], transpose_b=True)
-                                for f in range(num_fields)], 0)
-            d_rows = tf.gather(d_rows, dest)  # back to (row, slot) order
-            return (tf.reshape(d_rows, tf.shape(rows)),
-                    tf.reshape(d_kernel, tf.shape(kernel)))
+            with tf.name_scope("fields_matmul_grad"):
+                return _fields_matmul_grad(upstream, rows, indices, kernel, num_fields)
 
         return out, grad
 

@@ -208,6 +208,8 @@ def _op_time_by_stage(logdir, calls):
             if stage in ("MatMul", "GatherV2", "ScatterNd", "concat", "stack", "split", "Reshape",
                          "BroadcastTo", "Sum", "AddN"):
                 stage = "unscoped (custom gradients, graph rewrites)"
+            if stage == "fields_matmul_grad":  # the grouped backward of the first MLP layer
+                stage, backward = "backbone/mlp", True
             key = "optimizer" if stage.startswith("sparse_adam") else ("bwd " if backward else "fwd ") + stage
             stages[key] += event.duration_ps / 1e9 / calls
     return dict(stages.most_common())

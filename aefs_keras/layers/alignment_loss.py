@@ -9,6 +9,16 @@ KINDS = ("mse", "kl", "huber")
 _REQUIRED = ("aux_embeddings", "main_embeddings", "mask", "aux_probability", "main_probability")
 
 
+def _times_constant(e, v):
+    """e @ v^T, differentiated for v only: e is a stop-gradient target, and
+    TF's generic gradient would still compute an (N, d_main) gradient for it."""
+    @tf.custom_gradient
+    def product(v):
+        return tf.matmul(e, v, transpose_b=True), lambda g: tf.matmul(g, e, transpose_a=True)
+
+    return tf.autograph.experimental.do_not_convert(product)(v)
+
+
 @keras.saving.register_keras_serializable(package="aefs_keras")
 class AlignmentLoss(keras.layers.Layer):
     """Embedding and prediction alignment losses of AEFS.
@@ -102,21 +112,23 @@ class AlignmentLoss(keras.layers.Layer):
 
     def _projected_mse(self, aux, mask, target):
         """mean((mask * (aux W + c) - target)^2) without the (B, m, d_main)
-        projection: with G = W W^T (d_aux x d_aux), per field vector
-        |m p - e|^2 = m^2 (a G a + 2 a.Wc + c.c) - 2 m (a.(e W^T) + c.e) + |e|^2,
-        so only (B, m, d_aux + 1) tensors are written, and the main
-        embeddings are read twice instead of a d_main-wide product being
-        written, read and differentiated."""
-        kernel = tf.convert_to_tensor(self._projection.kernel)  # (d_aux, d_main)
-        bias = tf.convert_to_tensor(self._projection.bias)      # (d_main,)
-        d_aux = aux.shape[-1]
-        p_sq = (tf.reduce_sum(tf.matmul(aux, tf.matmul(kernel, kernel, transpose_b=True)) * aux, -1)
-                + 2.0 * tf.linalg.matvec(aux, tf.linalg.matvec(kernel, bias))
-                + tf.reduce_sum(tf.square(bias)))
-        te = tf.matmul(target, tf.concat([kernel, bias[None]], 0), transpose_b=True)  # (B, m, d_aux + 1)
-        p_e = tf.reduce_sum(aux * te[..., :d_aux], -1) + te[..., d_aux]
-        per_field = tf.square(mask) * p_sq - 2.0 * mask * p_e + tf.reduce_sum(tf.square(target), -1)
-        return tf.reduce_mean(per_field) / float(target.shape[-1])
+        projection. With a = [aux, 1] and V = [W; c] ((d_aux + 1) x d_main),
+        p = a V, so per field vector
+        |m p - e|^2 = m^2 a (V V^T) a - 2 m a (V e) + |e|^2:
+        only (B*m, d_aux + 1) tensors are written, and the main embeddings
+        are read twice (for V e and |e|^2) instead of a d_main-wide
+        product being written, read and differentiated."""
+        d_aux, d_main = aux.shape[-1], target.shape[-1]
+        v = tf.concat([tf.convert_to_tensor(self._projection.kernel),
+                       tf.convert_to_tensor(self._projection.bias)[None]], 0)
+        a = tf.reshape(aux, [-1, d_aux])
+        a = tf.concat([a, tf.ones_like(a[:, :1])], 1)
+        e = tf.reshape(target, [-1, d_main])
+        m = tf.reshape(mask, [-1])
+        p_sq = tf.reduce_sum(tf.matmul(a, tf.matmul(v, v, transpose_b=True)) * a, -1)
+        p_e = tf.reduce_sum(_times_constant(e, v) * a, -1)
+        per_field = tf.square(m) * p_sq - 2.0 * m * p_e + tf.reduce_sum(tf.square(e), -1)
+        return tf.reduce_mean(per_field) / float(d_main)
 
     def call(self, inputs):
         mask = tf.cast(inputs["mask"], tf.float32)

@@ -70,12 +70,13 @@ class MLP(keras.layers.Layer):
         if not self.hidden_units:
             placed = place_fields(rows, indices, num_fields)
             return tf.reshape(placed, [-1, num_fields * rows.shape[-1]])
-        first = self.blocks[0]
-        x = fields_matmul(rows, indices, tf.convert_to_tensor(first.kernel), num_fields)
-        if first.use_bias:
-            x = tf.nn.bias_add(x, tf.convert_to_tensor(first.bias))
-        for layer in self.blocks[1:]:
-            x = layer(x, training=training)
+        with tf.name_scope(self.name):
+            first = self.blocks[0]
+            x = fields_matmul(rows, indices, tf.convert_to_tensor(first.kernel), num_fields)
+            if first.use_bias:
+                x = tf.nn.bias_add(x, tf.convert_to_tensor(first.bias))
+            for layer in self.blocks[1:]:
+                x = layer(x, training=training)
         return x
 
     def compute_output_shape(self, input_shape):
