@@ -125,17 +125,12 @@ def _serving_time(fn, xb, calls):
 
 def run_aefs(cfg):
     """No selection and AEFS side by side in one process: training rounds
-    interleaved, then both exported and their `serving_default` signatures
-    timed in interleaved rounds. Each round gives one AEFS / none ratio."""
-    import gc
-    import shutil
-    import tempfile
-
-    import tensorflow as tf
-
+    interleaved, then both exported to `cfg["export_dir"]` for `run_serve`
+    (its own process: a loaded copy of two big tables beside the trained
+    ones would not fit in memory). Each round gives one AEFS / none ratio."""
     import aefs_keras as ak
 
-    x, _, ds = _data(cfg["rows_per_field"], cfg["batch"], 4)
+    _, _, ds = _data(cfg["rows_per_field"], cfg["batch"], 4)
     names = ("none", "aefs")
     models = {n: _model(cfg["rows_per_field"], None if n == "none" else "aefs", cfg["d_main"],
                         "rowwise_adagrad", [400, 400, 400], cfg["backbone"]) for n in names}
@@ -146,32 +141,47 @@ def run_aefs(cfg):
     for r in range(cfg["rounds"]):
         for n in (names if r % 2 == 0 else names[::-1]):
             train[n].append(cfg["batch"] / _median_step(models[n], ds, cfg["epochs"]))
+    paths = {n: ak.export(m, cfg["export_dir"], n) for n, m in models.items()}
+    return {**cfg, "train_examples_per_s": {n: _summary(v) for n, v in train.items()},
+            "train_ratio": _summary([a / b for a, b in zip(train["aefs"], train["none"])]),
+            "embedding_values_read_per_example": activated, "paths": paths}
+
+
+def run_serve(cfg):
+    """The exported models' `serving_default`, timed in interleaved rounds."""
+    import tensorflow as tf
+
+    x, _, _ = _data(cfg["rows_per_field"], cfg["serve_batch"], 1)
+    names = ("none", "aefs")
+    served = {n: tf.saved_model.load(cfg["paths"][n]).signatures["serving_default"] for n in names}
+    xb = {k: tf.constant(v) for k, v in x.items()}
+    for fn in served.values():
+        _serving_time(fn, xb, 5)
+    serve = {n: [] for n in names}
+    for r in range(cfg["rounds"]):
+        for n in (names if r % 2 == 0 else names[::-1]):
+            serve[n].append(cfg["serve_batch"] / _serving_time(served[n], xb, cfg["serve_calls"]))
+    return {"serve_examples_per_s": {n: _summary(v) for n, v in serve.items()},
+            "serve_ratio": _summary([a / b for a, b in zip(serve["aefs"], serve["none"])])}
+
+
+def _summary(values):
+    return {"mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "values": values}
+
+
+def _aefs_pair(cfg):
+    import shutil
+    import tempfile
+
     tmp = tempfile.mkdtemp(prefix="scale_export_")
     try:
-        paths = {n: ak.export(m, tmp, n) for n, m in models.items()}
-        del models, m
-        gc.collect()
-        served = {n: tf.saved_model.load(p).signatures["serving_default"] for n, p in paths.items()}
-        xb = {k: tf.constant(v[:cfg["serve_batch"]]) for k, v in x.items()}
-        for fn in served.values():
-            _serving_time(fn, xb, 5)
-        serve = {n: [] for n in names}
-        for r in range(cfg["rounds"]):
-            for n in (names if r % 2 == 0 else names[::-1]):
-                serve[n].append(cfg["serve_batch"] / _serving_time(served[n], xb, cfg["serve_calls"]))
+        res = _child("aefs", {**cfg, "export_dir": tmp})
+        if "error" not in res:
+            res.update(_child("serve", {**cfg, "paths": res.pop("paths")}))
+        return res
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-    def summary(values):
-        return {"mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-                "values": values}
-
-    return {**cfg,
-            "train_examples_per_s": {n: summary(v) for n, v in train.items()},
-            "serve_examples_per_s": {n: summary(v) for n, v in serve.items()},
-            "train_ratio": summary([a / b for a, b in zip(train["aefs"], train["none"])]),
-            "serve_ratio": summary([a / b for a, b in zip(serve["aefs"], serve["none"])]),
-            "embedding_values_read_per_example": activated}
 
 
 def _op_time_by_stage(logdir, calls):
@@ -279,7 +289,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.what == "_child":
         cfg = json.loads(args.child_cfg)
-        fn = {"steps": run_steps, "aefs": run_aefs, "profile": run_profile}[args.child_kind]
+        fn = {"steps": run_steps, "aefs": run_aefs, "serve": run_serve,
+              "profile": run_profile}[args.child_kind]
         print(json.dumps(fn(cfg)))
         return
     results = []
@@ -294,7 +305,7 @@ def main(argv=None):
         elif args.what == "aefs":
             for backbone in args.backbones:
                 for d in args.d_main:
-                    res = _child("aefs", {"rows_per_field": args.rows_per_field, "d_main": d,
+                    res = _aefs_pair({"rows_per_field": args.rows_per_field, "d_main": d,
                                           "backbone": backbone, "batch": 4096, "serve_batch": 512,
                                           "serve_calls": 40, "epochs": args.epochs,
                                           "rounds": args.rounds, "repeat": r})

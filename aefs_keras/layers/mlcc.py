@@ -123,11 +123,17 @@ class MLCC(keras.layers.Layer):
         dynamic = tf.reshape(dynamic, [-1, s, h, sum(self._block_sizes)])
         pieces = tf.split(dynamic, self._block_sizes, axis=-1)
         sizes = [e, *self.dynamic_widths]
-        level = tf.tile(tf.expand_dims(x, 3), [1, 1, 1, h, 1])  # (B, S, F, H, e)
+        # Level 1, all heads at once: per (example, channel) one (F, e) @
+        # (e, H * d_1) matmul, instead of tiling x over the heads and running
+        # B*S*H separate (F, e) @ (e, d_1) products.
+        first = tf.reshape(pieces[0], [-1, s, h, e, sizes[1]])
+        first = tf.reshape(tf.transpose(first, [0, 1, 3, 2, 4]), [-1, s, e, h * sizes[1]])
+        level = tf.reshape(tf.matmul(x, first), [-1, s, f, h, sizes[1]])
         levels = []
         for j, piece in enumerate(pieces):
-            weights = tf.reshape(piece, [-1, s, h, sizes[j], sizes[j + 1]])
-            level = tf.einsum("bsfhi,bshio->bsfho", level, weights)
+            if j:
+                weights = tf.reshape(piece, [-1, s, h, sizes[j], sizes[j + 1]])
+                level = tf.einsum("bsfhi,bshio->bsfho", level, weights)
             if self._activation is not None and j < len(pieces) - 1:
                 level = self._activation(level)
             levels.append(level)
