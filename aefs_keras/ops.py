@@ -119,6 +119,7 @@ def _place_fields(values, indices, num_fields):
                              tf.stack([shape[0], num_fields]))
         pad = [[0, 0], [1, 0]] + [[0, 0]] * (values.shape.rank - 2)
         out = tf.gather(tf.pad(values, pad), slot, batch_dims=1)
+        out.set_shape([values.shape[0], num_fields, *values.shape[2:]])
 
         def grad(upstream):
             return tf.gather(upstream, indices, batch_dims=1)

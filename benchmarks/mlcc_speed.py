@@ -12,18 +12,15 @@ gives one MLCC / DCN-v2 ratio.
 """
 
 import argparse
-import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from scale import _data, _median_step, _serving_time  # noqa: E402
+from scale import _data, _median_step, _serving_time, _summary, write_json  # noqa: E402
 
 MODELS = {"dcn_v2": ("dcn", {"num_cross_layers": 2, "structure": "stacked"}),
           "mlcc": ("mlcc", {}), "mc_mlcc_s4": ("mc_mlcc", {})}
@@ -69,21 +66,14 @@ def main(argv=None):
             serve[n].append(512 / _serving_time(served[n], xb, 30))
     costs = {n: ak.model_costs(m)["multiply_adds"] for n, m in models.items()}
 
-    def summary(v):
-        return {"mean": statistics.mean(v), "sd": statistics.stdev(v) if len(v) > 1 else 0.0, "values": v}
-
     base = args.models[0]
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "multiply_adds_per_example": costs,
-              "train_examples_per_s": {n: summary(v) for n, v in train.items()},
-              "serve_examples_per_s": {n: summary(v) for n, v in serve.items()},
-              "train_ratio_vs_" + base: {n: summary([a / b for a, b in zip(v, train[base])]) for n, v in train.items()},
-              "serve_ratio_vs_" + base: {n: summary([a / b for a, b in zip(v, serve[base])]) for n, v in serve.items()}}
-    print(json.dumps(result, indent=1))
-    if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out, "w") as fh:
-            json.dump(result, fh, indent=1)
+              "train_examples_per_s": {n: _summary(v) for n, v in train.items()},
+              "serve_examples_per_s": {n: _summary(v) for n, v in serve.items()},
+              "train_ratio_vs_" + base: {n: _summary([a / b for a, b in zip(v, train[base])]) for n, v in train.items()},
+              "serve_ratio_vs_" + base: {n: _summary([a / b for a, b in zip(v, serve[base])]) for n, v in serve.items()}}
+    write_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,15 @@ random label. "ours" is what a user writes: `build_model` +
 step with the same math: one table gather (per-field offsets), first-order
 weights, FM, MLP, sigmoid BCE, and the same Adam on the same variables'
 shapes, fed the same batches as one (B, F) id tensor. Rounds interleave the
-two; each round times `--steps` steps of each after warm-up and gives one
-ours / bare ratio of examples/s.
+two; each round times the wall clock of one `fit` call over 8 x `epochs`
+steps against the same number of bare steps (a loop over the same cached
+batches), after a warm-up, and gives one ours / bare ratio of examples/s.
+Reported: the ratio of the best rounds, of the medians, and the mean and sd
+of the per-round ratios. On the project's 2-core VM whole rounds run at one
+of two speeds about 1.5x apart (the same slow figure recurs to 4 digits, an
+outside slowdown rather than our code), so a median can land on either;
+interference only ever slows a round down, so the best round of each is its
+least disturbed speed, and their ratio is the headline.
 """
 
 import argparse
@@ -30,8 +37,9 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 CONFIGS = {
-    "grid": {"rows_per_field": 10_000, "d": 32, "hidden": [64, 32], "batch": 1024},
-    "peer": {"rows_per_field": 100_000, "d": 16, "hidden": [400, 400, 400], "batch": 4096},
+    "grid": {"rows_per_field": 10_000, "d": 32, "hidden": [64, 32], "batch": 1024, "epochs": 4, "rounds": 9},
+    "peer": {"rows_per_field": 100_000, "d": 16, "hidden": [400, 400, 400], "batch": 4096, "epochs": 2,
+             "rounds": 9},
 }
 F = 39
 
@@ -100,54 +108,52 @@ def run(name):
     ds = tf.data.Dataset.from_tensor_slices((features, y)).batch(cfg["batch"]).cache()
     bare_ds = tf.data.Dataset.from_tensor_slices((ids, y)).batch(cfg["batch"]).cache()
     step = _bare_step(cfg)
-    bare_batches = list(bare_ds)
-
-    class Timer(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            self.t = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.times.append(time.perf_counter() - self.t)
-
     def ours(epochs):
-        timer = Timer()
-        timer.times = []
-        model.fit(ds.repeat(epochs), epochs=1, verbose=0, callbacks=[timer])
-        return timer.times
+        # Wall time of the whole `fit` call: Keras' loop, callbacks and data
+        # iteration between steps are part of what a user pays.
+        t = time.perf_counter()
+        model.fit(ds.repeat(epochs), epochs=1, verbose=0)
+        return time.perf_counter() - t
 
     def bare(epochs):
-        times = []
-        for _ in range(epochs):
-            for xb, yb in bare_batches:
-                t = time.perf_counter()
-                step(xb, yb).numpy()
-                times.append(time.perf_counter() - t)
-        return times
+        t = time.perf_counter()
+        for xb, yb in bare_ds.repeat(epochs):
+            loss = step(xb, yb)
+        loss.numpy()
+        return time.perf_counter() - t
 
     ours(1)
     bare(1)
+    steps = 8 * cfg["epochs"]
     rounds = []
-    for r in range(cfg.get("rounds", 3)):
+    for r in range(cfg["rounds"]):
         pair = {}
         for fn in ((ours, bare) if r % 2 == 0 else (bare, ours)):
-            pair[fn.__name__] = cfg["batch"] / statistics.median(fn(2))
+            pair[fn.__name__] = steps * cfg["batch"] / fn(cfg["epochs"])
         rounds.append(pair)
     ratios = [p["ours"] / p["bare"] for p in rounds]
-    return {"config": name, **cfg, "rounds": rounds, "ratio_mean": statistics.mean(ratios),
-            "ratio_sd": statistics.stdev(ratios), "steps_per_round": 16}
+    medians = {k: statistics.median(p[k] for p in rounds) for k in ("ours", "bare")}
+    best = {k: max(p[k] for p in rounds) for k in ("ours", "bare")}
+    return {"config": name, **cfg, "rounds": rounds, "median_examples_per_s": medians,
+            "best_examples_per_s": best, "ratio_of_best": best["ours"] / best["bare"],
+            "ratio_of_medians": medians["ours"] / medians["bare"], "ratio_mean": statistics.mean(ratios),
+            "ratio_sd": statistics.stdev(ratios), "steps_per_round": steps}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS) + [[]])
+    parser.add_argument("configs", nargs="*", help=f"some of {list(CONFIGS)} (default: all)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(run(args.child)))
         return
+    unknown = [c for c in args.configs if c not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown configuration {unknown[0]!r}; choose from {list(CONFIGS)}")
     results = []
-    for name in args.configs:
+    for name in args.configs or list(CONFIGS):
         out = subprocess.run([sys.executable, __file__, "--child", name], capture_output=True, text=True)
         res = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {
             "config": name, "error": (out.stderr.strip().splitlines() or [f"rc {out.returncode}"])[-1]}

@@ -165,6 +165,15 @@ def run_serve(cfg):
             "serve_ratio": _summary([a / b for a, b in zip(serve["aefs"], serve["none"])])}
 
 
+def write_json(result, path):
+    """Print `result` and, with a path, write it there (folders created)."""
+    print(json.dumps(result, indent=1))
+    if path:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(result, f, indent=1)
+
+
 def _summary(values):
     return {"mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
             "values": values}

@@ -142,3 +142,16 @@ def test_big_table_is_initialised_in_slices():
     assert table.shape == (rows, 8)
     assert np.abs(table).max() <= 0.05 and abs(table.std() - 0.1 / np.sqrt(12)) < 1e-3
     assert (table[-7:] != 0).all()  # the last, partial slice is filled too
+
+
+def test_big_table_is_initialised_in_slices_under_a_strategy(monkeypatch):
+    # Under tf.distribute the table is a mirrored variable whose `.value` is a
+    # read-only tensor; the slice-wise fill must still reach every row.
+    from aefs_keras.layers import field_embedding
+
+    monkeypatch.setattr(field_embedding, "_BIG_TABLE", 64)
+    monkeypatch.setattr(field_embedding, "_SLICE_ROWS", 16)
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        emb = FieldEmbedding([37], 4, embeddings_initializer=keras.initializers.Constant(0.5))
+        emb.build((None, 1))
+    np.testing.assert_array_equal(emb.embeddings.numpy(), np.full((37, 4), 0.5, "float32"))

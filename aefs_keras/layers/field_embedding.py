@@ -41,9 +41,15 @@ def add_table(layer, rows: int, width: int, initializer, regularizer):
                                 name="embeddings")
     table = layer.add_weight(shape=(rows, width), initializer="zeros", regularizer=regularizer,
                              name="embeddings")
+    # The backend variable itself: under a tf.distribute strategy `table.value`
+    # is a read-only tensor, while the (mirrored) variable takes row updates.
+    variable = getattr(table, "_value", None)
+    if variable is None or not hasattr(variable, "scatter_update"):
+        variable = table.value
     for start in range(0, rows, _SLICE_ROWS):
         n = min(_SLICE_ROWS, rows - start)
-        table.value[start:start + n].assign(initializer((n, width), dtype=table.dtype))
+        variable.scatter_update(tf.IndexedSlices(initializer((n, width), dtype=table.dtype),
+                                                 tf.range(start, start + n)))
     return table
 
 

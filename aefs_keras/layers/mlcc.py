@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from aefs_keras.ops import fields_matmul, place_fields
+
 
 def _positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -116,19 +118,26 @@ class MLCC(keras.layers.Layer):
         if not self.built:
             self.build(tuple(embeddings.shape))
             self.built = True
-        s, e, f, h = self.channels, self.channel_width, self.num_fields, self.heads
+        s, e, f = self.channels, self.channel_width, self.num_fields
         x = tf.transpose(tf.reshape(embeddings, [-1, f, s, e]), [0, 2, 1, 3])  # (B, S, F, e)
         flat = tf.reshape(x, [-1, s, f * e])
         dynamic = tf.einsum("bsi,sio->bso", flat, self.global_kernel)  # (B, S, H*per_head)
+        return self._levels(x, dynamic)
+
+    def _levels(self, x, dynamic):
+        """Every field vector of x (B, S, m, e) through every head's dynamic
+        MLP, whose weights `dynamic` (B, S, H * per_head) hold."""
+        s, e, h = self.channels, self.channel_width, self.heads
+        m = tf.shape(x)[2]
         dynamic = tf.reshape(dynamic, [-1, s, h, sum(self._block_sizes)])
         pieces = tf.split(dynamic, self._block_sizes, axis=-1)
         sizes = [e, *self.dynamic_widths]
-        # Level 1, all heads at once: per (example, channel) one (F, e) @
+        # Level 1, all heads at once: per (example, channel) one (m, e) @
         # (e, H * d_1) matmul, instead of tiling x over the heads and running
-        # B*S*H separate (F, e) @ (e, d_1) products.
+        # B*S*H separate (m, e) @ (e, d_1) products.
         first = tf.reshape(pieces[0], [-1, s, h, e, sizes[1]])
         first = tf.reshape(tf.transpose(first, [0, 1, 3, 2, 4]), [-1, s, e, h * sizes[1]])
-        level = tf.reshape(tf.matmul(x, first), [-1, s, f, h, sizes[1]])
+        level = tf.reshape(tf.matmul(x, first), [-1, s, m, h, sizes[1]])
         levels = []
         for j, piece in enumerate(pieces):
             if j:
@@ -139,18 +148,37 @@ class MLCC(keras.layers.Layer):
             levels.append(level)
         return levels
 
-    def call(self, embeddings):
-        f = self.num_fields
-        levels = self.crosses(embeddings)
-        crossed = tf.concat(levels, axis=-1)  # (B, S, F, H, sum d)
-        crossed = tf.reshape(tf.transpose(crossed, [0, 2, 1, 3, 4]), [-1, f, self.local_kernel.shape[1] - embeddings.shape[-1]])
-        local = tf.concat([crossed, embeddings], axis=-1)  # the raw embedding is the skip path
+    def _local_input(self, levels, embeddings):
+        """Per field: every channel's crosses and the raw embedding (B, m, I)."""
+        crossed = tf.concat(levels, axis=-1)  # (B, S, m, H, sum d)
+        width = self.local_kernel.shape[1] - embeddings.shape[-1]
+        crossed = tf.reshape(tf.transpose(crossed, [0, 2, 1, 3, 4]), [-1, tf.shape(embeddings)[1], width])
+        return tf.concat([crossed, embeddings], axis=-1)  # the raw embedding is the skip path
+
+    def _compress(self, local):
         out = tf.einsum("bfi,fio->bfo", local, self.local_kernel)  # (B, F, E2)
         if self.gate:
             squeezed = tf.reduce_mean(out, axis=-1)
             weights = self.gate_dense_2(self.gate_norm(self.gate_dense_1(squeezed)))
             out = out * tf.expand_dims(weights, -1)
         return out
+
+    def call(self, embeddings):
+        return self._compress(self._local_input(self.crosses(embeddings), embeddings))
+
+    def call_on_fields(self, rows, indices, num_fields):
+        """The same as `call(place_fields(rows, indices, num_fields))` for the
+        kept fields' rows (B, m, D): the global compressor's backward pass and
+        the layered crossing run on the m kept fields only (an unkept field's
+        zero vector crosses to zero, and the local compressor has no bias)."""
+        s, e = self.channels, self.channel_width
+        m = tf.shape(rows)[1]
+        x = tf.transpose(tf.reshape(rows, [-1, m, s, e]), [0, 2, 1, 3])  # (B, S, m, e)
+        kernel = tf.convert_to_tensor(self.global_kernel)
+        dynamic = tf.stack([fields_matmul(x[:, c], indices, kernel[c], num_fields) for c in range(s)],
+                           axis=1)  # (B, S, H*per_head)
+        local = self._local_input(self._levels(x, dynamic), rows)
+        return self._compress(place_fields(local, indices, num_fields))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[1], self.output_width)

@@ -1,6 +1,7 @@
 """MLCCNet: MLCC blocks, then an MLP, as a backbone ("mlcc", "mc_mlcc")."""
 
 import keras
+import tensorflow as tf
 
 from aefs_keras.layers._backbone import Backbone
 from aefs_keras.layers.mlcc import MLCC, _positive_int
@@ -60,8 +61,12 @@ class MLCCNet(Backbone):
         self.head.build(self.mlp.compute_output_shape(flat))
 
     def call(self, embeddings, linear=None, indices=None, training=None):
-        x = self.placed(embeddings, indices)  # the global compressor reads every field
-        for block in self.blocks:
+        if indices is None:
+            x = self.blocks[0](embeddings)
+        else:  # the first block crosses the kept fields only
+            with tf.name_scope(self.blocks[0].name):
+                x = self.blocks[0].call_on_fields(embeddings, indices, self.num_fields)
+        for block in self.blocks[1:]:
             x = block(x)
         return self.head(self.mlp(self.flatten(x), training=training))
 
