@@ -287,7 +287,8 @@ def main(argv=None):
     parser.add_argument("child_cfg", nargs="?")
     parser.add_argument("--table-rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000, 10_000_000])
     parser.add_argument("--optimizers", nargs="+", default=["adam", "lazy_adam", "rowwise_adagrad"])
-    parser.add_argument("--rows-per-field", type=int, default=1_000_000)
+    parser.add_argument("--rows-per-field", type=int, default=500_000,
+                        help="ids per field (two 39 x 10^6-row tables side by side do not fit 24 GB)")
     parser.add_argument("--d-main", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--epochs", type=int, default=3, help="passes over the 8 (6) cached batches timed")
     parser.add_argument("--repeats", type=int, default=1)
