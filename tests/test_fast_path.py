@@ -178,3 +178,23 @@ def test_backbone_compact_call_needs_num_fields():
 def test_backbone_compact_call_round_trips_config():
     layer = L.DNN(hidden_units=[4], num_fields=5)
     assert L.DNN.from_config(layer.get_config()).num_fields == 5
+
+
+def test_user_backbone_without_indices_gets_the_scattered_form():
+    from aefs_keras.layers._backbone import Backbone
+
+    class SumBackbone(Backbone):  # a user's backbone: call has no `indices`
+        def build(self, embeddings_shape, linear_shape=None):
+            self.build_deep(self.field_shape(embeddings_shape))
+
+        def call(self, embeddings, linear=None, training=None):
+            return self.head(self.mlp(self.flatten(embeddings), training=training))
+
+    builder.register_backbone("user_sum_test", SumBackbone)
+    try:
+        model = ak.build_model(_schema(), "user_sum_test", "aefs", k=3, hidden_units=[4], d_main=4)
+    finally:
+        builder.BACKBONES.pop("user_sum_test")
+    assert model.get_layer("main_embedding").output_mode == "scattered"
+    x, _ = _x(n=8)
+    assert model.predict(x, verbose=0).shape == (8, 1)

@@ -21,7 +21,9 @@ from aefs_keras.ops import place_fields
 
 class Backbone(keras.layers.Layer):
     uses_linear = False
-    supports_compact = True
+    # A subclass sets this once its `call` takes `indices` (the built-in ones
+    # do); a user's backbone keeps getting the scattered form until then.
+    supports_compact = False
 
     def __init__(self, hidden_units=(400, 400, 400), dropout=0.0, batch_norm=False,
                  num_fields=None, **kwargs):
@@ -96,7 +98,9 @@ class Backbone(keras.layers.Layer):
     def linear_logit(linear):
         return tf.reduce_sum(tf.reshape(linear, [tf.shape(linear)[0], -1]), -1, keepdims=True)
 
-    def compute_output_shape(self, embeddings_shape, linear_shape=None, indices_shape=None):
+    def compute_output_shape(self, embeddings_shape, *args, **kwargs):
+        # One logit per row, whatever else `call` takes (a subclass's call
+        # need not have `linear` or `indices`).
         return (embeddings_shape[0], 1)
 
     def get_config(self):

@@ -34,6 +34,8 @@ class DCN(Backbone):
     WWW 2021.
     """
 
+    supports_compact = True
+
     def __init__(self, num_cross_layers=3, structure="stacked", projection_dim=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(num_cross_layers, int) or num_cross_layers < 1:

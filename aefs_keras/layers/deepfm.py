@@ -30,6 +30,7 @@ class DeepFM(Backbone):
     """
 
     uses_linear = True
+    supports_compact = True
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

@@ -21,6 +21,8 @@ class DNN(Backbone):
     TensorShape([2, 1])
     """
 
+    supports_compact = True
+
     def build(self, embeddings_shape, linear_shape=None, indices_shape=None):
         self.build_deep(self.field_shape(embeddings_shape, indices_shape))
 

@@ -32,6 +32,8 @@ class MLCCNet(Backbone):
     Reference: MLCC and MC-MLCC, arXiv:2602.12041 (2026).
     """
 
+    supports_compact = True
+
     def __init__(self, channels=1, heads=4, dynamic_widths=(4, 1), output_width=8,
                  activation=None, gate=True, num_blocks=1, **kwargs):
         super().__init__(**kwargs)

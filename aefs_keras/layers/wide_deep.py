@@ -28,6 +28,7 @@ class WideDeep(Backbone):
     """
 
     uses_linear = True
+    supports_compact = True
 
     def build(self, embeddings_shape, linear_shape=None, indices_shape=None):
         self.build_deep(self.field_shape(embeddings_shape, indices_shape))
