@@ -69,6 +69,12 @@ def hard_top_k(scores, k: int, reweight: bool = True, scale: float = 1.0, rank_b
     return indices, weights, mask
 
 
+def _row_field_pairs(indices):
+    """(B, m, 2): [row, field] of every kept (row, slot), for scatter_nd."""
+    shape = tf.shape(indices)
+    return tf.stack([tf.broadcast_to(tf.range(shape[0])[:, None], shape), indices], axis=-1)
+
+
 def scatter_fields(values, indices, num_fields: int):
     """Place per-row values (B, k, ...) at field positions -> (B, F, ...).
 
@@ -76,8 +82,7 @@ def scatter_fields(values, indices, num_fields: int):
     """
     indices = tf.cast(indices, tf.int32)
     shape = tf.shape(indices)
-    rows = tf.broadcast_to(tf.range(shape[0])[:, None], shape)
-    where = tf.stack([rows, indices], axis=-1)
+    where = _row_field_pairs(indices)
     out_shape = tf.concat(
         [[shape[0], num_fields], tf.shape(values)[2:]], axis=0
     )
@@ -98,11 +103,10 @@ def place_fields(values, indices, num_fields: int):
     gather, and differentiated with a gather.
 
     `values` (B, m, ...) are the rows of the fields `indices` (B, m) (distinct
-    within a row); the result is (B, F, ...) with zeros elsewhere. On a
-    2-core CPU `tf.scatter_nd` of (4096, 19, 64) rows costs about 1.4x this
-    gather (benchmarks/placement.py), and the gradient of the placement is
-    only a gather of the kept positions, which is what `custom_gradient`
-    states here instead of TF's generic scatter gradient.
+    within a row); the result is (B, F, ...) with zeros elsewhere. The
+    forward pass gathers from the rows padded with one zero vector, which
+    `benchmarks/first_layer.py` times against `tf.scatter_nd`; the gradient
+    is a gather of the kept positions, stated with `custom_gradient`.
     """
     return _place_fields(values, tf.cast(indices, tf.int32), num_fields)
 
@@ -111,10 +115,9 @@ def _place_fields(values, indices, num_fields):
     @tf.custom_gradient
     def place(values):
         shape = tf.shape(indices)
-        rows = tf.broadcast_to(tf.range(shape[0])[:, None], shape)
         # slot[b, f] = 1 + the position of field f among row b's kept fields,
         # 0 where f is not kept; position 0 of `padded` is a zero vector.
-        slot = tf.scatter_nd(tf.stack([rows, indices], -1),
+        slot = tf.scatter_nd(_row_field_pairs(indices),
                              tf.broadcast_to(tf.range(1, shape[1] + 1)[None], shape),
                              tf.stack([shape[0], num_fields]))
         pad = [[0, 0], [1, 0]] + [[0, 0]] * (values.shape.rank - 2)
@@ -129,11 +132,6 @@ def _place_fields(values, indices, num_fields):
     return tf.autograph.experimental.do_not_convert(place)(values)
 
 
-def gather_fields(values, indices):
-    """(B, F, ...) -> the rows of the fields `indices` (B, m): (B, m, ...)."""
-    return tf.gather(values, tf.cast(indices, tf.int32), batch_dims=1)
-
-
 def _group_by_field(indices, num_fields):
     """A stable counting sort of the (row, slot) pairs by field.
 
@@ -144,8 +142,7 @@ def _group_by_field(indices, num_fields):
     far cheaper than sorting B*m keys.
     """
     shape = tf.shape(indices)
-    rows = tf.broadcast_to(tf.range(shape[0])[:, None], shape)
-    kept = tf.scatter_nd(tf.stack([rows, indices], -1), tf.ones(shape, tf.int32),
+    kept = tf.scatter_nd(_row_field_pairs(indices), tf.ones(shape, tf.int32),
                          tf.stack([shape[0], num_fields]))
     counts = tf.reduce_sum(kept, 0)
     start = tf.cumsum(counts, exclusive=True)
@@ -159,9 +156,8 @@ def _fields_matmul_grad(upstream, rows, indices, kernel, num_fields):
     dest, counts = _group_by_field(indices, num_fields)
     # The pair at (row r, slot j) goes to position dest[r * m + j].
     order = tf.scatter_nd(dest[:, None], tf.range(b * m), [b * m])
-    row_of = tf.scatter_nd(dest[:, None], tf.repeat(tf.range(b), m), [b * m])
     x = tf.split(tf.gather(tf.reshape(rows, [b * m, d]), order), counts, num=num_fields)
-    g = tf.split(tf.gather(upstream, row_of), counts, num=num_fields)
+    g = tf.split(tf.gather(upstream, order // m), counts, num=num_fields)
     blocks = tf.reshape(kernel, [num_fields, d, -1])
     d_kernel = tf.stack([tf.matmul(x[f], g[f], transpose_a=True) for f in range(num_fields)])
     d_rows = tf.concat([tf.matmul(g[f], blocks[f], transpose_b=True) for f in range(num_fields)], 0)
@@ -181,7 +177,7 @@ def fields_matmul(rows, indices, kernel, num_fields: int):
         num_fields: F.
 
     The forward pass is the dense matmul on the placed rows (on CPU one big
-    matmul beats any grouped form, docs/scale.md). The backward pass groups
+    matmul beats the grouped form: `benchmarks/first_layer.py`). The backward pass groups
     the B*m kept (row, field) pairs by field: for each field f, with X_f its
     n_f kept vectors and G_f the output gradients of their rows,
     dW_f = X_f^T G_f and dX_f = G_f W_f^T: half the multiply-adds of the
@@ -192,7 +188,7 @@ def fields_matmul(rows, indices, kernel, num_fields: int):
 
     @tf.custom_gradient
     def matmul(rows, kernel):
-        placed = _place_fields(tf.stop_gradient(rows), indices, num_fields)
+        placed = _place_fields(rows, indices, num_fields)
         out = tf.matmul(tf.reshape(placed, [-1, num_fields * d]), kernel)
 
         def grad(upstream):
@@ -202,3 +198,17 @@ def fields_matmul(rows, indices, kernel, num_fields: int):
         return out, grad
 
     return tf.autograph.experimental.do_not_convert(matmul)(rows, kernel)
+
+
+def warmup_fields(indices, weights, warmup_weights, warming, num_fields: int, dtype):
+    """The fields the main model reads on a training step: every field at its
+    soft score `warmup_weights` (B, F) while `warming` (B,) is set, else the
+    kept `indices` (B, k) at `weights` (ones when None). Only integer ids and
+    weights go through the `tf.cond`: the table is read by one gather after
+    it, so its gradient stays IndexedSlices (B * F rows, then B * k)."""
+    indices = tf.cast(indices, tf.int32)
+    hard = tf.ones(tf.shape(indices), dtype) if weights is None else tf.cast(weights, dtype)
+    every = tf.broadcast_to(tf.range(num_fields)[None], tf.shape(warmup_weights))
+    return tf.cond(tf.reduce_any(warming > 0.5),
+                   lambda: (every, tf.cast(warmup_weights, dtype)),
+                   lambda: (indices, hard))

@@ -69,12 +69,6 @@ class Backbone(keras.layers.Layer):
                              f"Received: shape={tuple(indices_shape)}")
         return (embeddings_shape[0], self.num_fields, embeddings_shape[2])
 
-    def placed(self, embeddings, indices=None):
-        """(B, F, d): the embeddings, scattered to their fields if compact."""
-        if indices is None:
-            return embeddings
-        return place_fields(embeddings, indices, self.num_fields)
-
     def flat_input(self, embeddings, indices=None):
         """(B, F * d): the flattened scattered embeddings."""
         if indices is None:

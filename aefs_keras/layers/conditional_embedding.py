@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from aefs_keras.layers.field_embedding import add_table, check_field_sizes, check_ids_shape
-from aefs_keras.ops import scatter_fields
+from aefs_keras.ops import scatter_fields, warmup_fields
 
 OUTPUT_MODES = ("scattered", "compact")
 
@@ -106,16 +106,8 @@ class ConditionalEmbedding(keras.layers.Layer):
         if training and warmup_weights is not None:
             if warming is None:
                 raise ValueError("`warming` must be given with `warmup_weights`. Received: warming=None")
-            hard = tf.ones(tf.shape(indices), self.compute_dtype) if weights is None else weights
-            every = tf.broadcast_to(tf.range(self.num_fields)[None], tf.shape(ids))
-            # Only the integer ids and the weights go through the cond: the
-            # table is read by one gather after it, so its gradient stays
-            # IndexedSlices (B * F rows in warm-up, B * k after).
-            indices, weights = tf.cond(
-                tf.reduce_any(warming > 0.5),
-                lambda: (every, tf.cast(warmup_weights, self.compute_dtype)),
-                lambda: (tf.cast(indices, tf.int32), tf.cast(hard, self.compute_dtype)),
-            )
+            indices, weights = warmup_fields(indices, weights, warmup_weights, warming,
+                                             self.num_fields, self.compute_dtype)
         rows = tf.gather(self.embeddings.value, self.selected_rows(ids, indices))
         if weights is not None:
             rows = rows * tf.cast(weights, rows.dtype)[..., None]

@@ -43,9 +43,7 @@ def add_table(layer, rows: int, width: int, initializer, regularizer):
                              name="embeddings")
     # The backend variable itself: under a tf.distribute strategy `table.value`
     # is a read-only tensor, while the (mirrored) variable takes row updates.
-    variable = getattr(table, "_value", None)
-    if variable is None or not hasattr(variable, "scatter_update"):
-        variable = table.value
+    variable = table._value
     for start in range(0, rows, _SLICE_ROWS):
         n = min(_SLICE_ROWS, rows - start)
         variable.scatter_update(tf.IndexedSlices(initializer((n, width), dtype=table.dtype),

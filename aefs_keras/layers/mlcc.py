@@ -182,9 +182,8 @@ class MLCC(keras.layers.Layer):
             dynamic = fields_matmul(rows, indices, kernel, num_fields)[:, None]  # (B, 1, H*per_head)
         else:
             # Per channel the rows are only e wide and the sort would be done
-            # S times: one dense product per channel on the placed fields is
-            # faster (benchmarks/scale.py aefs --backbones mc_mlcc: 0.90x
-            # against 0.79x with S grouped products).
+            # S times: one dense product per channel on the placed fields was
+            # faster in `benchmarks/scale.py aefs --backbones mc_mlcc`.
             placed = tf.reshape(place_fields(rows, indices, num_fields), [-1, num_fields, s, e])
             flat = tf.reshape(tf.transpose(placed, [0, 2, 1, 3]), [-1, s, num_fields * e])
             dynamic = tf.einsum("bsi,sio->bso", flat, self.global_kernel)  # (B, S, H*per_head)

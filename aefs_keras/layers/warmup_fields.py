@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from aefs_keras.ops import warmup_fields
+
 
 @keras.saving.register_keras_serializable(package="aefs_keras")
 class WarmupFields(keras.layers.Layer):
@@ -35,14 +37,10 @@ class WarmupFields(keras.layers.Layer):
     """
 
     def call(self, indices, weights, warmup_weights, warming, training=None):
-        indices = tf.cast(indices, tf.int32)
-        weights = tf.cast(weights, self.compute_dtype)
         if not training:
-            return indices, weights
-        every = tf.broadcast_to(tf.range(tf.shape(warmup_weights)[1])[None], tf.shape(warmup_weights))
-        return tf.cond(tf.reduce_any(warming > 0.5),
-                       lambda: (every, tf.cast(warmup_weights, self.compute_dtype)),
-                       lambda: (indices, weights))
+            return tf.cast(indices, tf.int32), tf.cast(weights, self.compute_dtype)
+        return warmup_fields(indices, weights, warmup_weights, warming,
+                             warmup_weights.shape[1], self.compute_dtype)
 
     def compute_output_spec(self, indices, weights, warmup_weights, warming, training=None):
         # The inference shapes; a warming training step returns m = F columns.
