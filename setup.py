@@ -11,10 +11,13 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["aefs_keras", "aefs_keras.*"]),
     python_requires=">=3.10",
+    # Pinned to the tested minor versions: CTRModel overrides private Keras
+    # methods (_maybe_symbolic_build) and the serving export relies on
+    # TensorFlow's SavedModel layout, both of which change between minors.
     install_requires=[
-        "tensorflow>=2.21",
-        "keras>=3",
-        "keras-rs",
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.15,<3.16",
+        "keras-rs>=0.4,<0.5",
         "numpy",
     ],
     extras_require={

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
+import time
+
 import keras
 import numpy as np
 
@@ -62,13 +65,13 @@ class FieldSelectionFrequency(keras.callbacks.Callback):
 def selection_frequency(model: keras.Model, dataset) -> np.ndarray:
     """How often each field is kept when `model` serves `dataset`.
 
-    Runs the inference graph (`aefs_keras.export.inference_model`: the
+    Runs the inference graph (`aefs_keras.serving.inference_model`: the
     selector in inference mode, with its batch norms' moving statistics)
     over `dataset` (batches of features, or (features, label)) and returns
     an array (F,): the fraction of rows that kept each field.
     `FieldSelectionFrequency` counts training batches instead.
     """
-    from aefs_keras.export import inference_model
+    from aefs_keras.serving import inference_model
 
     found = [l for l in model.layers if isinstance(l, (AuxiliarySelector, AdaptiveFieldGate))]
     if len(found) != 1:
@@ -87,3 +90,39 @@ def selection_frequency(model: keras.Model, dataset) -> np.ndarray:
     if rows == 0:
         raise ValueError("`dataset` has no rows.")
     return counts / rows
+
+
+class TrainingThroughput(keras.callbacks.Callback):
+    """Training time per epoch, the clock stopped while validation runs.
+
+    The one definition of "train ex/s" that the demo, the CLI and the
+    benchmarks report: training examples over the median epoch time of the
+    epochs after the first (which includes tracing), validation excluded.
+
+    Example:
+
+    >>> timer = TrainingThroughput()
+    >>> timer.times = [3.0, 1.0, 2.0]
+    >>> timer.examples_per_s(300)
+    200.0
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.times: list[float] = []
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        if self._start is not None:
+            self.times.append(time.perf_counter() - self._start)
+            self._start = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.on_test_begin()  # no validation this epoch
+
+    def examples_per_s(self, examples_per_epoch: int) -> float:
+        steady = self.times[1:] or self.times
+        return examples_per_epoch / statistics.median(steady) if steady else float("nan")

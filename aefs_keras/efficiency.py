@@ -111,7 +111,7 @@ def model_costs(model: keras.Model) -> dict[str, int]:
     """
     import tensorflow as tf
 
-    from aefs_keras.export import _input_signature, inference_model
+    from aefs_keras.serving import _input_signature, inference_model
 
     tables = _embedding_tables(model)
     embedding = sum(int(v.numpy().size) for v in tables)

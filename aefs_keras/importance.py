@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aefs_keras.datasets.synthetic import auc_score
+from aefs_keras.metrics import auc_score
 
 
 def _probabilities(model, features, batch_size):

@@ -99,8 +99,8 @@ def memory_plan(schema, d_main: int = 32, d_aux: int = 4, selection: str | None 
 
     >>> from aefs_keras import Schema, Categorical
     >>> plan = memory_plan(Schema([Categorical("ad", hash_buckets=1_000_000)]), d_main=16)
-    >>> plan.table_bytes
-    64000064
+    >>> plan.table_bytes  # 10^6 rows x 16 values x 4 bytes
+    64000000
     """
     from aefs_keras.schema import as_schema
 

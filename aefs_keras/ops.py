@@ -2,42 +2,7 @@
 
 from __future__ import annotations
 
-import math
-
 import tensorflow as tf
-
-
-def resolve_k(num_fields: int, k: int | None, k_ratio: float | None) -> int:
-    """The number of fields to keep, from `k` or `k_ratio` (default 0.5)."""
-    if k is not None and k_ratio is not None:
-        raise ValueError(
-            f"Give `k` or `k_ratio`, not both. Received: k={k}, "
-            f"k_ratio={k_ratio}"
-        )
-    if k is None:
-        ratio = 0.5 if k_ratio is None else k_ratio
-        if not isinstance(ratio, (int, float)) or not 0.0 < ratio <= 1.0:
-            raise ValueError(
-                f"`k_ratio` must be in (0, 1]. Received: k_ratio={k_ratio!r}"
-            )
-        return max(1, int(math.floor(num_fields * ratio)))
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= num_fields:
-        raise ValueError(
-            f"`k` must be an integer between 1 and the number of fields "
-            f"({num_fields}). Received: k={k!r}"
-        )
-    return k
-
-
-WEIGHT_SCALES = ("mean", "sum")
-
-
-def check_weight_scale(weight_scale):
-    if weight_scale not in WEIGHT_SCALES:
-        raise ValueError(
-            f"`weight_scale` must be one of {WEIGHT_SCALES}. Received: weight_scale={weight_scale!r}"
-        )
-    return weight_scale
 
 
 def hard_top_k(scores, k: int, reweight: bool = True, scale: float = 1.0, rank_by=None):

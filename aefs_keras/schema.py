@@ -321,3 +321,25 @@ def as_schema(schema) -> Schema:
         "`schema` must be a Schema, a schema config dict or JSON. "
         f"Received: {type(schema).__name__}"
     )
+
+
+def example_feature_spec(schema) -> dict:
+    """`tf.io.parse_example` spec for the schema's raw features.
+
+    A feature left out of a `tf.Example` is a missing value, as tf.Example
+    is a sparse format: NaN for numeric fields (their missing bucket), ""
+    or -1 for categorical ones (their OOV id).
+
+    Example:
+
+    >>> spec = example_feature_spec(Schema([Categorical("c", vocabulary_size=3)]))
+    >>> spec["c"].default_value
+    -1
+    """
+    import tensorflow as tf
+
+    defaults = {"string": "", "int64": -1, "float32": float("nan")}
+    return {
+        f.name: tf.io.FixedLenFeature([], tf.as_dtype(f.input_dtype), default_value=defaults[f.input_dtype])
+        for f in as_schema(schema).fields
+    }

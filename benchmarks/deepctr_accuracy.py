@@ -128,7 +128,7 @@ def main(argv=None):
     from deepctr_peer import ensure_venv
 
     from aefs_keras.bench.runner import machine_description
-    from aefs_keras.datasets import auc_score
+    from aefs_keras.metrics import auc_score
 
     python = ensure_venv()
     results = []

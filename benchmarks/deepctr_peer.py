@@ -132,7 +132,7 @@ def main(argv=None):
     import numpy as np
 
     sys.path.insert(0, os.path.dirname(HERE))
-    from aefs_keras.datasets import auc_score
+    from aefs_keras.metrics import auc_score
 
     python = ensure_venv()
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,7 +14,7 @@ SparseAdam (lazy Adam, row-wise Adagrad).
 with AEFS (k = 19 of 39), the same d_main, 39 fields x `--rows-per-field`
 rows, SparseAdam row-wise Adagrad for the tables, MLP 400-400-400. Both
 models live in one process: `--rounds` interleaved rounds of training
-(median step of batch 4096), then both are exported with `aefs_keras.export`
+(median step of batch 4096), then both are exported with `aefs_keras.serving.export`
 and their `serving_default` signatures timed in interleaved rounds (batch
 512). Each round gives one AEFS / none ratio; the mean and sd over rounds
 are reported.

@@ -21,7 +21,7 @@ def data():
 def small(schema, backbone, selection, **kw):
     kw.setdefault("hidden_units", [16, 8])
     kw.setdefault("d_main", 8)
-    if selection:
+    if isinstance(selection, str):
         kw.setdefault("k", 4)
     return ak.default_compile(ak.build_model(schema, backbone, selection, **kw))
 
@@ -56,14 +56,52 @@ def test_keras_round_trip_identical(data, tmp_path, backbone, selection):
         loaded.fit(data.train.take(2), epochs=1, verbose=0)
 
 
-def test_straight_through_options_round_trip(data, tmp_path):
-    model = small(data.schema, "deepfm", "aefs", soft_gradient=True, main_weighting="straight_through")
+def research(**options):
+    return ak.experimental.ResearchAEFS(k=4, **options)
+
+
+def test_research_options_round_trip(data, tmp_path):
+    model = small(data.schema, "deepfm", research(soft_gradient=True, main_weighting="straight_through"))
     x = {k: v[:100] for k, v in data.test_arrays[0].items()}
     model.save(tmp_path / "st.keras")
     loaded = keras.models.load_model(tmp_path / "st.keras")
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert isinstance(loaded.get_layer("selector"), ak.experimental.ExploringSelector)
     assert loaded.get_layer("selector").soft_gradient
-    assert isinstance(loaded.get_layer("main_weights"), ak.layers.StraightThroughOnes)
+    assert isinstance(loaded.get_layer("main_weights"), ak.experimental.StraightThroughOnes)
+    # The core path has none of it.
+    core = small(data.schema, "deepfm", "aefs")
+    assert type(core.get_layer("selector")) is ak.layers.AuxiliarySelector
+    assert "main_weights" not in {layer.name for layer in core.layers}
+
+
+def test_selection_objects_equal_strings_with_options(data):
+    keras.utils.set_random_seed(0)
+    a = ak.build_model(data.schema, "deepfm", ak.AEFS(k=3, warmup_steps=5, d_aux=2), hidden_units=[8])
+    keras.utils.set_random_seed(0)
+    b = ak.build_model(data.schema, "deepfm", "aefs", k=3, warmup_steps=5, d_aux=2, hidden_units=[8])
+    x = {k: v[:50] for k, v in data.test_arrays[0].items()}
+    np.testing.assert_array_equal(a.predict(x, verbose=0), b.predict(x, verbose=0))
+    assert b.get_layer("selector").k == 3 and b.get_layer("selector").warmup_steps == 5
+
+
+@pytest.mark.parametrize("selection, options, word", [
+    ("adafs", {"warmup_steps": 100}, "`warmup_steps` does not apply to selection='adafs'"),
+    ("adafs", {"d_aux": 2, "field_prior": [0.0]}, "`d_aux`, `field_prior` do not apply"),
+    (None, {"warmup_steps": 100}, "`warmup_steps` applies only with a selection"),
+    ("aefs", {"main_weighting": "straight_through"}, "`main_weighting` does not apply to selection='aefs'"),
+])
+def test_options_that_do_not_apply_are_errors(data, selection, options, word):
+    with pytest.raises(ValueError, match=word):
+        ak.build_model(data.schema, "deepfm", selection, **options)
+    with pytest.raises(ValueError, match="to the AEFS object, not build_model"):
+        ak.build_model(data.schema, "deepfm", ak.AEFS(), k=2)
+
+
+def test_build_model_has_at_most_12_parameters():
+    import inspect
+
+    assert len(inspect.signature(ak.build_model).parameters) <= 12
 
 
 def test_warmup_trains_then_round_trips(data, tmp_path):
@@ -79,8 +117,8 @@ def test_warmup_trains_then_round_trips(data, tmp_path):
     np.testing.assert_array_equal(loaded.predict_step((x,)).numpy(), model.predict_step((x,)).numpy())
     assert loaded.get_layer("selector").warmup_steps == 3
     assert float(loaded.get_layer("selector").step.numpy()) == steps  # warm-up is not redone
-    st = small(data.schema, "deepfm", "aefs", warmup_steps=3, main_weighting="straight_through")
-    assert isinstance(st.get_layer("warmup_weights"), ak.layers.StraightThroughOnes)
+    st = small(data.schema, "deepfm", research(warmup_steps=3, main_weighting="straight_through"))
+    assert isinstance(st.get_layer("warmup_weights"), ak.experimental.StraightThroughOnes)
 
 
 def test_aux_backbone_option_round_trip(data, tmp_path):
@@ -111,7 +149,7 @@ def test_activated_parameters(data):
     ({"selection": "lasso"}, "selection='lasso'"),
     ({"selection": None, "k": 2}, "selection=None"),
     ({"selection": "aefs", "controller": "gbdt"}, "controller='gbdt'"),
-    ({"selection": "aefs", "main_weighting": "soft"}, "main_weighting='soft'"),
+    ({"selection": ak.experimental.ResearchAEFS(main_weighting="straight_through"), "k": 2}, "not build_model"),
     ({"selection": "aefs", "warmup_steps": -2}, "warmup_steps=-2"),
     ({"selection": "aefs", "aux_backbone": "gbdt"}, "aux_backbone='gbdt'"),
 ])

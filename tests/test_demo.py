@@ -17,7 +17,7 @@ def test_demo_prints_table_and_served_selection_and_saves(tmp_path, capsys):
     from aefs_keras import cli
 
     code = cli.main(["demo", "--rows", "3000", "--epochs", "1", "--batch-size", "512",
-                     "--hidden-units", "8", "--out", str(tmp_path), "--main-weighting", "straight_through"])
+                     "--hidden-units", "8", "--out", str(tmp_path)])
     assert code == 0
     out = capsys.readouterr().out
     assert re.search(r"^none\s+0\.\d{4}\s+0\.\d{4}\s+1287\s", out, re.M)  # 39 x 33 values read
@@ -31,7 +31,6 @@ def test_demo_prints_table_and_served_selection_and_saves(tmp_path, capsys):
     assert re.search(r"controller prior from the no-selection model's permutation importance .*: "
                      r"\w+ -?0\.\d{4}", out)
     model = keras.models.load_model(tmp_path / "demo_aefs.keras")
-    assert model.get_layer("main_weights").__class__.__name__ == "StraightThroughOnes"
     # One epoch of soft warm-up by default: ceil(training rows / batch) steps.
     warm = int(re.search(r"soft warm-up for the first (\d+) training steps", out).group(1))
     train_rows = sum(int(b[1].shape[0]) for b in ak_train(3000))

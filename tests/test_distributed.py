@@ -166,8 +166,8 @@ out = {}
 for name, strategy in [("one", None), ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
     def build():
         keras.utils.set_random_seed(0)
-        return ak.default_compile(ak.build_model(data.schema, "deepfm", "aefs", k=4, hidden_units=[16],
-                                                 d_main=8, controller_dropout=0.0))
+        return ak.default_compile(ak.build_model(data.schema, "deepfm", ak.AEFS(k=4, dropout=0.0),
+                                                 hidden_units=[16], d_main=8))
     model, _ = ak.distributed.fit(build, ds, 1, strategy=strategy, verbose=0)
     out[name] = model.predict(data.test_arrays[0], verbose=0)[:, 0].tolist()
     out[name + "_replicas"] = model.distribute_strategy.num_replicas_in_sync

@@ -68,7 +68,7 @@ def test_crash_mid_export_leaves_no_loadable_version(trained, tmp_path, monkeypa
     model, _ = trained
     import importlib
 
-    export_module = importlib.import_module("aefs_keras.export")  # the package attribute is the function
+    export_module = importlib.import_module("aefs_keras.serving")
 
     def boom(serving, signature, path, *args):  # dies after writing part of the files
         os.makedirs(path, exist_ok=True)

@@ -29,7 +29,9 @@ def _x(n=48, seed=0):
 
 def _pair(backbone, selection, **kw):
     """The default (fast) model and the scattered reference, same weights."""
-    kw = {"k": 3, "hidden_units": [16, 8], "d_main": 8, "controller_dropout": 0.0,
+    if isinstance(selection, str):  # controller dropout off: the two models must match in training
+        selection = ak.selection.SELECTIONS[selection](k=3, dropout=0.0, **kw.pop("options", {}))
+    kw = {"hidden_units": [16, 8], "d_main": 8,
           "embeddings_initializer": keras.initializers.RandomNormal(stddev=0.5), **kw}
     keras.utils.set_random_seed(1)
     fast = ak.build_model(_schema(), backbone, selection, **kw)
@@ -110,7 +112,7 @@ def test_fast_path_table_gradient_is_the_kept_rows_only():
 
 @pytest.mark.parametrize("backbone", ["deepfm", "dcn"])
 def test_fast_path_warmup_equals_scattered(backbone):
-    fast, ref = _pair(backbone, "aefs", warmup_steps=1)
+    fast, ref = _pair(backbone, "aefs", options={"warmup_steps": 1})
     x, y = _x()
     # Step 1 warms up (all F fields at their soft scores), step 2 selects.
     for _ in range(2):
@@ -122,7 +124,7 @@ def test_fast_path_warmup_equals_scattered(backbone):
 
 
 def test_fast_path_warmup_trains_with_fit():
-    fast, _ = _pair("deepfm", "aefs", warmup_steps=2)
+    fast, _ = _pair("deepfm", "aefs", options={"warmup_steps": 2})
     x, y = _x(n=64)
     ak.default_compile(fast).fit(x, y, batch_size=16, epochs=1, verbose=0)
     assert fast.get_layer("selector").step.numpy() == 4
@@ -181,7 +183,7 @@ def test_backbone_compact_call_round_trips_config():
 
 
 def test_user_backbone_without_indices_gets_the_scattered_form():
-    from aefs_keras.layers._backbone import Backbone
+    from aefs_keras.layers.backbone import Backbone
 
     class SumBackbone(Backbone):  # a user's backbone: call has no `indices`
         def build(self, embeddings_shape, linear_shape=None):

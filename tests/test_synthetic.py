@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from aefs_keras.datasets.synthetic import auc_score, synthetic
+from aefs_keras.datasets.synthetic import synthetic
+from aefs_keras.metrics import auc_score, log_loss
 
 
 def test_seeded_and_string_tokens_stand_for_the_ids():
@@ -26,6 +27,25 @@ def test_oracle_auc_without_each_planted_field():
     # every score ties, and the AUC is exactly 0.5.
     one = synthetic(num_rows=5000, num_informative=1, num_interactions=0, seed=2)
     assert list(one.oracle_auc_without.values()) == [0.5]
+
+
+def _pairwise_auc(y, s):
+    # The definition: P(score of a positive > score of a negative), ties 1/2.
+    pos, neg = s[y == 1], s[y == 0]
+    diff = pos[:, None] - neg[None, :]
+    return ((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size
+
+
+def test_auc_score_equals_the_pairwise_definition_with_ties():
+    rng = np.random.default_rng(0)
+    for n in (2, 7, 300):
+        y = rng.integers(0, 2, n)
+        y[:2] = [0, 1]
+        s = rng.integers(0, 5, n) / 4.0  # many ties
+        assert auc_score(y, s) == pytest.approx(_pairwise_auc(y, s), abs=1e-12)
+    assert log_loss([1, 0, 1], [0.9, 0.2, 0.6]) == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.6])))
+    with pytest.raises(ValueError, match="both classes"):
+        auc_score([1, 1], [0.2, 0.3])
 
 
 def test_auc_score_by_hand():

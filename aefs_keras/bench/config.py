@@ -37,14 +37,15 @@ import os
 from typing import Any
 
 DATASETS = ("criteo_80k", "census_kdd", "frappe", "synthetic")
-# Selection method -> build_model arguments (static is handled by the runner).
-SELECTIONS: dict[str, dict[str, Any]] = {
-    "none": {"selection": None},
-    "static": {"selection": None},  # one global top-k field set, then retrained on it
-    "adafs": {"selection": "adafs", "controller": "adafs"},  # late, hard top-k
-    "mvfs": {"selection": "adafs", "controller": "mvfs"},  # late, multi-view controller
-    "aefs_adafs": {"selection": "aefs", "controller": "adafs"},
-    "aefs_mvfs": {"selection": "aefs", "controller": "mvfs"},
+# Grid method -> (selection, its options) for build_model (static is
+# handled by the runner). "aefs_adafs" is AEFS with AdaFS's MLP controller.
+METHODS: dict[str, tuple[str | None, dict[str, Any]]] = {
+    "none": (None, {}),
+    "static": (None, {}),  # one global top-k field set, then retrained on it
+    "adafs": ("adafs", {"controller": "mlp"}),  # late, hard top-k
+    "mvfs": ("adafs", {"controller": "mvfs"}),  # late, multi-view controller
+    "aefs_adafs": ("aefs", {"controller": "mlp"}),
+    "aefs_mvfs": ("aefs", {"controller": "mvfs"}),
 }
 SETTINGS: dict[str, Any] = {
     "data_dir": "../shared/data",
@@ -181,7 +182,7 @@ def load_config(path_or_dict, quick: bool = False) -> BenchConfig:
                 grid[key] = [v for v in own if v in value] or own[:1]
         datasets = _list(name, "datasets", grid.get("datasets"), DATASETS)
         backbones = _list(name, "backbones", grid.get("backbones", ["deepfm"]), BACKBONES)
-        selections = _list(name, "selections", grid.get("selections"), SELECTIONS)
+        selections = _list(name, "selections", grid.get("selections"), METHODS)
         k_ratios = _list(name, "k_ratios", grid.get("k_ratios", [0.5]))
         for k in k_ratios:
             if not isinstance(k, (int, float)) or not 0 < k <= 1:
@@ -189,8 +190,8 @@ def load_config(path_or_dict, quick: bool = False) -> BenchConfig:
         seeds = _list(name, "seeds", grid.get("seeds", [0]))
         variants = grid.get("variants") or {"default": {}}
         if not isinstance(variants, dict):
-            raise ValueError(f"grid {name!r}: `variants` must map names to build_model "
-                             f"arguments. Received: variants={variants!r}")
+            raise ValueError(f"grid {name!r}: `variants` must map names to selection options "
+                             f"(AEFS's, or ResearchAEFS's). Received: variants={variants!r}")
         options = tuple(sorted((grid.get("backbone_options") or {}).items()))
         for ds, bb, sel, variant, seed in itertools.product(datasets, backbones, selections,
                                                             variants, seeds):

@@ -26,14 +26,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aefs_keras.bench.config import SELECTIONS, BenchConfig, RunSpec
+from aefs_keras import experimental
+from aefs_keras.bench.config import METHODS, BenchConfig, RunSpec
 from aefs_keras.builder import build_model, default_compile
-from aefs_keras.callbacks import FieldSelectionFrequency
+from aefs_keras.checks import resolve_k
+from aefs_keras.callbacks import FieldSelectionFrequency, TrainingThroughput
 from aefs_keras.datasets.benchmark_data import load_benchmark
-from aefs_keras.datasets.synthetic import auc_score, synthetic, to_dataset
-from aefs_keras.export import inference_model
+from aefs_keras.datasets.synthetic import synthetic, to_dataset
+from aefs_keras.serving import inference_model
 from aefs_keras.importance import importance_prior, permutation_importance
-from aefs_keras.ops import resolve_k
+from aefs_keras.metrics import auc_score, log_loss
+from aefs_keras.selection import as_selection
 
 
 class BenchData:
@@ -70,26 +73,6 @@ def load_data(name: str, settings: dict[str, Any]) -> BenchData:
     return data
 
 
-class _TrainTimer(keras.callbacks.Callback):
-    """Training time per epoch, stopping the clock when validation starts."""
-
-    def __init__(self):
-        super().__init__()
-        self.times: list[float] = []
-        self._start = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_test_begin(self, logs=None):
-        if self._start is not None:
-            self.times.append(time.perf_counter() - self._start)
-            self._start = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.on_test_begin()  # no validation this epoch
-
-
 def _tensors(features: dict[str, np.ndarray], rows: np.ndarray):
     return {k: tf.constant(v[rows].tolist() if v.dtype == object else v[rows]) for k, v in features.items()}
 
@@ -124,13 +107,22 @@ def _backbone_args(spec: RunSpec, settings):
                 dropout=float(settings["dropout"]), backbone_options=dict(spec.backbone_options) or None)
 
 
-def _model_args(spec: RunSpec, settings):
+def _model_args(spec: RunSpec, settings, importance=None):
+    """build_model arguments, the selection as an object; a variant that
+    sets a research option gets `experimental.ResearchAEFS`.
+    `importance()` gives the field importances for field_prior="importance"."""
     args = _backbone_args(spec, settings)
-    method = dict(SELECTIONS[spec.selection])
-    args["selection"] = method.pop("selection")
-    if args["selection"] is not None:
-        args.update(method, k_ratio=spec.k_ratio)
-    args.update(dict(spec.overrides))
+    kind, options = METHODS[spec.selection]
+    options = {**options, **dict(spec.overrides)}
+    if kind is None:
+        if options:
+            raise ValueError(f"{spec.key}: selection options {sorted(options)} need a selecting method")
+        return args
+    options["k_ratio"] = spec.k_ratio
+    if options.get("field_prior") == "importance":  # AEFS started from a no-selection model's ranking
+        options["field_prior"] = importance_prior(importance())
+    research = kind == "aefs" and any(name in experimental.OPTIONS for name in options)
+    args["selection"] = as_selection(kind, options) if not research else experimental.ResearchAEFS(**options)
     return args
 
 
@@ -170,14 +162,12 @@ def run_one(spec: RunSpec, data: BenchData, settings: dict[str, Any]) -> dict[st
     started = time.perf_counter()
     fields = _static_fields(spec, data, settings) if spec.selection == "static" else None
     schema = data.schema.select(fields) if fields is not None else data.schema
-    args = _model_args(spec, settings)
-    if args.get("field_prior") == "importance":  # AEFS started from a no-selection model's ranking
-        args["field_prior"] = importance_prior(_importance(spec, data, settings))
+    args = _model_args(spec, settings, importance=lambda: _importance(spec, data, settings))
     keras.utils.set_random_seed(spec.seed)
     model = default_compile(build_model(schema, spec.backbone, **args),
                             learning_rate=float(settings["learning_rate"]))
     train, valid = data.pipelines(spec.seed, fields)
-    timer = _TrainTimer()
+    timer = TrainingThroughput()
     stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=int(settings["patience"]),
                                          restore_best_weights=True)
     history = model.fit(train, validation_data=valid, epochs=int(settings["max_epochs"]), verbose=0,
@@ -189,19 +179,18 @@ def run_one(spec: RunSpec, data: BenchData, settings: dict[str, Any]) -> dict[st
     probs, picked = _predict(serving, test_x, len(test_y))
     p = np.clip(probs.astype("float64"), 1e-7, 1 - 1e-7)
     n_train = len(data.train_arrays[1])
-    steady = timer.times[1:] or timer.times
     val_auc = history.history.get("val_auc", [float("nan")])
     out = {
         "key": spec.key, "grid": spec.grid, "dataset": spec.dataset, "backbone": spec.backbone,
         "selection": spec.selection, "k_ratio": spec.k_ratio, "variant": spec.variant,
         "overrides": dict(spec.overrides), "seed": spec.seed,
         "auc": auc_score(test_y, p),
-        "logloss": float(-np.mean(test_y * np.log(p) + (1 - test_y) * np.log(1 - p))),
+        "logloss": log_loss(test_y, p),
         "epochs": len(history.history["loss"]),
         "best_epoch": int(np.argmax(val_auc)) + 1,
         "k": None, "fields": data.schema.num_fields,
         "activated_embedding_parameters": model.activated_embedding_parameters(),
-        "train_examples_per_s": n_train / statistics.median(steady),
+        "train_examples_per_s": timer.examples_per_s(n_train),
         "serving_examples_per_s": _serving_examples_per_s(serving, test_x, int(settings["serving_batch"])),
         "seconds": time.perf_counter() - started,
     }

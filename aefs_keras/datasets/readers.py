@@ -464,7 +464,7 @@ def csv_format(columns: Sequence[tuple[str, str]], delimiter: str = ",", header:
 def read_tfrecord(paths, schema, label: str = "label", batch_size: int = 2048):
     """Streams TFRecord files of tf.Example (GZIP if they end in .gz) with
     the schema's raw features and a float label."""
-    from aefs_keras.export import example_feature_spec
+    from aefs_keras.schema import example_feature_spec
 
     paths = _check_paths(paths)
     spec = {**example_feature_spec(schema), label: tf.io.FixedLenFeature([], tf.float32)}
@@ -477,54 +477,6 @@ def read_tfrecord(paths, schema, label: str = "label", batch_size: int = 2048):
         return parsed, y
 
     return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-def load(format, paths, batch_size: int = 2048, strict: bool = False, shuffle: bool = False,
-         seed: int = 0, schema=None, label: str = "label", split=None, split_mode: str = "random",
-         split_seed: int = 0):
-    """One entry point for every file format.
-
-    Args:
-        format: "criteo", "avazu", "kdd12", "frappe" (libsvm with Frappe's
-            field ranges), a `TextFormat` (see `csv_format`), a
-            `LibsvmFormat` (any field ranges), "tfrecord" (needs `schema`),
-            or a path to a preprocessing artifact JSON (its format is used).
-        paths: one file or several, read in order; ".gz" text is decompressed.
-        batch_size: rows per batch (text: fewer where rows were skipped).
-        strict: raise on the first bad row, naming file and line, instead
-            of skipping and counting it.
-        shuffle: shuffle rows within a 100k-row buffer (seeded).
-        schema, label: for "tfrecord".
-        split, split_mode, split_seed: a deterministic part of the rows,
-            e.g. split=(0.0, 0.8) for training and (0.8, 1.0) for testing
-            (see `read_text`).
-
-    Returns:
-        (dataset of (features, label) batches, `ReadReport` or None).
-    """
-    if isinstance(format, str) and format.endswith(".json"):
-        from aefs_keras.datasets.preprocess import Preprocessing
-
-        format = Preprocessing.load(format).format
-    if format == "tfrecord":
-        if schema is None:
-            raise ValueError("format='tfrecord' needs `schema` (the artifact's schema).")
-        return read_tfrecord(paths, schema, label, batch_size), None
-    if isinstance(format, str) and format in ("libsvm", "frappe"):
-        from aefs_keras.datasets.libsvm import FRAPPE_FIELDS
-
-        format = LibsvmFormat(tuple(FRAPPE_FIELDS))
-    if isinstance(format, str):
-        if format not in FORMATS:
-            raise ValueError(f"`format` must be one of {sorted(FORMATS) + ['tfrecord']}, a TextFormat "
-                             f"or an artifact path. Received: format={format!r}")
-        format = FORMATS[format]
-    ds, report = read_text(format, paths, batch_size=batch_size, strict=strict, split=split,
-                           split_mode=split_mode, split_seed=split_seed)
-    if shuffle:
-        ds = ds.unbatch().shuffle(100_000, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
-        ds = ds.prefetch(tf.data.AUTOTUNE)
-    return ds, report
 
 
 def write_tfrecord_shards(dataset, directory: str, rows_per_shard: int = 1_000_000,

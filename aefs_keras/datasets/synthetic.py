@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from aefs_keras.metrics import auc_score
 from aefs_keras.schema import Categorical, Numeric, Schema
 
 
@@ -54,19 +55,6 @@ def _zipf_ids(rng, n, vocab, exponent):
     p = 1.0 / np.arange(1, vocab + 1) ** exponent
     ranks = rng.choice(vocab, size=n, p=p / p.sum())
     return rng.permutation(vocab)[ranks].astype("int64")  # rank -> scattered id
-
-
-def auc_score(labels, scores) -> float:
-    """ROC AUC by the rank-sum formula (ties get average ranks)."""
-    labels = np.asarray(labels).ravel().astype(bool)
-    scores = np.asarray(scores, dtype="float64").ravel()
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]  # average ranks over ties
-    pos = labels.sum()
-    neg = len(labels) - pos
-    if pos == 0 or neg == 0:
-        raise ValueError("AUC needs both classes in `labels`.")
-    return float((ranks[labels].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
 
 
 def to_dataset(features, labels, batch_size, shuffle=False, seed=0):

@@ -12,8 +12,8 @@ from aefs_keras.layers.conditional_embedding import ConditionalEmbedding
 from aefs_keras.layers.warmup_fields import WarmupFields
 from aefs_keras.layers.adaptive_field_gate import AdaptiveFieldGate
 from aefs_keras.layers.alignment_loss import AlignmentLoss
-from aefs_keras.layers.straight_through_ones import StraightThroughOnes
 from aefs_keras.layers.mlp import MLP
+from aefs_keras.layers.backbone import Backbone
 from aefs_keras.layers.factorization_machine import FactorizationMachine
 from aefs_keras.layers.dnn import DNN
 from aefs_keras.layers.deepfm import DeepFM
@@ -26,5 +26,5 @@ __all__ = [
     "FieldIds", "FieldEmbedding", "SelectionController", "AuxiliarySelector",
     "ConditionalEmbedding", "AdaptiveFieldGate", "AlignmentLoss", "MLP",
     "FactorizationMachine", "DNN", "DeepFM", "DCN", "WideDeep",
-    "MLCC", "MLCCNet", "StraightThroughOnes", "WarmupFields",
+    "MLCC", "MLCCNet", "WarmupFields", "Backbone",
 ]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 from aefs_keras.layers._selection_stats import add_selection_stats, update_selection_stats
 from aefs_keras.layers.selection_controller import SelectionController
-from aefs_keras.ops import check_weight_scale, hard_top_k, resolve_k
+from aefs_keras.ops import hard_top_k
+from aefs_keras.checks import check_controller, check_weight_scale, resolve_k
 
 
 @keras.saving.register_keras_serializable(package="aefs_keras")
@@ -23,13 +23,13 @@ class AdaptiveFieldGate(keras.layers.Layer):
         num_fields: F.
         k: fields kept per example; or `k_ratio` of F (default 0.5).
         k_ratio: fraction of fields kept when `k` is None.
-        controller: "adafs" or "mvfs".
+        controller: "mlp" (default, AdaFS's controller) or "mvfs".
         dropout: controller dropout.
         reweight: renormalise the kept scores to sum to 1.
         output_layer: linear layer before the controller's softmax (default
             True; False is the paper's exact controller, see SelectionController).
-        weight_scale: "sum" (default, the paper's form): re-weighted scores
-            sum to 1; "mean": they are multiplied by k so they average 1.
+        weight_scale: "mean" (default): the re-weighted scores times k, so
+            they average 1; "sum": they sum to 1 (the paper's form).
 
     Returns a dict: `embeddings` (B, F, d) gated, `mask` (B, F),
     `indices` (B, k) and `weights` (B, k).
@@ -45,12 +45,12 @@ class AdaptiveFieldGate(keras.layers.Layer):
     Recommender System", KDD 2022.
     """
 
-    def __init__(self, num_fields, k=None, k_ratio=None, controller="adafs",
-                 dropout=0.2, reweight=True, weight_scale="sum", output_layer=True, **kwargs):
+    def __init__(self, num_fields, k=None, k_ratio=None, controller="mlp",
+                 dropout=0.2, reweight=True, weight_scale="mean", output_layer=True, **kwargs):
         super().__init__(**kwargs)
         self.num_fields = num_fields
         self.k = resolve_k(num_fields, k, k_ratio)
-        self.controller = controller
+        self.controller = check_controller(controller)
         self.dropout = dropout
         self.reweight = reweight
         self.weight_scale = check_weight_scale(weight_scale)

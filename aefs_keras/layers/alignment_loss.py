@@ -5,7 +5,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-KINDS = ("mse", "kl", "huber")
+from aefs_keras.checks import ALIGNMENTS
+
+KINDS = ALIGNMENTS
 _REQUIRED = ("aux_embeddings", "main_embeddings", "mask", "aux_probability", "main_probability")
 
 
@@ -162,6 +164,17 @@ class AlignmentLoss(keras.layers.Layer):
 
     def compute_output_shape(self, shapes):
         return shapes["main_probability"]
+
+    def main_probability_input(self):
+        """The `main_probability` tensor this layer was called on in a
+        functional model: the head that serving keeps (the auxiliary head
+        and this layer are training-only)."""
+        flat = self.input
+        if isinstance(flat, dict):
+            return flat["main_probability"]
+        # A dict input comes back flattened in sorted-key order.
+        keys = sorted(_REQUIRED + (("indices",) if len(flat) == len(_REQUIRED) + 1 else ()))
+        return flat[keys.index("main_probability")]
 
     def get_config(self):
         config = super().get_config()

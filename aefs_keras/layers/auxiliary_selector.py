@@ -10,7 +10,8 @@ import tensorflow as tf
 from aefs_keras.layers._selection_stats import add_selection_stats, update_selection_stats
 from aefs_keras.layers.field_embedding import FieldEmbedding, check_field_sizes, check_ids_shape
 from aefs_keras.layers.selection_controller import NORM_MOMENTUM, SelectionController
-from aefs_keras.ops import check_weight_scale, hard_top_k, resolve_k
+from aefs_keras.ops import hard_top_k
+from aefs_keras.checks import check_controller, check_weight_scale, resolve_k
 
 
 @keras.saving.register_keras_serializable(package="aefs_keras")
@@ -19,35 +20,26 @@ class AuxiliarySelector(keras.layers.Layer):
 
     Embeds all F fields at a small width `d_aux` (one table, per-field
     offsets), batch-normalises over the embedding dimension, scores the
-    fields with a controller ("adafs" or "mvfs") and keeps each example's
+    fields with a controller ("mlp" or "mvfs") and keeps each example's
     top-k. Indices come sorted ascending; the kept scores are re-weighted
-    to sum to 1. By default the controller learns only through the kept
-    scores (no straight-through trick), as in the paper; `soft_gradient`
-    also lets the auxiliary path's gradient reach the fields it dropped.
+    to sum to 1. The controller learns only through the kept scores (no
+    straight-through trick), as in the paper.
 
     Args:
         field_sizes: ids per field (`Schema.field_sizes`).
         k: fields kept per example (1 <= k <= F); or give `k_ratio`.
         k_ratio: fraction of F kept when `k` is None (default 0.5).
         d_aux: width of the auxiliary embeddings (default 4).
-        controller: "adafs" (default) or "mvfs".
+        controller: "mlp" (default, AdaFS's controller) or "mvfs".
         dropout: controller dropout.
         reweight: renormalise the kept scores to sum to 1.
         output_layer: linear layer before the controller's softmax (default
             True; False is the paper's exact controller, see SelectionController).
-        weight_scale: "sum" (default, the paper's form): re-weighted scores
-            sum to 1; "mean": they are multiplied by k so they average 1.
+        weight_scale: how the returned `weights` (the main lookups') are
+            scaled: "mean" (default): times k, so they average 1; "sum":
+            they sum to 1 (the paper's form). `mask` (for the auxiliary
+            head and the alignment) always holds the paper's weights.
         embeddings_initializer: initializer of the auxiliary table.
-        soft_gradient: if True, the returned `mask` is the hard re-weighted
-            mask in the forward pass but differentiates like the soft scores
-            of all F fields (straight-through), so a dropped field whose
-            auxiliary embedding would lower the loss gets its score raised.
-            The main path's `weights` are unchanged. Default False (paper).
-        exploration: Gumbel noise scale of the training-time top-k (0, the
-            default: plain top-k; 1: k fields sampled without replacement
-            from the scores). Inference always keeps the top k.
-        score_decay: L2 penalty on the controller's output layer (see
-            `SelectionController`; default 0).
         field_prior: F numbers, the controller's initial output bias: a
             starting ranking of the fields (see `SelectionController` and
             `aefs_keras.importance`; default None: zeros).
@@ -85,12 +77,9 @@ class AuxiliarySelector(keras.layers.Layer):
         controller: str = "adafs",
         dropout: float = 0.2,
         reweight: bool = True,
-        weight_scale: str = "sum",
+        weight_scale: str = "mean",
         output_layer: bool = True,
         embeddings_initializer="uniform",
-        soft_gradient: bool = False,
-        exploration: float = 0.0,
-        score_decay: float = 0.0,
         warmup_steps: int = 0,
         field_prior=None,
         **kwargs,
@@ -101,7 +90,7 @@ class AuxiliarySelector(keras.layers.Layer):
         if not isinstance(d_aux, int) or d_aux < 1:
             raise ValueError(f"`d_aux` must be a positive integer. Received: d_aux={d_aux!r}")
         self.d_aux = d_aux
-        self.controller = controller
+        self.controller = check_controller(controller)
         self.dropout = dropout
         self.reweight = bool(reweight)
         self.weight_scale = check_weight_scale(weight_scale)
@@ -114,17 +103,10 @@ class AuxiliarySelector(keras.layers.Layer):
                                                      name="aux_norm")
         self._controller = SelectionController(
             self.num_fields, controller=controller, dropout=dropout,
-            output_layer=output_layer, score_decay=score_decay, field_prior=field_prior,
-            name="controller",
+            output_layer=output_layer, field_prior=field_prior, name="controller",
+            **self._controller_options(),
         )
         self.output_layer = bool(output_layer)
-        self.soft_gradient = bool(soft_gradient)
-        if not isinstance(exploration, (int, float)) or exploration < 0:
-            raise ValueError(
-                f"`exploration` must be a number >= 0. Received: exploration={exploration!r}"
-            )
-        self.exploration = float(exploration)
-        self._explore_seed = keras.random.SeedGenerator() if self.exploration > 0 else None
         if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
             raise ValueError(
                 f"`warmup_steps` must be an integer >= 0. Received: warmup_steps={warmup_steps!r}"
@@ -151,20 +133,13 @@ class AuxiliarySelector(keras.layers.Layer):
     def call(self, ids, training=None):
         emb = self._norm(self._embedding(ids), training=training)
         scores = self._controller(emb, training=training)
-        scale = float(self.k) if self.weight_scale == "mean" else 1.0
-        rank_by = None
-        if training and self.exploration > 0:
-            # Gumbel top-k: in training, k fields drawn without replacement
-            # from the scores (exploration 1: exactly the softmax), so a
-            # dropped field is sometimes kept and its score gets a gradient.
-            u = keras.random.uniform(tf.shape(scores), 1e-9, 1.0, seed=self._explore_seed)
-            rank_by = tf.math.log(scores + 1e-12) - self.exploration * tf.math.log(-tf.math.log(u))
-        indices, weights, mask = hard_top_k(scores, self.k, self.reweight, scale, rank_by)
+        indices, weights, mask = hard_top_k(scores, self.k, self.reweight,
+                                            rank_by=self._rank_keys(scores, training))
+        if self.weight_scale == "mean":
+            weights = weights * float(self.k)
         # Every field's share of the scores (MvFS scores do not sum to 1).
         soft = scores / (tf.reduce_sum(scores, -1, keepdims=True) + 1e-12)
-        if self.soft_gradient:
-            # Forward: the hard mask. Backward: also as the soft scores.
-            mask = mask + (soft - tf.stop_gradient(soft))
+        mask = self._aux_mask(mask, soft)
         update_selection_stats(self, indices, self.num_fields, training)
         warming = tf.zeros(tf.shape(scores)[:1], scores.dtype)
         if training and self.warmup_steps:
@@ -183,6 +158,17 @@ class AuxiliarySelector(keras.layers.Layer):
             "warming": warming,
         }
 
+    # Hooks for `aefs_keras.experimental.ExploringSelector`.
+    def _controller_options(self):
+        return {}
+
+    def _rank_keys(self, scores, training):
+        """Keys that choose the kept fields (None: the scores)."""
+        return None
+
+    def _aux_mask(self, mask, soft):
+        return mask
+
     OUTPUT_KEYS = ("indices", "weights", "mask", "scores", "embeddings", "warming")
 
     def activated_parameters(self) -> int:
@@ -200,11 +186,24 @@ class AuxiliarySelector(keras.layers.Layer):
             reweight=self.reweight,
             weight_scale=self.weight_scale,
             output_layer=self.output_layer,
-            soft_gradient=self.soft_gradient,
-            exploration=self.exploration,
-            score_decay=self._controller.score_decay,
             warmup_steps=self.warmup_steps,
             field_prior=self._controller.field_prior,
             embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer),
         )
         return config
+
+    # Options that moved to `aefs_keras.experimental.ExploringSelector`.
+    _MOVED = {"soft_gradient": False, "exploration": 0.0, "score_decay": 0.0}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for name, off in cls._MOVED.items():
+            if name in config and cls is AuxiliarySelector:
+                value = config.pop(name)
+                if value != off:
+                    raise ValueError(
+                        f"This AuxiliarySelector was saved with {name}={value!r}, an option that "
+                        "moved to aefs_keras.experimental.ExploringSelector. Received: "
+                        f"{name}={value!r}")
+        return cls(**config)

@@ -4,7 +4,7 @@ import keras
 import keras_rs
 import tensorflow as tf
 
-from aefs_keras.layers._backbone import Backbone
+from aefs_keras.layers.backbone import Backbone
 
 STRUCTURES = ("stacked", "parallel")
 

@@ -2,7 +2,7 @@
 
 import keras
 
-from aefs_keras.layers._backbone import Backbone
+from aefs_keras.layers.backbone import Backbone
 from aefs_keras.layers.factorization_machine import FactorizationMachine
 
 
@@ -32,12 +32,10 @@ class DeepFM(Backbone):
     uses_linear = True
     supports_compact = True
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, hidden_units=(400, 400, 400), dropout=0.0, batch_norm=False, num_fields=None,
+                 **kwargs):
+        super().__init__(hidden_units, dropout, batch_norm, num_fields, **kwargs)
         self.fm = FactorizationMachine(name="fm")
-
-    def build(self, embeddings_shape, linear_shape=None, indices_shape=None):
-        self.build_deep(self.field_shape(embeddings_shape, indices_shape))
 
     def call(self, embeddings, linear=None, indices=None, training=None):
         logit = self.head(self.deep(embeddings, indices, training=training))

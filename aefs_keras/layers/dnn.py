@@ -2,7 +2,7 @@
 
 import keras
 
-from aefs_keras.layers._backbone import Backbone
+from aefs_keras.layers.backbone import Backbone
 
 
 @keras.saving.register_keras_serializable(package="aefs_keras")
@@ -21,10 +21,4 @@ class DNN(Backbone):
     TensorShape([2, 1])
     """
 
-    supports_compact = True
-
-    def build(self, embeddings_shape, linear_shape=None, indices_shape=None):
-        self.build_deep(self.field_shape(embeddings_shape, indices_shape))
-
-    def call(self, embeddings, linear=None, indices=None, training=None):
-        return self.head(self.deep(embeddings, indices, training=training))
+    supports_compact = True  # the base class's build and call are the DNN

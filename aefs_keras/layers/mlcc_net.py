@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from aefs_keras.layers._backbone import Backbone
+from aefs_keras.layers.backbone import Backbone
 from aefs_keras.layers.mlcc import MLCC, _positive_int
 
 

@@ -7,24 +7,14 @@ import math
 import keras
 import tensorflow as tf
 
+from aefs_keras.checks import check_controller
+
 # Moving-statistics momentum of the selectors' batch norms. Keras' 0.99
 # leaves the inference statistics near their initial values for the first
 # few hundred steps, so on small data the fields picked at inference are not
 # the ones picked in training (criteo_80k, AEFS k = F/2, 220 steps, one seed:
 # test AUC 0.725 with 0.99, 0.758 with 0.9).
 NORM_MOMENTUM = 0.9
-
-CONTROLLERS = ("adafs", "mvfs")
-
-
-def check_controller(controller):
-    if controller not in CONTROLLERS:
-        raise ValueError(
-            f"`controller` must be one of {CONTROLLERS}. "
-            f"Received: controller={controller!r}"
-        )
-    return controller
-
 
 def check_field_prior(field_prior, num_fields, output_layer=True):
     if field_prior is None:
@@ -46,7 +36,7 @@ def check_field_prior(field_prior, num_fields, output_layer=True):
 class SelectionController(keras.layers.Layer):
     """Scores the F fields of each example from its embeddings (B, F, d).
 
-    `"adafs"` (AdaFS): flatten -> Dense(F) -> BatchNorm -> ReLU -> Dropout
+    `"mlp"` (AdaFS's controller): flatten -> Dense(F) -> BatchNorm -> ReLU -> Dropout
     -> Dense(F) -> softmax over fields. The last, linear Dense is ours
     (`output_layer=True`): the paper's form applies the softmax to ReLU
     outputs, which ties every field whose ReLU is 0 at the same score, so
@@ -59,7 +49,8 @@ class SelectionController(keras.layers.Layer):
 
     Args:
         num_fields: F.
-        controller: "adafs" or "mvfs".
+        controller: "mlp" (AdaFS) or "mvfs" ("adafs", its former name,
+            is read as "mlp").
         dropout: dropout rate of the AdaFS controller.
         num_views: number of MvFS sub-networks.
         temperature_step: MvFS temperature increase per training step.
@@ -86,7 +77,7 @@ class SelectionController(keras.layers.Layer):
     def __init__(
         self,
         num_fields: int,
-        controller: str = "adafs",
+        controller: str = "mlp",
         dropout: float = 0.2,
         num_views: int = 4,
         temperature_step: float = 1e-3,
@@ -127,18 +118,18 @@ class SelectionController(keras.layers.Layer):
         bias_init = (keras.initializers.Constant(self.field_prior) if self.field_prior is not None
                      else "zeros")
         decay = keras.regularizers.L2(self.score_decay) if self.score_decay else None
-        views = 1 if controller == "adafs" else num_views
+        views = 1 if self.controller == "mlp" else num_views
         self._dense = [keras.layers.Dense(num_fields, name=f"view_{i}") for i in range(views)]
         self._norm = [keras.layers.BatchNormalization(momentum=NORM_MOMENTUM, synchronized=True,
                                                       name=f"view_norm_{i}") for i in range(views)]
-        self._dropout = keras.layers.Dropout(dropout) if controller == "adafs" else None
+        self._dropout = keras.layers.Dropout(dropout) if self.controller == "mlp" else None
         self._out = (
             [keras.layers.Dense(num_fields, kernel_regularizer=decay, bias_regularizer=decay,
                                 bias_initializer=bias_init, name=f"view_out_{i}")
              for i in range(views)]
             if self.output_layer else []
         )
-        if controller == "mvfs":
+        if self.controller == "mvfs":
             self._gate = keras.layers.Dense(num_views, activation="sigmoid", name="gate")
 
     def build(self, embeddings_shape):
@@ -176,7 +167,7 @@ class SelectionController(keras.layers.Layer):
             if self._out:
                 h = self._out[i](h)
             views.append(tf.nn.softmax(h, axis=-1))
-        if self.controller == "adafs":
+        if self.controller == "mlp":
             return views[0]
         stacked = tf.stack(views, axis=1)  # (B, V, F)
         gate = self._gate(tf.reshape(stacked, [b, -1]))  # (B, V)

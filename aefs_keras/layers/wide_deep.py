@@ -2,7 +2,7 @@
 
 import keras
 
-from aefs_keras.layers._backbone import Backbone
+from aefs_keras.layers.backbone import Backbone
 
 
 @keras.saving.register_keras_serializable(package="aefs_keras")
@@ -29,9 +29,6 @@ class WideDeep(Backbone):
 
     uses_linear = True
     supports_compact = True
-
-    def build(self, embeddings_shape, linear_shape=None, indices_shape=None):
-        self.build_deep(self.field_shape(embeddings_shape, indices_shape))
 
     def call(self, embeddings, linear=None, indices=None, training=None):
         logit = self.head(self.deep(embeddings, indices, training=training))

@@ -82,8 +82,8 @@ def main(argv=None):
 
     def build():
         keras.utils.set_random_seed(0)
-        return ak.default_compile(ak.build_model(data.schema, "deepfm", "aefs", k_ratio=0.5,
-                                                 hidden_units=[32, 16], d_main=8, controller_dropout=0.0))
+        return ak.default_compile(ak.build_model(data.schema, "deepfm", ak.AEFS(k_ratio=0.5, dropout=0.0),
+                                                 hidden_units=[32, 16], d_main=8))
 
     callbacks = [StepLog(os.path.join(args.out, "steps.log"), args.step_delay)] if is_chief else []
     model, _ = ak.distributed.fit(build, train, args.epochs, strategy=strategy,
@@ -94,7 +94,7 @@ def main(argv=None):
     if is_chief:
         np.save(os.path.join(args.out, "predictions.npy"), p)
         with open(os.path.join(args.out, "result.json"), "w") as f:
-            json.dump({"auc": ak.datasets.auc_score(data.test_arrays[1], p),
+            json.dump({"auc": ak.metrics.auc_score(data.test_arrays[1], p),
                        "replicas": model.distribute_strategy.num_replicas_in_sync}, f)
     return 0
 

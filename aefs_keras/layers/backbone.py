@@ -1,15 +1,8 @@
-"""The contract shared by backbone layers.
+"""Backbone: the base class and contract of every backbone layer.
 
-A backbone maps field embeddings (B, F, d), and optionally per-field
-first-order weights `linear` (B, F, 1), to one logit (B, 1). Unselected
-fields arrive as zero vectors.
-
-With early selection a backbone can also be called on the kept fields only:
-`embeddings` (B, m, d) and `linear` (B, m, 1) hold the fields `indices`
-(B, m), and the result must equal the call on the scattered (B, F, d) form
-(zeros at the other fields). That needs `num_fields` (F) at construction.
-Backbones that set `supports_compact` do so; the builder then never builds
-the zero-filled tensor that only the MLP's first layer needs.
+Subclass it for your own backbone and add it with
+`aefs_keras.register_backbone(name, cls)`; `build_model` then builds it
+as the main model (and, for AEFS, a small copy as the auxiliary head).
 """
 
 import keras
@@ -19,10 +12,48 @@ from aefs_keras.layers.mlp import MLP
 from aefs_keras.ops import place_fields
 
 
+@keras.saving.register_keras_serializable(package="aefs_keras")
 class Backbone(keras.layers.Layer):
+    """Field embeddings -> one logit; the base of DNN, DeepFM, DCN, ...
+
+    The contract:
+
+    - `call(embeddings, linear=None, indices=None, training=None)` maps
+      field embeddings (B, F, d) to a logit (B, 1). Unselected fields
+      arrive as zero vectors.
+    - `linear` (B, F, 1): each field's first-order weight, given only when
+      the class sets `uses_linear = True` (the builder then creates a
+      1-wide table for it); absent for the small auxiliary head.
+    - With `supports_compact = True`, the class also accepts the kept fields
+      only: `embeddings` (B, m, d) and `linear` (B, m, 1) hold the fields
+      `indices` (B, m), and the result must equal the call on the scattered
+      form (zeros at the other fields). That needs `num_fields` (F); the
+      builder passes it. Default False: a user's backbone gets the
+      scattered (B, F, d) form.
+
+    This base class gives the MLP part (`mlp` and `head`, built by the
+    default `build`), `deep()` (the MLP on the flattened fields, compact or
+    not), `linear_logit()` and a complete `get_config`. The default `call`
+    is the plain DNN: `head(MLP(flatten(embeddings)))`.
+
+    Args:
+        hidden_units: MLP widths.
+        dropout: MLP dropout.
+        batch_norm: batch normalisation in the MLP.
+        num_fields: F, needed only for calls with `indices`.
+
+    Example, a user's backbone (an MLP plus a sum of the field vectors):
+
+    >>> import numpy as np
+    >>> class SumDNN(Backbone):
+    ...     def call(self, embeddings, linear=None, indices=None, training=None):
+    ...         deep = self.head(self.deep(embeddings, training=training))
+    ...         return deep + keras.ops.sum(embeddings, axis=(1, 2))[:, None]
+    >>> SumDNN([8])(np.ones((2, 3, 4), "float32")).shape
+    TensorShape([2, 1])
+    """
+
     uses_linear = False
-    # A subclass sets this once its `call` takes `indices` (the built-in ones
-    # do); a user's backbone keeps getting the scattered form until then.
     supports_compact = False
 
     def __init__(self, hidden_units=(400, 400, 400), dropout=0.0, batch_norm=False,
@@ -82,6 +113,12 @@ class Backbone(keras.layers.Layer):
         if indices is None:
             return self.mlp(self.flatten(embeddings), training=training)
         return self.mlp.call_on_fields(embeddings, indices, self.num_fields, training=training)
+
+    def build(self, embeddings_shape, linear_shape=None, indices_shape=None):
+        self.build_deep(self.field_shape(embeddings_shape, indices_shape))
+
+    def call(self, embeddings, linear=None, indices=None, training=None):
+        return self.head(self.deep(embeddings, indices, training=training))
 
     def build_deep(self, field_shape):
         flat = (field_shape[0], field_shape[1] * field_shape[2])

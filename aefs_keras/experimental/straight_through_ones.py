@@ -10,7 +10,7 @@ import tensorflow as tf
 class StraightThroughOnes(keras.layers.Layer):
     """Returns ones shaped like the input, with the input's gradient.
 
-    Used on AEFS's main-path weights (`build_model(main_weighting=
+    Used on AEFS's main-path weights (`ResearchAEFS(main_weighting=
     "straight_through")`): the kept main embeddings enter the backbone
     unscaled, so the controller cannot pass what it saw of the *dropped*
     fields to the main model through per-example weights, yet it still

@@ -10,19 +10,26 @@ import keras
 import tensorflow as tf
 
 from aefs_keras.layers.adaptive_field_gate import AdaptiveFieldGate
+from aefs_keras.layers.alignment_loss import AlignmentLoss
 from aefs_keras.layers.auxiliary_selector import AuxiliarySelector
+from aefs_keras.schema import example_feature_spec
 
 
 def inference_model(model: keras.Model) -> keras.Model:
     """The sub-graph serving needs: raw features -> `probability` (B, 1),
     plus `selected_fields` (B, k) for selecting models.
 
-    AEFS's auxiliary prediction head and alignment losses are left out:
-    only the selector and the main model run.
+    Found by structure, not by layer names: in a model with an
+    `AlignmentLoss` (AEFS, built or composed by hand) the served
+    probability is the one that layer aligns the small head with, so the
+    auxiliary head and the alignment are left out and only the selector and
+    the main model run; otherwise it is the model's `probability` output.
     """
-    names = {layer.name for layer in model.layers}
-    if "main_probability" in names:  # AEFS: the main head, before alignment
-        probability = model.get_layer("main_probability").output
+    aligners = [layer for layer in model.layers if isinstance(layer, AlignmentLoss)]
+    if len(aligners) > 1:
+        raise ValueError(f"inference_model expects at most one AlignmentLoss layer. Found: {len(aligners)}")
+    if aligners:
+        probability = aligners[0].main_probability_input()
     else:
         out = model.output
         probability = out["probability"] if isinstance(out, dict) else out
@@ -51,20 +58,6 @@ def _input_signature(model: keras.Model):
 
 REGRESS_SIGNATURE = "regress"
 _REGRESS_METHOD = "tensorflow/serving/regress"
-
-
-def example_feature_spec(schema) -> dict:
-    """`tf.io.parse_example` spec for the schema's raw features.
-
-    A feature left out of a `tf.Example` is a missing value, as tf.Example
-    is a sparse format: NaN for numeric fields (their missing bucket), ""
-    or -1 for categorical ones (their OOV id).
-    """
-    defaults = {"string": "", "int64": -1, "float32": float("nan")}
-    return {
-        f.name: tf.io.FixedLenFeature([], tf.as_dtype(f.input_dtype), default_value=defaults[f.input_dtype])
-        for f in schema.fields
-    }
 
 
 def _write_saved_model(serving: keras.Model, signature, path: str, schema=None) -> None:

@@ -1,0 +1,57 @@
+"""`load`: one call from a format name (or a preprocessing artifact) and
+files to a tf.data pipeline of (features, label) batches.
+
+It sits above the readers and the preprocessing, which never import it.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from aefs_keras.datasets.libsvm import FRAPPE_FIELDS
+from aefs_keras.datasets.preprocess import Preprocessing
+from aefs_keras.datasets.readers import FORMATS, LibsvmFormat, read_text, read_tfrecord
+
+
+def load(format, paths, batch_size: int = 2048, strict: bool = False, shuffle: bool = False,
+         seed: int = 0, schema=None, label: str = "label", split=None, split_mode: str = "random",
+         split_seed: int = 0):
+    """One entry point for every file format.
+
+    Args:
+        format: "criteo", "avazu", "kdd12", "frappe" (libsvm with Frappe's
+            field ranges), a `TextFormat` (see `csv_format`), a
+            `LibsvmFormat` (any field ranges), "tfrecord" (needs `schema`),
+            or a path to a preprocessing artifact JSON (its format is used).
+        paths: one file or several, read in order; ".gz" text is decompressed.
+        batch_size: rows per batch (text: fewer where rows were skipped).
+        strict: raise on the first bad row, naming file and line, instead
+            of skipping and counting it.
+        shuffle: shuffle rows within a 100k-row buffer (seeded).
+        schema, label: for "tfrecord".
+        split, split_mode, split_seed: a deterministic part of the rows,
+            e.g. split=(0.0, 0.8) for training and (0.8, 1.0) for testing
+            (see `read_text`).
+
+    Returns:
+        (dataset of (features, label) batches, `ReadReport` or None).
+    """
+    if isinstance(format, str) and format.endswith(".json"):
+        format = Preprocessing.load(format).format
+    if format == "tfrecord":
+        if schema is None:
+            raise ValueError("format='tfrecord' needs `schema` (the artifact's schema).")
+        return read_tfrecord(paths, schema, label, batch_size), None
+    if isinstance(format, str) and format in ("libsvm", "frappe"):
+        format = LibsvmFormat(tuple(FRAPPE_FIELDS))
+    if isinstance(format, str):
+        if format not in FORMATS:
+            raise ValueError(f"`format` must be one of {sorted(FORMATS) + ['tfrecord']}, a TextFormat "
+                             f"or an artifact path. Received: format={format!r}")
+        format = FORMATS[format]
+    ds, report = read_text(format, paths, batch_size=batch_size, strict=strict, split=split,
+                           split_mode=split_mode, split_seed=split_seed)
+    if shuffle:
+        ds = ds.unbatch().shuffle(100_000, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+        ds = ds.prefetch(tf.data.AUTOTUNE)
+    return ds, report

@@ -1,0 +1,17 @@
+"""Research variants of AEFS that did not help in our measurements.
+
+Kept so that the benchmark grids that measured them (benchmarks/configs/
+selection_signal.yaml and others) still run and models saved with them
+still load; off the core path. docs/aefs.md has the measurements.
+
+- `ResearchAEFS`: `AEFS` plus `soft_gradient`, `exploration`,
+  `score_decay`, `aux_input="soft"` and `main_weighting="straight_through"`.
+- `ExploringSelector`: `AuxiliarySelector` with the first three.
+- `StraightThroughOnes`: ones forward, identity backward.
+"""
+
+from aefs_keras.experimental.exploring_selector import ExploringSelector
+from aefs_keras.experimental.research_aefs import OPTIONS, ResearchAEFS
+from aefs_keras.experimental.straight_through_ones import StraightThroughOnes
+
+__all__ = ["ExploringSelector", "OPTIONS", "ResearchAEFS", "StraightThroughOnes"]

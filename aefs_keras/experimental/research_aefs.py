@@ -1,0 +1,73 @@
+"""ResearchAEFS: AEFS with the research variants measured in docs/aefs.md."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from aefs_keras.selection import AEFS
+
+AUX_INPUTS = ("selected", "soft")
+MAIN_WEIGHTINGS = ("scaled", "straight_through")
+# The options this adds to AEFS (the bench runner picks this class when a
+# grid variant sets any of them).
+OPTIONS = ("soft_gradient", "exploration", "score_decay", "aux_input", "main_weighting")
+
+
+@dataclasses.dataclass
+class ResearchAEFS(AEFS):
+    """`AEFS` plus research variants; none beat the paper's form on our data.
+
+    Args:
+        soft_gradient, exploration, score_decay: see `ExploringSelector`.
+        aux_input: what the small head sees: "selected" (default, the
+            paper) or "soft" (all fields, scaled by their soft scores times F).
+        main_weighting: "scaled" (default, the paper) or "straight_through":
+            the kept main embeddings enter unscaled in the forward pass and
+            differentiate as if scaled (`StraightThroughOnes`).
+        **AEFS options.
+
+    Example:
+
+    >>> ResearchAEFS(k=2, main_weighting="straight_through").main_weighting
+    'straight_through'
+    """
+
+    soft_gradient: bool = False
+    exploration: float = 0.0
+    score_decay: float = 0.0
+    aux_input: str = "selected"
+    main_weighting: str = "scaled"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.aux_input not in AUX_INPUTS:
+            raise ValueError(f"`aux_input` must be one of {AUX_INPUTS}. Received: aux_input={self.aux_input!r}")
+        if self.main_weighting not in MAIN_WEIGHTINGS:
+            raise ValueError(f"`main_weighting` must be one of {MAIN_WEIGHTINGS}. "
+                             f"Received: main_weighting={self.main_weighting!r}")
+
+    def selector(self, field_sizes, k, embeddings_initializer, name):
+        from aefs_keras.experimental.exploring_selector import ExploringSelector
+
+        return ExploringSelector(field_sizes, k=k, soft_gradient=self.soft_gradient,
+                                 exploration=self.exploration, score_decay=self.score_decay,
+                                 **self._selector_options(),
+                                 embeddings_initializer=embeddings_initializer, name=name)
+
+    def main_weights(self, weights, name):
+        if self.main_weighting == "straight_through":
+            from aefs_keras.experimental.straight_through_ones import StraightThroughOnes
+
+            return StraightThroughOnes(name=name)(weights)
+        return weights
+
+    def aux_embeddings(self, selected):
+        if self.aux_input == "selected":
+            return super().aux_embeddings(selected)
+        # Every field, scaled by its soft score times F (averaging 1).
+        scores = selected["scores"]
+        num_fields = scores.shape[-1]
+        soft = scores / keras.ops.sum(scores, axis=-1, keepdims=True)
+        return selected["embeddings"] * keras.ops.expand_dims(soft * float(num_fields), -1)

@@ -1,0 +1,212 @@
+"""Selection methods for `build_model`: what to pass as `selection=`.
+
+Each object takes and checks only its own options:
+
+- `AdaFS`: late adaptive selection. Every field is looked up at full
+  width, then a controller keeps each example's top-k (the baseline).
+- `AEFS`: early adaptive selection. A small auxiliary model picks the top-k
+  fields first, and the main model looks up only those.
+
+The strings "adafs" and "aefs" stand for the objects with their defaults.
+Research variants that did not help (docs/aefs.md) live in
+`aefs_keras.experimental`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+from aefs_keras.checks import ALIGNMENTS, check_controller, check_weight_scale, resolve_k
+
+def _check(condition, name, value, what):
+    if not condition:
+        raise ValueError(f"`{name}` must be {what}. Received: {name}={value!r}")
+
+
+@dataclasses.dataclass
+class AdaFS:
+    """Late adaptive selection (AdaFS; with `controller="mvfs"`, MvFS).
+
+    All F fields are looked up; a controller scores them per example and
+    keeps the top-k, scaled by their re-weighted scores.
+
+    Args:
+        k: fields kept per example; or give `k_ratio`.
+        k_ratio: fraction of F kept when `k` is None (default 0.5).
+        controller: "mlp" (AdaFS's MLP + softmax) or "mvfs" (multi-view).
+        dropout: dropout inside the controller.
+        reweight: renormalise the kept scores to sum to 1.
+        weight_scale: "mean" (default): kept weights times k, so they
+            average 1 and a kept embedding keeps its size; "sum": they sum
+            to 1 (the papers' form, which shrinks each by about 1/k).
+        output_layer: a linear layer before the controller's softmax
+            (default True; False is the papers' exact controller).
+
+    Example:
+
+    >>> AdaFS(k=3)
+    AdaFS(k=3, k_ratio=None, controller='mlp', dropout=0.2, reweight=True, weight_scale='mean', output_layer=True)
+
+    Reference: Lin et al., "AdaFS: Adaptive Feature Selection in Deep
+    Recommender System", KDD 2022.
+    """
+
+    k: int | None = None
+    k_ratio: float | None = None
+    controller: str = "mlp"
+    dropout: float = 0.2
+    reweight: bool = True
+    weight_scale: str = "mean"
+    output_layer: bool = True
+
+    kind = "adafs"
+
+    def __post_init__(self):
+        if self.k is not None and self.k_ratio is not None:
+            raise ValueError(f"Give `k` or `k_ratio`, not both. Received: k={self.k}, k_ratio={self.k_ratio}")
+        _check(self.k is None or (isinstance(self.k, int) and not isinstance(self.k, bool) and self.k >= 1),
+               "k", self.k, "None or a positive integer")
+        if self.k_ratio is not None:
+            resolve_k(1, None, self.k_ratio)
+        self.controller = check_controller(self.controller)
+        _check(isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0,
+               "dropout", self.dropout, "in [0, 1)")
+        check_weight_scale(self.weight_scale)
+
+    def resolve_k(self, num_fields: int) -> int:
+        return resolve_k(num_fields, self.k, self.k_ratio)
+
+    def options(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class AEFS(AdaFS):
+    """Early adaptive selection (AEFS): pick k fields, then look up only those.
+
+    A small auxiliary model (all F fields at width `d_aux`, a controller and
+    a small prediction head) picks each example's top-k fields; the main
+    model looks up its embeddings for those k only. Trained with the
+    auxiliary BCE and embedding and prediction alignment losses.
+
+    Args:
+        k, k_ratio, controller, dropout, reweight, output_layer: as `AdaFS`.
+        weight_scale: how the kept fields' *main* embeddings are scaled
+            ("mean", default, or "sum", as `AdaFS`); the selector's mask,
+            the auxiliary head and the alignment keep the paper's weights.
+        d_aux: width of the auxiliary embeddings (default 4).
+        aux_hidden_units: MLP of the small prediction head (default (16, 8)).
+        aux_backbone: the small head's type: None (a small copy of the main
+            backbone, the paper) or a backbone name, e.g. "dnn".
+        aux_loss_weight: weight of the auxiliary BCE (default 1).
+        embedding_alignment, prediction_alignment: weights of the two
+            alignment losses (default 0.3 each).
+        alignment: "mse" (default), "kl" or "huber".
+        warmup_steps: training steps of soft selection over all fields (all
+            looked up, each scaled by its score) before the hard top-k
+            (default 0, the paper).
+        field_prior: F numbers, the controller's initial output bias (see
+            `aefs_keras.importance`); default None: zeros.
+
+    Example:
+
+    >>> AEFS(k_ratio=0.3, warmup_steps=100).warmup_steps
+    100
+
+    Reference: "Adaptive Early Feature Selection for Efficient CTR
+    Prediction", arXiv 2509.12076 (IEEE TKDE 2025).
+    """
+
+    d_aux: int = 4
+    aux_hidden_units: Sequence[int] = (16, 8)
+    aux_backbone: str | None = None
+    aux_loss_weight: float = 1.0
+    embedding_alignment: float = 0.3
+    prediction_alignment: float = 0.3
+    alignment: str = "mse"
+    warmup_steps: int = 0
+    field_prior: Sequence[float] | None = None
+
+    kind = "aefs"
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check(isinstance(self.d_aux, int) and not isinstance(self.d_aux, bool) and self.d_aux >= 1,
+               "d_aux", self.d_aux, "a positive integer")
+        self.aux_hidden_units = tuple(self.aux_hidden_units)
+        for name in ("aux_loss_weight", "embedding_alignment", "prediction_alignment"):
+            value = getattr(self, name)
+            _check(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
+                   name, value, "a number >= 0")
+        _check(self.alignment in ALIGNMENTS, "alignment", self.alignment, f"one of {ALIGNMENTS}")
+        _check(isinstance(self.warmup_steps, int) and not isinstance(self.warmup_steps, bool)
+               and self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, "an integer >= 0")
+
+    # Hooks that `aefs_keras.experimental` overrides; the core path keeps
+    # the paper's form.
+    def selector(self, field_sizes, k, embeddings_initializer, name):
+        """The `AuxiliarySelector` layer."""
+        from aefs_keras.layers.auxiliary_selector import AuxiliarySelector
+
+        return AuxiliarySelector(field_sizes, k=k, **self._selector_options(),
+                                 embeddings_initializer=embeddings_initializer, name=name)
+
+    def _selector_options(self):
+        return dict(d_aux=self.d_aux, controller=self.controller, dropout=self.dropout,
+                    reweight=self.reweight, weight_scale=self.weight_scale,
+                    output_layer=self.output_layer, warmup_steps=self.warmup_steps,
+                    field_prior=None if self.field_prior is None else list(self.field_prior))
+
+    def main_weights(self, weights, name):
+        """The weights that scale the kept main embeddings."""
+        return weights
+
+    def aux_embeddings(self, selected):
+        """What the small head sees: the kept fields' auxiliary embeddings,
+        scaled by the paper's weights."""
+        import keras
+
+        return selected["embeddings"] * keras.ops.expand_dims(selected["mask"], -1)
+
+
+SELECTIONS = {"adafs": AdaFS, "aefs": AEFS}
+
+
+def as_selection(selection, options: dict[str, Any] | None = None):
+    """None, an `AdaFS`/`AEFS` object, or "adafs"/"aefs" with `options`
+    (each must apply to that method) -> None or a selection object."""
+    options = dict(options or {})
+    if selection is None:
+        if options:
+            raise ValueError(f"{_names(options)} {_verb(options)} only with a selection. Received: "
+                         f"{_items(options)}, selection=None")
+        return None
+    if isinstance(selection, AdaFS):
+        if options:
+            raise ValueError(f"Give {_names(options)} to the {type(selection).__name__} object, not "
+                             f"build_model. Received: {_items(options)}")
+        return selection
+    if selection not in SELECTIONS:
+        raise ValueError(f"`selection` must be None, {' or '.join(map(repr, SELECTIONS))}, or an AdaFS "
+                         f"or AEFS object. Received: selection={selection!r}")
+    cls = SELECTIONS[selection]
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = {k: v for k, v in options.items() if k not in known}
+    if unknown:
+        raise ValueError(f"{_names(unknown)} {'does' if len(unknown) == 1 else 'do'} not apply to "
+                         f"selection={selection!r} (its options: "
+                         f"{', '.join(sorted(known))}). Received: {_items(unknown)}")
+    return cls(**options)
+
+
+def _verb(options):
+    return "applies" if len(options) == 1 else "apply"
+
+
+def _names(options):
+    return ", ".join(f"`{k}`" for k in sorted(options))
+
+
+def _items(options):
+    return ", ".join(f"{k}={v!r}" for k, v in sorted(options.items()))
