@@ -8,8 +8,7 @@ import time
 import keras
 import numpy as np
 
-from aefs_keras.layers.adaptive_field_gate import AdaptiveFieldGate
-from aefs_keras.layers.auxiliary_selector import AuxiliarySelector
+from aefs_keras.serving import inference_model, selector_of
 
 
 class FieldSelectionFrequency(keras.callbacks.Callback):
@@ -32,13 +31,7 @@ class FieldSelectionFrequency(keras.callbacks.Callback):
         self.field_names: list[str] | None = None
 
     def _selector(self):
-        found = [l for l in self.model.layers if isinstance(l, (AuxiliarySelector, AdaptiveFieldGate))]
-        if len(found) != 1:
-            raise ValueError(
-                "FieldSelectionFrequency needs a model with exactly one AuxiliarySelector "
-                f"or AdaptiveFieldGate. Found: {len(found)}"
-            )
-        return found[0]
+        return selector_of(self.model, required="FieldSelectionFrequency")
 
     def on_train_begin(self, logs=None):
         schema = getattr(self.model, "schema", None)
@@ -71,16 +64,9 @@ def selection_frequency(model: keras.Model, dataset) -> np.ndarray:
     an array (F,): the fraction of rows that kept each field.
     `FieldSelectionFrequency` counts training batches instead.
     """
-    from aefs_keras.serving import inference_model
-
-    found = [l for l in model.layers if isinstance(l, (AuxiliarySelector, AdaptiveFieldGate))]
-    if len(found) != 1:
-        raise ValueError(
-            f"selection_frequency needs a model with exactly one AuxiliarySelector or "
-            f"AdaptiveFieldGate. Found {len(found)} in model {model.name!r}"
-        )
+    selector = selector_of(model, required="selection_frequency")
     serving = inference_model(model)
-    counts = np.zeros(found[0].num_fields, "int64")
+    counts = np.zeros(selector.num_fields, "int64")
     rows = 0
     for batch in dataset:
         x = batch[0] if isinstance(batch, tuple) else batch

@@ -38,7 +38,7 @@ def train(args) -> int:
     if data.test is None:
         raise SystemExit("No test data: give --valid or --test files with --format")
     result = model.evaluate(data.test, return_dict=True, verbose=0)
-    for report in getattr(data, "reports", []):
+    for report in data.reports:
         print(report)
     print(f"test AUC {result['auc']:.4f}  logloss {result['logloss']:.4f}  "
           f"activated embedding parameters/example {model.activated_embedding_parameters()}")
@@ -50,8 +50,6 @@ def train(args) -> int:
 
 def _file_data(ak, args):
     """Train / valid / test pipelines from files, mapped by one artifact."""
-    import types
-
     if not args.train:
         raise SystemExit("--format needs --train PATH [PATH ...]")
     if args.artifact and os.path.exists(args.artifact):
@@ -71,10 +69,9 @@ def _file_data(ak, args):
         reports.append(report)
         return ds
 
-    data = types.SimpleNamespace(schema=pp.schema, train=read(args.train, shuffle=True),
-                                 valid=read(args.valid), test=read(args.test or args.valid),
-                                 reports=reports)
-    return data
+    return ak.datasets.CTRData("files", pp.schema, train=read(args.train, shuffle=True),
+                               valid=read(args.valid), test=read(args.test or args.valid),
+                               batch_size=args.batch_size, reports=reports)
 
 
 def preprocess(args) -> int:

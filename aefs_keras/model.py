@@ -83,6 +83,10 @@ class CTRModel(keras.Model):
 
     def fit(self, x=None, y=None, *args, **kwargs):
         self.check_inputs(x)
+        if isinstance(x, tf.data.Dataset) and not args:
+            # A dataset is shuffled by its own pipeline; Keras' default
+            # shuffle=True would only warn that it ignores it.
+            kwargs.setdefault("shuffle", False)
         if "validation_data" in kwargs and isinstance(kwargs["validation_data"], tuple):
             self.check_inputs(kwargs["validation_data"][0])
         elif isinstance(kwargs.get("validation_data"), tf.data.Dataset):

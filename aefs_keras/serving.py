@@ -15,6 +15,17 @@ from aefs_keras.layers.auxiliary_selector import AuxiliarySelector
 from aefs_keras.schema import example_feature_spec
 
 
+def selector_of(model: keras.Model, required: str | None = None):
+    """The model's one selecting layer (`AuxiliarySelector` or
+    `AdaptiveFieldGate`), or None; `required` names the caller in the
+    error raised when there is not exactly one."""
+    found = [layer for layer in model.layers if isinstance(layer, (AuxiliarySelector, AdaptiveFieldGate))]
+    if len(found) > 1 or (required and not found):
+        raise ValueError(f"{required or 'inference_model'} needs a model with exactly one AuxiliarySelector "
+                         f"or AdaptiveFieldGate. Found {len(found)} in model {model.name!r}")
+    return found[0] if found else None
+
+
 def inference_model(model: keras.Model) -> keras.Model:
     """The sub-graph serving needs: raw features -> `probability` (B, 1),
     plus `selected_fields` (B, k) for selecting models.
@@ -34,11 +45,11 @@ def inference_model(model: keras.Model) -> keras.Model:
         out = model.output
         probability = out["probability"] if isinstance(out, dict) else out
     outputs = {"probability": probability}
-    selectors = [l for l in model.layers if isinstance(l, (AuxiliarySelector, AdaptiveFieldGate))]
-    if len(selectors) == 1:
+    selector = selector_of(model)
+    if selector is not None:
         # A dict-output layer's `.output` is flattened in sorted-key order.
-        flat = selectors[0].output
-        keys = sorted(selectors[0].OUTPUT_KEYS)
+        flat = selector.output
+        keys = sorted(selector.OUTPUT_KEYS)
         outputs["selected_fields"] = flat[keys.index("indices")] if isinstance(flat, list) else flat["indices"]
     return keras.Model(model.input, outputs, name=f"{model.name}_serving")
 

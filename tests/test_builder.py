@@ -1,4 +1,5 @@
 import itertools
+import warnings
 
 import keras
 import numpy as np
@@ -177,16 +178,20 @@ def test_inputs_not_matching_schema(data):
 def test_history_has_losses_and_callbacks_work(data, tmp_path):
     model = small(data.schema, "dcn", "aefs")
     freq = ak.FieldSelectionFrequency()
-    h = model.fit(
-        data.train, validation_data=data.valid, epochs=2, verbose=0,
-        callbacks=[
-            keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=3),
-            keras.callbacks.ModelCheckpoint(str(tmp_path / "best.keras"), monitor="val_auc",
-                                            mode="max", save_best_only=True),
-            keras.callbacks.TensorBoard(str(tmp_path / "tb")),
-            freq,
-        ],
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        h = model.fit(
+            data.train, validation_data=data.valid, epochs=2, verbose=0,
+            callbacks=[
+                keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=3),
+                keras.callbacks.ModelCheckpoint(str(tmp_path / "best.keras"), monitor="val_auc",
+                                                mode="max", save_best_only=True),
+                keras.callbacks.TensorBoard(str(tmp_path / "tb")),
+                freq,
+            ],
+        )
+    # No UserWarning from our side (Keras' "shuffle=True ... ignored" for a dataset).
+    assert not [w for w in caught if "shuffle" in str(w.message)], [str(w.message) for w in caught]
     for key in ("loss", "auc", "logloss", "aux_loss", "embedding_alignment_loss",
                 "prediction_alignment_loss", "val_auc", "val_embedding_alignment_loss"):
         assert key in h.history and len(h.history[key]) == 2, key

@@ -103,8 +103,9 @@ def test_gzip_and_corrupt_gzip(criteo_file, tmp_path):
 def test_preprocessing_artifact(criteo_file, tmp_path):
     pp = fit_preprocessing("criteo", [str(criteo_file)], min_count=2, progress=False)
     assert pp.rows == 6 and pp.skipped == 4
-    # C1 over the good rows: a x3, b x2, c x1 -> c is rarer than min_count; "" is always kept.
-    assert list(pp.schema.field("C1").vocabulary) == ["", "a", "b"]
+    # C1 over the good rows: a x3, b x2, c x1 -> c is rarer than min_count; no "" seen, so none
+    # kept (an empty C1 at serving time gets the OOV id; `vocabulary` keeps "" once seen).
+    assert list(pp.schema.field("C1").vocabulary) == ["a", "b"]
     # I1 values 1, 0, 2, -1, 100, 7: log-squared boundaries up to floor(ln(100)^2) = 21.
     assert len(pp.schema.field("I1").boundaries) == 5 + 20
     path = str(tmp_path / "artifact.json")
@@ -300,10 +301,10 @@ def test_arrow_engine_equals_tensorflow_engine(tmp_path, line_end):
     fits = {e: fit_preprocessing("criteo", [path], min_count=1, progress=False, engine=e) for e in ("arrow", "tf")}
     assert fits["arrow"].schema == fits["tf"].schema
     assert fits["arrow"].rows == fits["tf"].rows == 6 and fits["arrow"].skipped == fits["tf"].skipped == 7
-    assert list(fits["arrow"].schema.field("C1").vocabulary) == ["", "a", "b", "c"]
+    assert list(fits["arrow"].schema.field("C1").vocabulary) == ["a", "b", "c"]  # no empty C1 among the good rows
     # Same bad lines and reasons as the TensorFlow reader reports.
     from aefs_keras.datasets import arrow_scan
-    from aefs_keras.datasets.readers import CRITEO, ReadReport
+    from aefs_keras.datasets.formats import CRITEO, ReadReport
 
     report = ReadReport([path], keep=10)
     arrow_scan.scan(CRITEO, [path], report, False, lambda n, x: None)
@@ -326,7 +327,7 @@ def test_arrow_engine_equals_tensorflow_engine(tmp_path, line_end):
 def test_arrow_engine_blocks_and_gzip(tmp_path):
     # Many small blocks: rows split across block edges are neither lost nor doubled.
     from aefs_keras.datasets import arrow_scan
-    from aefs_keras.datasets.readers import CRITEO, ReadReport
+    from aefs_keras.datasets.formats import CRITEO, ReadReport
 
     rows = [_criteo_row(i % 2, [i] * 13, [f"v{i % 7}"] * 26) for i in range(500)]
     plain = tmp_path / "many.txt"
@@ -362,7 +363,7 @@ def test_avazu_time_fields(tmp_path):
     fits = [fit_preprocessing("avazu_time", [str(path)], min_count=1, progress=False, engine=e)
             for e in ("arrow", "tf")]
     assert fits[0].schema == fits[1].schema and fits[0].skipped == fits[1].skipped == 3
-    assert list(fits[0].schema.field("weekday").vocabulary) == ["", "0", "1", "6"]
+    assert list(fits[0].schema.field("weekday").vocabulary) == ["0", "1", "6"]
     saved = tmp_path / "a.json"
     fits[0].save(str(saved))
     assert Preprocessing.load(str(saved)).format.split_time == "hour"

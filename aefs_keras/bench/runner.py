@@ -32,45 +32,24 @@ from aefs_keras.builder import build_model, default_compile
 from aefs_keras.checks import resolve_k
 from aefs_keras.callbacks import FieldSelectionFrequency, TrainingThroughput
 from aefs_keras.datasets.benchmark_data import load_benchmark
-from aefs_keras.datasets.synthetic import synthetic, to_dataset
+from aefs_keras.datasets.ctr_data import CTRData
+from aefs_keras.datasets.synthetic import synthetic
 from aefs_keras.serving import inference_model
 from aefs_keras.importance import importance_prior, permutation_importance
 from aefs_keras.metrics import auc_score, log_loss
 from aefs_keras.selection import as_selection
 
 
-class BenchData:
-    """Arrays of one dataset's fixed splits; tf.data pipelines per seed."""
-
-    def __init__(self, name, schema, train, valid, test, batch_size, informative=None):
-        self.name, self.schema, self.batch_size = name, schema, batch_size
-        self.train_arrays, self.valid_arrays, self.test_arrays = train, valid, test
-        self.informative_fields = informative  # planted fields (synthetic only)
-
-    def pipelines(self, seed: int, fields: list[str] | None = None):
-        def pick(arrays):
-            x, y = arrays
-            return ({k: x[k] for k in fields} if fields is not None else x), y
-
-        return (to_dataset(*pick(self.train_arrays), self.batch_size, shuffle=True, seed=seed),
-                to_dataset(*pick(self.valid_arrays), self.batch_size))
-
-
-def load_data(name: str, settings: dict[str, Any]) -> BenchData:
+def load_data(name: str, settings: dict[str, Any]) -> CTRData:
+    """The dataset's fixed splits; `pipelines(seed)` gives each run its own."""
     batch = int(settings["batch_size"])
     if name == "synthetic":
-        d = synthetic(num_rows=int(settings["synthetic_rows"]), seed=int(settings["synthetic_seed"]),
-                      batch_size=batch)
-        data = BenchData(name, d.schema, d.train_arrays, d.valid_arrays, d.test_arrays, batch,
-                         informative=d.informative_fields)
+        data = synthetic(num_rows=int(settings["synthetic_rows"]), seed=int(settings["synthetic_seed"]),
+                         batch_size=batch)
     else:
-        d = load_benchmark(name, settings["data_dir"], batch_size=batch)
-        data = BenchData(name, d.schema, d.train_arrays, d.valid_arrays, d.test_arrays, batch)
+        data = load_benchmark(name, settings["data_dir"], batch_size=batch)
     cap = settings.get("max_train_rows")
-    if cap:
-        x, y = data.train_arrays
-        data.train_arrays = ({k: v[:int(cap)] for k, v in x.items()}, y[:int(cap)])
-    return data
+    return data.with_train_rows(int(cap)) if cap else data
 
 
 def _tensors(features: dict[str, np.ndarray], rows: np.ndarray):
@@ -126,7 +105,7 @@ def _model_args(spec: RunSpec, settings, importance=None):
     return args
 
 
-def _importance(spec: RunSpec, data: BenchData, settings) -> np.ndarray:
+def _importance(spec: RunSpec, data: CTRData, settings) -> np.ndarray:
     """Permutation importance of each field (validation AUC lost by shuffling
     it) for a model of the same backbone without selection, trained
     `static_search_epochs`."""
@@ -140,7 +119,7 @@ def _importance(spec: RunSpec, data: BenchData, settings) -> np.ndarray:
     return permutation_importance(lambda xs: _predict(serving, xs, len(y))[0], x, y, seed=spec.seed)
 
 
-def _static_fields(spec: RunSpec, data: BenchData, settings) -> list[str]:
+def _static_fields(spec: RunSpec, data: CTRData, settings) -> list[str]:
     """The static baseline's one global field set, learned once: the k fields
     whose shuffling costs a no-selection model the most validation AUC
     (permutation importance, one of ERASE's selectors; `_importance`).
@@ -155,7 +134,7 @@ def _static_fields(spec: RunSpec, data: BenchData, settings) -> list[str]:
     return [data.schema.names[i] for i in sorted(keep)]
 
 
-def run_one(spec: RunSpec, data: BenchData, settings: dict[str, Any]) -> dict[str, Any]:
+def run_one(spec: RunSpec, data: CTRData, settings: dict[str, Any]) -> dict[str, Any]:
     """Trains and measures one run; returns its result record."""
     keras.backend.clear_session()
     keras.utils.set_random_seed(spec.seed)
@@ -284,14 +263,14 @@ def run_grid(config: BenchConfig, out_dir: str, fresh: bool = False, shard: tupl
         f"{len(todo)} to run" + (f", {len(mine)} of them in shard {index}/{count}" if count > 1 else ""))
     own = {k: r for k, r in done.items() if k in order} if count == 1 else {}
     payload["results"] = sorted(own.values(), key=lambda r: order[r["key"]])
-    cache: dict[str, BenchData] = {}
+    cache: dict[str, CTRData] = {}
     for i, spec in enumerate(mine, 1):
         if spec.dataset not in cache:
             cache.clear()  # one dataset in memory at a time
             cache[spec.dataset] = load_data(spec.dataset, config.settings)
         data = cache[spec.dataset]
         payload["field_names"][spec.dataset] = data.schema.names
-        if data.informative_fields:
+        if getattr(data, "informative_fields", None):
             payload["informative_fields"][spec.dataset] = data.informative_fields
         r = run_one(spec, data, config.settings)
         payload["results"].append(r)

@@ -21,8 +21,8 @@ from typing import Callable
 
 import numpy as np
 
-from aefs_keras.datasets.readers import (_NUMBER, CATEGORICAL, LABEL, NUMERIC, REASONS, ReadReport, TextFormat,
-                                         _first_line)
+from aefs_keras.datasets.formats import _NUMBER, CATEGORICAL, LABEL, NUMERIC, REASONS, ReadReport, TextFormat
+from aefs_keras.datasets.readers import _first_line
 
 _BLANK = re.compile(rb"(?m)^[ \t\r\f\v]*$")
 _LONE_CR = re.compile(rb"\r(?!\n)")
@@ -133,8 +133,10 @@ class _Counts:
         if not self.parts:
             return {}
         merged = self._merge()
-        # Only values that make the vocabulary become Python objects.
-        merged = merged.filter(pc.greater_equal(merged.field(1), min_count))
+        # Only values that make the vocabulary become Python objects (the
+        # empty string does whatever its count: `preprocess.vocabulary`).
+        merged = merged.filter(pc.or_(pc.greater_equal(merged.field(1), min_count),
+                                      pc.equal(merged.field(0), b"")))
         return dict(zip(merged.field(0).to_pylist(), merged.field(1).to_pylist()))
 
 

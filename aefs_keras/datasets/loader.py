@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from aefs_keras.datasets.libsvm import FRAPPE_FIELDS
+from aefs_keras.datasets.formats import FORMATS, FRAPPE_FIELDS, LibsvmFormat
 from aefs_keras.datasets.preprocess import Preprocessing
-from aefs_keras.datasets.readers import FORMATS, LibsvmFormat, read_text, read_tfrecord
+from aefs_keras.datasets.readers import read_text
+from aefs_keras.datasets.records import read_tfrecord
 
 
 def load(format, paths, batch_size: int = 2048, strict: bool = False, shuffle: bool = False,

@@ -12,17 +12,92 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 
 import numpy as np
 import tensorflow as tf
 
-from aefs_keras.datasets.benchmark_data import _quantile_boundaries, log_squared_boundaries
-from aefs_keras.datasets.readers import CATEGORICAL, FORMATS, NUMERIC, ReadReport, TextFormat, read_text
+from aefs_keras.datasets.formats import CATEGORICAL, FORMATS, NUMERIC, ReadReport, TextFormat
+from aefs_keras.datasets.readers import _check_paths, read_text
 from aefs_keras.schema import Categorical, Numeric, Schema
 
 ARTIFACT_VERSION = 1
 NUMERIC_TRANSFORMS = ("log_squared", "quantile")
+
+
+# -- the fitting rules, shared by the streaming pass and in-memory data ------
+def vocabulary(counts, min_count: int) -> list[str]:
+    """The values seen at least `min_count` times, sorted; the empty string
+    (a missing value), when seen at all, keeps its own id whatever its count.
+    Everything else shares the field's OOV id.
+
+    >>> vocabulary({"a": 3, "b": 1, "": 1}, min_count=2)
+    ['', 'a']
+    >>> vocabulary({"a": 3, "b": 1}, min_count=2)
+    ['a']
+    """
+    vocab = {v for v, c in counts.items() if c >= min_count or v == ""}
+    return sorted(vocab) or [""]  # a field needs one entry
+
+
+def log_squared_boundaries(max_value: float) -> list[float]:
+    """Boundaries equal to Criteo's integer transform: v <= 2 keeps its own
+    bucket (from -2 up), v > 2 goes to floor(ln(v)^2), as in the winning
+    Kaggle solution, expressed as `Numeric` boundaries so it runs in-graph.
+
+    >>> [round(b, 2) for b in log_squared_boundaries(20.0)]
+    [-1.5, -0.5, 0.5, 1.5, 2.5, 4.11, 5.65, 7.39, 9.36, 11.58, 14.09, 16.92]
+    """
+    top = int(math.floor(math.log(max(max_value, 3.0)) ** 2))
+    low = [-1.5, -0.5, 0.5, 1.5, 2.5]  # -2 and below, -1, 0, 1, 2, then > 2
+    high = [math.exp(math.sqrt(n)) for n in range(2, top + 1)]
+    return low + high
+
+
+def quantile_boundaries(values, buckets: int = 16) -> list[float]:
+    """Boundaries of `buckets` equal-frequency buckets of the non-NaN values."""
+    v = np.asarray(values, "float32")
+    v = v[~np.isnan(v)]
+    if v.size == 0:  # a field with no value seen: one boundary, all in one bucket
+        return [0.0]
+    qs = np.unique(np.quantile(v, np.linspace(0, 1, buckets + 1)[1:-1]).astype("float32"))
+    return qs.tolist() or [0.0]
+
+
+def _check_numeric(numeric):
+    if numeric not in NUMERIC_TRANSFORMS:
+        raise ValueError(f"`numeric` must be one of {NUMERIC_TRANSFORMS}. Received: numeric={numeric!r}")
+
+
+def _numeric_field(name, numeric, maximum, sample, buckets):
+    if numeric == "log_squared":
+        return Numeric(name, boundaries=log_squared_boundaries(maximum if maximum > -math.inf else 3.0))
+    return Numeric(name, boundaries=quantile_boundaries(sample, buckets))
+
+
+def fit_schema(columns: dict, numeric_fields, min_count: int = 2, numeric: str = "log_squared",
+               buckets: int = 16) -> Schema:
+    """A schema from in-memory training columns, by the rules of
+    `fit_preprocessing`: numeric columns (float, NaN missing) get bucket
+    boundaries, the others a `vocabulary`.
+
+    >>> fit_schema({"c": np.array(["x", "x", "y", ""], object)}, numeric_fields=()).field("c").vocabulary
+    ('', 'x')
+    """
+    _check_numeric(numeric)
+    fields = []
+    for name, values in columns.items():
+        if name in numeric_fields:
+            x = np.asarray(values, "float32")
+            finite = x[~np.isnan(x)]
+            fields.append(_numeric_field(name, numeric, float(finite.max()) if finite.size else -math.inf,
+                                         x, buckets))
+        else:
+            keys, counts = np.unique(np.asarray(values, dtype=object).astype(str), return_counts=True)
+            fields.append(Categorical(name, vocabulary=vocabulary(dict(zip(keys.tolist(), counts.tolist())),
+                                                                  min_count)))
+    return Schema(fields)
 
 
 @dataclasses.dataclass
@@ -57,8 +132,6 @@ class Preprocessing:
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
             f.write(self.to_json())
-        import os
-
         os.replace(tmp, path)  # never a half-written artifact
 
     @classmethod
@@ -93,7 +166,8 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
             `TextFormat`.
         paths: the training files.
         min_count: values seen fewer times share the field's OOV id. The
-            empty string (a missing value) always keeps its own id.
+            empty string (a missing value), once seen, keeps its own id
+            (see `vocabulary`).
         numeric: "log_squared" (Criteo's floor(ln(v)^2) for v > 2) or
             "quantile" (`buckets` equal-frequency buckets from a sample).
         hash_above: a field with more values than this (after min_count)
@@ -106,15 +180,13 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
             TensorFlow reader) or "auto" (arrow when pyarrow is installed).
             Both give the same rows, bad-row report and vocabularies.
     """
-    from aefs_keras.datasets import arrow_scan
-    from aefs_keras.datasets.readers import _check_paths
+    from aefs_keras.datasets import arrow_scan  # pyarrow only when installed
 
     if isinstance(fmt, str):
         if fmt not in FORMATS:
             raise ValueError(f"`fmt` must be one of {sorted(FORMATS)} or a TextFormat. Received: fmt={fmt!r}")
         fmt = FORMATS[fmt]
-    if numeric not in NUMERIC_TRANSFORMS:
-        raise ValueError(f"`numeric` must be one of {NUMERIC_TRANSFORMS}. Received: numeric={numeric!r}")
+    _check_numeric(numeric)
     if not isinstance(min_count, int) or min_count < 1:
         raise ValueError(f"`min_count` must be a positive integer. Received: min_count={min_count!r}")
     if engine not in ENGINES:
@@ -159,18 +231,13 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
     fields = []
     for name, kind in fmt.features:
         if kind == NUMERIC:
-            if numeric == "log_squared":
-                bounds = log_squared_boundaries(maxima[name] if maxima[name] > -math.inf else 3.0)
-            else:
-                bounds = _quantile_boundaries(reservoirs[name], buckets)
-            fields.append(Numeric(name, boundaries=bounds))
+            fields.append(_numeric_field(name, numeric, maxima[name], reservoirs[name], buckets))
         elif kind == CATEGORICAL:
-            c = counts[name]
-            vocab = sorted({v for v, k in c.items() if k >= min_count} | {b""})
+            vocab = vocabulary({v.decode("utf-8", "replace"): k for v, k in counts[name].items()}, min_count)
             if hash_above is not None and len(vocab) > hash_above:
                 fields.append(Categorical(name, hash_buckets=hash_above))
             else:
-                fields.append(Categorical(name, vocabulary=[v.decode("utf-8", "replace") for v in vocab]))
+                fields.append(Categorical(name, vocabulary=vocab))
     options = dict(min_count=min_count, numeric=numeric, buckets=buckets, hash_above=hash_above,
                    sample=sample, seed=seed)
     return Preprocessing(fmt, Schema(fields), rows, report.total_skipped, options)

@@ -1,9 +1,10 @@
-"""Streaming readers: (features, label) tf.data pipelines over files of any size.
+"""Text readers: (features, label) tf.data pipelines over text files of any size.
 
-One entry point, `load(format, paths, ...)`, for Criteo, Avazu, KDD Cup 2012
-track 2, generic CSV/TSV with declared columns, and TFRecord of tf.Example.
-Text is parsed with TensorFlow ops in batches (parallel, prefetched, never
-a whole file in memory). Every bad row is either skipped and counted, with
+`read_text` reads any declared format (`formats.py`: Criteo, Avazu, KDD Cup
+2012 track 2, CSV/TSV with declared columns, libsvm); `read_libsvm` is the
+libsvm shortcut. `load()` (loader.py) dispatches to these and to
+records.py. Text is parsed with TensorFlow ops in batches (parallel,
+prefetched, never a whole file in memory). Every bad row is either skipped and counted, with
 the first line numbers kept per file (`ReadReport`), or, with `strict=True`,
 an error naming the file and line.
 
@@ -15,159 +16,17 @@ evaluation and serving map ids one way only.
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import itertools
 import os
-import threading
 from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
-LABEL, NUMERIC, CATEGORICAL, SKIP = "label", "numeric", "categorical", "skip"
-_NUMBER = r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"
-REASONS = {1: "wrong number of columns", 2: "non-numeric value in a numeric column", 3: "empty line",
-           4: "bad libsvm token (expected index:value)", 5: "libsvm index outside its field's range",
-           6: "bad time value (expected YYMMDDHH)"}
-SPLIT_MODES = ("random", "sequential")
-
-
-@dataclasses.dataclass(frozen=True)
-class TextFormat:
-    """A delimited text format: its columns in order and how to read them.
-
-    Args:
-        name: format name.
-        delimiter: one character.
-        columns: (column name, kind) pairs; kind is "label", "numeric",
-            "categorical" or "skip".
-        header: "none", "always" (first line of every file), or "auto"
-            (skipped where the first line equals the column names).
-        positive_label: when set, the label is 1 where the label cell
-            equals it (text labels such as census' "50000+."); otherwise the
-            label cell must be a number and the label is (number > 0).
-        strip: strip spaces around categorical cells (", "-separated files).
-        split_time: a categorical column holding YYMMDDHH (Avazu's `hour`)
-            to replace by two categorical fields, `<column>_of_day` ("00"
-            to "23") and `weekday` ("0" Monday to "6" Sunday); a value that
-            is not a valid date and hour makes the row bad.
-    """
-
-    name: str
-    delimiter: str
-    columns: tuple
-    header: str = "none"
-    positive_label: str | None = None
-    strip: bool = False
-    split_time: str | None = None
-
-    @property
-    def names(self):
-        return [c for c, _ in self.columns]
-
-    @property
-    def features(self) -> list[tuple[str, str]]:
-        """(name, kind) of the features the reader yields, in order (the
-        split time column becomes its two fields in its place)."""
-        out = []
-        for name, kind in self.columns:
-            if kind in (LABEL, SKIP):
-                continue
-            if name == self.split_time:
-                out += [(f"{name}_of_day", CATEGORICAL), ("weekday", CATEGORICAL)]
-            else:
-                out.append((name, kind))
-        return out
-
-    def kind(self, name):
-        return dict(self.columns)[name]
-
-
-@dataclasses.dataclass(frozen=True)
-class LibsvmFormat:
-    """libsvm / libFM lines `label idx:value ...` with one index per field,
-    in field order, inside each field's declared [first, last] range.
-    Features are the per-field ids (index - first), int64."""
-
-    field_ranges: tuple
-    name: str = "libsvm"
-    header: str = "none"
-
-    @property
-    def names(self):
-        return [r[0] for r in self.field_ranges]
-
-
-CRITEO = TextFormat(
-    "criteo", "\t",
-    (("label", LABEL),) + tuple((f"I{i}", NUMERIC) for i in range(1, 14))
-    + tuple((f"C{i}", CATEGORICAL) for i in range(1, 27)))
-
-_AVAZU_CATEGORICAL = ("hour C1 banner_pos site_id site_domain site_category app_id app_domain app_category "
-                      "device_id device_ip device_model device_type device_conn_type C14 C15 C16 C17 C18 C19 "
-                      "C20 C21").split()
-AVAZU = TextFormat("avazu", ",", (("id", SKIP), ("click", LABEL))
-                   + tuple((c, CATEGORICAL) for c in _AVAZU_CATEGORICAL), header="auto")
-# Avazu with `hour` split into hour of day and weekday (the 10 days of the
-# file share few `hour` tokens with any later test day; these two generalise).
-AVAZU_TIME = dataclasses.replace(AVAZU, name="avazu_time", split_time="hour")
-
-# KDD Cup 2012 track 2, training.txt: one line per (ad, query, user)
-# impression group. The label is Click > 0 (at least one click among the
-# group's impressions); Impression is kept out of the features.
-KDD12 = TextFormat(
-    "kdd12", "\t",
-    (("Click", LABEL), ("Impression", SKIP))
-    + tuple((c, CATEGORICAL) for c in ("DisplayURL", "AdID", "AdvertiserID", "Depth", "Position", "QueryID",
-                                       "KeywordID", "TitleID", "DescriptionID", "UserID")))
-
-FORMATS = {"criteo": CRITEO, "avazu": AVAZU, "avazu_time": AVAZU_TIME, "kdd12": KDD12}
-
-
-class ReadReport:
-    """Rows read and skipped per file, with the first bad line numbers.
-
-    Filled while the pipeline runs; `str(report)` summarises it.
-    """
-
-    def __init__(self, paths, keep=5):
-        self.paths = list(paths)
-        self.keep = keep
-        self.rows = {p: 0 for p in self.paths}
-        self.skipped = {p: 0 for p in self.paths}
-        self.first_bad = {p: [] for p in self.paths}
-        self._last_line = {}
-        self._lock = threading.Lock()
-
-    def _record(self, file_index, first_line, n_good, bad_lines, bad_codes):
-        path = self.paths[int(file_index)]
-        with self._lock:
-            # Count one pass over the data: a batch starting at or before the
-            # last one seen in this file belongs to a later epoch.
-            if first_line <= self._last_line.get(path, 0):
-                return
-            self._last_line[path] = int(first_line)
-            self.rows[path] += int(n_good)
-            self.skipped[path] += len(bad_lines)
-            room = self.keep - len(self.first_bad[path])
-            for line, code in list(zip(bad_lines.tolist(), bad_codes.tolist()))[:max(room, 0)]:
-                self.first_bad[path].append((int(line), REASONS[int(code)]))
-            self.first_bad[path].sort()
-
-    @property
-    def total_skipped(self):
-        return sum(self.skipped.values())
-
-    def __str__(self):
-        lines = []
-        for p in self.paths:
-            s = f"{p}: {self.rows[p]} rows read, {self.skipped[p]} skipped"
-            if self.first_bad[p]:
-                s += "; first bad lines: " + ", ".join(f"{n} ({why})" for n, why in self.first_bad[p])
-            lines.append(s)
-        return "\n".join(lines)
-
+from aefs_keras.datasets.formats import (_NUMBER, CATEGORICAL, LABEL, NUMERIC, REASONS, SPLIT_MODES, LibsvmFormat,
+                                         ReadReport, TextFormat, libsvm_schema)
+from aefs_keras.schema import Schema
 
 def _open_text(path):
     if str(path).endswith(".gz"):
@@ -446,113 +305,25 @@ def read_text(fmt, paths, batch_size=2048, strict=False, report=None, split=None
     return ds.prefetch(tf.data.AUTOTUNE), report
 
 
-def csv_format(columns: Sequence[tuple[str, str]], delimiter: str = ",", header: str = "auto",
-               name: str = "csv", positive_label: str | None = None, strip: bool = True) -> TextFormat:
-    """A generic delimited format from declared (column, kind) pairs."""
-    kinds = {LABEL, NUMERIC, CATEGORICAL, SKIP}
-    for col in columns:
-        if len(col) != 2 or col[1] not in kinds:
-            raise ValueError(f"`columns` entries must be (name, kind) with kind in {sorted(kinds)}. "
-                             f"Received: {col!r}")
-    if len(delimiter) != 1:
-        raise ValueError(f"`delimiter` must be one character. Received: delimiter={delimiter!r}")
-    if header not in ("none", "always", "auto"):
-        raise ValueError(f"`header` must be 'none', 'always' or 'auto'. Received: header={header!r}")
-    return TextFormat(name, delimiter, tuple(tuple(c) for c in columns), header, positive_label, strip)
+def read_libsvm(paths, field_ranges: Sequence[tuple[str, int, int]], batch_size: int = 2048,
+                shuffle: bool = False, seed: int = 0) -> tuple[tf.data.Dataset, Schema]:
+    """Streams libsvm files (one index per field, e.g. `FRAPPE_FIELDS`) as
+    batches of (features dict, label), and returns the fields' schema.
 
+    `read_text` with a `LibsvmFormat`, strict: a line whose token count or
+    index ranges do not match `field_ranges` stops the pipeline with an
+    error naming the file and line.
 
-def read_tfrecord(paths, schema, label: str = "label", batch_size: int = 2048):
-    """Streams TFRecord files of tf.Example (GZIP if they end in .gz) with
-    the schema's raw features and a float label."""
-    from aefs_keras.schema import example_feature_spec
-
-    paths = _check_paths(paths)
-    spec = {**example_feature_spec(schema), label: tf.io.FixedLenFeature([], tf.float32)}
-    compression = "GZIP" if paths[0].endswith(".gz") else None
-    ds = tf.data.TFRecordDataset(paths, compression_type=compression).batch(batch_size)
-
-    def parse(serialized):
-        parsed = tf.io.parse_example(serialized, spec)
-        y = parsed.pop(label)
-        return parsed, y
-
-    return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-def write_tfrecord_shards(dataset, directory: str, rows_per_shard: int = 1_000_000,
-                          label: str = "label", compress: bool = True) -> list[str]:
-    """Writes (features, label) batches of raw values as tf.Example shards,
-    for fast re-reading with `load("tfrecord", ...)`. Each shard is written
-    under a temporary name and renamed when complete."""
-    if not isinstance(rows_per_shard, int) or rows_per_shard < 1:
-        raise ValueError(f"`rows_per_shard` must be a positive integer. Received: {rows_per_shard!r}")
-    os.makedirs(directory, exist_ok=True)
-    options = tf.io.TFRecordOptions(compression_type="GZIP" if compress else "")
-    suffix = ".tfrecord.gz" if compress else ".tfrecord"
-    paths, writer, in_shard, tmp = [], None, 0, None
-
-    def close():
-        if writer is not None:
-            writer.close()
-            final = tmp[: -len(".tmp")]
-            os.replace(tmp, final)
-            paths.append(final)
-
-    for features, y in dataset.as_numpy_iterator():
-        for i in range(len(y)):
-            if writer is None or in_shard == rows_per_shard:
-                close()
-                tmp = os.path.join(directory, f"part-{len(paths):05d}{suffix}.tmp")
-                writer, in_shard = tf.io.TFRecordWriter(tmp, options), 0
-            feats = {}
-            for name, v in features.items():
-                v = v[i]
-                if isinstance(v, bytes):
-                    feats[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
-                elif np.issubdtype(type(v), np.integer):
-                    feats[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
-                else:
-                    feats[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(v)]))
-            feats[label] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(y[i])]))
-            writer.write(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
-            in_shard += 1
-    close()
-    return paths
-
-
-def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 2048):
-    """Streams Parquet files (pyarrow, the `parquet` extra) as (features,
-    label) batches; `columns` are (name, kind) pairs as in `csv_format`.
-    Nulls become NaN (numeric) or "" (categorical)."""
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as e:
-        raise ImportError("Parquet needs pyarrow: pip install 'aefs-keras[parquet]'") from e
-    paths = _check_paths(paths)
-    fmt = csv_format(columns, name="parquet")
-    label_name = [n for n, k in fmt.columns if k == LABEL][0]
-    wanted = [(n, k) for n, k in fmt.columns if k != SKIP]
-
-    def batches():
-        for path in paths:
-            f = pq.ParquetFile(path)
-            missing = [n for n, _ in wanted if n not in f.schema_arrow.names]
-            if missing:
-                raise ValueError(f"{path}: missing column(s) {missing}")
-            for rb in f.iter_batches(batch_size=batch_size, columns=[n for n, _ in wanted]):
-                out = {}
-                for n, k in wanted:
-                    col = rb.column(n)
-                    if k == CATEGORICAL:
-                        out[n] = np.array(["" if v is None else str(v) for v in col.to_pylist()], dtype=object)
-                    else:
-                        out[n] = np.array([np.nan if v is None else float(v) for v in col.to_pylist()],
-                                          dtype="float32")
-                y = out.pop(label_name)
-                if np.isnan(y).any():
-                    raise ValueError(f"{path}: the label column {label_name!r} has missing values")
-                yield out, (y > 0).astype("float32")
-
-    spec = ({n: tf.TensorSpec([None], tf.string if k == CATEGORICAL else tf.float32)
-             for n, k in wanted if k != LABEL}, tf.TensorSpec([None], tf.float32))
-    return tf.data.Dataset.from_generator(batches, output_signature=spec).prefetch(tf.data.AUTOTUNE)
+    Args:
+        paths: one file or several (".gz" files are decompressed).
+        field_ranges: (name, first index, last index) per field, in order.
+        batch_size: rows per batch.
+        shuffle: shuffle rows (buffer of 100k rows), seeded.
+        seed: shuffle seed.
+    """
+    schema = libsvm_schema(field_ranges)
+    ds, _ = read_text(LibsvmFormat(tuple(tuple(r) for r in field_ranges)), paths, batch_size=batch_size,
+                      strict=True)
+    if shuffle:
+        ds = ds.unbatch().shuffle(100_000, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    return ds.prefetch(tf.data.AUTOTUNE), schema

@@ -11,57 +11,37 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import tensorflow as tf
 
+from aefs_keras.datasets.ctr_data import CTRData
 from aefs_keras.metrics import auc_score
 from aefs_keras.schema import Categorical, Numeric, Schema
 
 
 @dataclasses.dataclass
-class SyntheticData:
-    """What `synthetic` returns.
+class SyntheticData(CTRData):
+    """What `synthetic` returns: a `CTRData` with the planted answer.
 
-    Attributes:
-        train, valid, test: batched tf.data datasets of (features dict,
-            label); `train` reshuffles each epoch (seeded), `valid` is for
-            early stopping, `test` for the reported figures.
-        schema: the fields.
+    Attributes (besides `CTRData`'s):
         informative_fields: fields the label depends on.
         noise_fields: fields it does not depend on.
         interactions: pairs of informative fields with an interaction term.
-        train_arrays, valid_arrays, test_arrays: the same rows as numpy
-            (features, labels).
         oracle_auc: test AUC of the true logit.
         oracle_auc_without: informative field -> test AUC of the true logit
             without that field's terms (main effect and interactions): how
             much each planted field is worth.
     """
 
-    train: tf.data.Dataset
-    valid: tf.data.Dataset
-    test: tf.data.Dataset
-    schema: Schema
-    informative_fields: list[str]
-    noise_fields: list[str]
-    interactions: list[tuple[str, str]]
-    train_arrays: tuple[dict[str, np.ndarray], np.ndarray]
-    valid_arrays: tuple[dict[str, np.ndarray], np.ndarray]
-    test_arrays: tuple[dict[str, np.ndarray], np.ndarray]
-    oracle_auc: float
-    oracle_auc_without: dict[str, float] = dataclasses.field(default_factory=dict)
+    informative_fields: list = dataclasses.field(default_factory=list)
+    noise_fields: list = dataclasses.field(default_factory=list)
+    interactions: list = dataclasses.field(default_factory=list)
+    oracle_auc: float = float("nan")
+    oracle_auc_without: dict = dataclasses.field(default_factory=dict)
 
 
 def _zipf_ids(rng, n, vocab, exponent):
     p = 1.0 / np.arange(1, vocab + 1) ** exponent
     ranks = rng.choice(vocab, size=n, p=p / p.sum())
     return rng.permutation(vocab)[ranks].astype("int64")  # rank -> scattered id
-
-
-def to_dataset(features, labels, batch_size, shuffle=False, seed=0):
-    ds = tf.data.Dataset.from_tensor_slices((features, labels.astype("float32")))
-    if shuffle:
-        ds = ds.shuffle(min(len(labels), 100_000), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def _token(field_index: int, i: int) -> str:
@@ -220,17 +200,12 @@ def synthetic(
     train_x, train_y = rows(0, num_train)
     valid_x, valid_y = rows(num_train, end_valid)
     test_x, test_y = rows(end_valid, num_rows)
-    return SyntheticData(
-        train=to_dataset(train_x, train_y, batch_size, shuffle=True, seed=seed),
-        valid=to_dataset(valid_x, valid_y, batch_size),
-        test=to_dataset(test_x, test_y, batch_size),
-        schema=schema,
+    return SyntheticData.from_arrays(
+        "synthetic", schema, (train_x, train_y), (valid_x, valid_y), (test_x, test_y), batch_size, seed,
+        split=f"sequential {num_train}/{end_valid - num_train}/{num_rows - end_valid} of {num_rows} rows",
         informative_fields=informative,
         noise_fields=[n for n in schema.names if n not in informative],
         interactions=interactions,
-        train_arrays=(train_x, train_y),
-        valid_arrays=(valid_x, valid_y),
-        test_arrays=(test_x, test_y),
         oracle_auc=auc_score(test_y, logit[end_valid:]),
         oracle_auc_without={n: auc_score(test_y, (logit - terms[n])[end_valid:]) for n in informative},
     )
