@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+import aefs_keras as ak
 from aefs_keras.bench import load_config
 from aefs_keras.bench import report
 from aefs_keras.cli import main
@@ -110,3 +111,24 @@ def test_tiny_grid_end_to_end_and_resume(tmp_path, capsys):
     assert main(["bench", str(path), "--out", str(out), "--report", str(doc)]) == 0
     assert "5 already done, 0 to run" in capsys.readouterr().out
     assert json.loads((out / "results.json").read_text())["results"] == payload["results"]
+
+
+def test_grid_variants_reach_the_selection_objects():
+    from aefs_keras.bench.config import SETTINGS, RunSpec
+    from aefs_keras.bench.runner import _model_args
+
+    def spec(selection, **overrides):
+        return RunSpec("g", "synthetic", "deepfm", selection, None if selection == "none" else 0.5, "v",
+                       tuple(sorted(overrides.items())), (), 0)
+
+    core = _model_args(spec("aefs_mvfs", warmup_steps=5), SETTINGS)["selection"]
+    assert type(core) is ak.AEFS and core.controller == "mvfs" and core.warmup_steps == 5
+    research = _model_args(spec("aefs_adafs", main_weighting="straight_through"), SETTINGS)["selection"]
+    assert isinstance(research, ak.experimental.ResearchAEFS) and research.main_weighting == "straight_through"
+    prior = _model_args(spec("aefs_adafs", field_prior="importance"), SETTINGS, importance=lambda: [0.0, 1.0])
+    assert len(prior["selection"].field_prior) == 2
+    assert "selection" not in _model_args(spec("none"), SETTINGS)
+    with pytest.raises(ValueError, match="need a selecting method"):
+        _model_args(spec("none", warmup_steps=5), SETTINGS)
+    with pytest.raises(ValueError, match="`warmup_steps` does not apply to selection='adafs'"):
+        _model_args(spec("adafs", warmup_steps=5), SETTINGS)
