@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -18,6 +19,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="aefs-keras",
         description="Adaptive early feature selection (AEFS) and MLCC for CTR prediction, on Keras 3.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="train DeepFM without selection and with AEFS on synthetic data")
     p.add_argument("--rows", type=int, default=200_000)
@@ -41,37 +43,71 @@ def main(argv=None) -> int:
     p.add_argument("--version", type=int, default=1)
     p.set_defaults(func="aefs_keras.demo:run")
 
-    p = sub.add_parser("train", help="train a builder configuration (optionally distributed)")
-    p.add_argument("--data", default="synthetic", choices=["synthetic", "criteo_80k", "census_kdd", "frappe"])
-    p.add_argument("--data-dir", default="../shared/data", help="where criteo_80k etc. live")
-    p.add_argument("--format", help="read files instead: criteo, avazu, kdd12 (see aefs_keras.datasets.load)")
-    p.add_argument("--train", nargs="+", help="training files (with --format)")
-    p.add_argument("--valid", nargs="+", help="validation files (with --format)")
-    p.add_argument("--test", nargs="+", help="test files (with --format; default: --valid)")
-    p.add_argument("--artifact", help="preprocessing artifact: used if it exists, else fitted and written")
-    p.add_argument("--min-count", type=int, default=2)
-    p.add_argument("--rows", type=int, default=200_000, help="synthetic rows")
-    p.add_argument("--backbone", default="deepfm")
-    p.add_argument("--selection", default=None, choices=[None, "adafs", "aefs"])
-    p.add_argument("--k-ratio", type=float, default=0.5)
-    p.add_argument("--d-main", type=int, default=32)
-    p.add_argument("--hidden-units", type=int, nargs="+", default=[256, 128])
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=2048, help="global batch size")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--strategy", default=None, choices=[None, "default", "mirrored", "multi_worker"])
-    p.add_argument("--backup-dir", help="step-level backups; restart with the same one to resume")
-    p.add_argument("--save-freq", default="epoch", help="'epoch' or a number of steps")
-    p.add_argument("--export", help="TF Serving base directory to export to")
-    p.add_argument("--name", default="ctr", help="model name for --export")
+    p = sub.add_parser("train", help="train on your CSV/TSV, files of a known format, or built-in data",
+                       description="Train, early-stopped on validation AUC; print exact test AUC and "
+                                   "log-loss and (with a selection) each field's share of kept rows; save "
+                                   "OUT/NAME.keras and optionally export for TF Serving. Your own data: "
+                                   "--train FILE.csv --label COLUMN (a header row; kinds inferred).")
+    g = p.add_argument_group("data")
+    g.add_argument("--train", nargs="+", help="training file(s): your CSV/TSV with a header, or --format files")
+    g.add_argument("--valid", nargs="+", help="validation file(s) (default: --split of the --train file)")
+    g.add_argument("--test", nargs="+", help="test file(s) (default: --split of --train, or --valid)")
+    g.add_argument("--label", default="label", help="label column of your file (numbers; > 0 is a click)")
+    g.add_argument("--columns", help="comma-separated feature columns (default: all but label and --ignore)")
+    g.add_argument("--ignore", default="", help="comma-separated columns to leave out")
+    g.add_argument("--categorical", default="", help="comma-separated columns to treat as categorical")
+    g.add_argument("--numeric", default="", help="comma-separated columns to treat as numeric (bucketised)")
+    g.add_argument("--delimiter", help="one character (default: from the extension or the header)")
+    g.add_argument("--split", help="train,valid,test fractions of one --train file (default 0.8,0.1,0.1)")
+    g.add_argument("--split-mode", default="random", choices=["random", "sequential"],
+                   help="random (by a seeded hash of each row) or sequential (file order, e.g. time order)")
+    g.add_argument("--strict", action="store_true", help="a bad row or a cut-off last line is an error")
+    g.add_argument("--format", help="files of a known format instead: criteo, avazu, avazu_time, kdd12")
+    g.add_argument("--artifact", help="preprocessing artifact: used if it exists, else fitted and written")
+    g.add_argument("--min-count", type=int, default=2, help="rarer values share the OOV id")
+    g.add_argument("--data", default="synthetic", choices=["synthetic", "criteo_80k", "census_kdd", "frappe"],
+                   help="built-in data when no --train is given")
+    g.add_argument("--data-dir", default="../shared/data", help="where criteo_80k etc. live")
+    g.add_argument("--rows", type=int, default=200_000, help="synthetic rows")
+    g = p.add_argument_group("model")
+    g.add_argument("--backbone", default="deepfm")
+    g.add_argument("--d-main", type=int, default=32)
+    g.add_argument("--hidden-units", type=int, nargs="+", default=[256, 128])
+    g.add_argument("--selection", default=None, choices=[None, "adafs", "aefs"])
+    for flag, kind, what in (("--k", int, "fields kept per row"), ("--k-ratio", float, "fraction of fields kept"),
+                             ("--controller", str, "mlp or mvfs"), ("--d-aux", int, "AEFS auxiliary width"),
+                             ("--aux-backbone", str, "AEFS small head, e.g. dnn"),
+                             ("--warmup-steps", int, "AEFS soft warm-up steps before the hard top-k"),
+                             ("--embedding-alignment", float, "AEFS"), ("--prediction-alignment", float, "AEFS"),
+                             ("--aux-loss-weight", float, "AEFS")):
+        g.add_argument(flag, type=kind, default=None, help=f"{what} (AdaFS / AEFS option; see aefs_keras.AEFS)")
+    g = p.add_argument_group("training and output")
+    g.add_argument("--epochs", type=int, default=10, help="at most this many")
+    g.add_argument("--patience", type=int, default=2, help="epochs without a better validation AUC")
+    g.add_argument("--batch-size", type=int, default=2048, help="global batch size")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--strategy", default=None, choices=[None, "default", "mirrored", "multi_worker"])
+    g.add_argument("--backup-dir", help="step-level backups; restart with the same one to resume")
+    g.add_argument("--save-freq", default="epoch", help="'epoch' or a number of steps")
+    g.add_argument("--out", default="saved_models", help="where NAME.keras is saved")
+    g.add_argument("--export", help="TF Serving base directory to export to")
+    g.add_argument("--name", default="ctr", help="model name (file name and export name)")
     p.set_defaults(func="aefs_keras.jobs:train")
 
     p = sub.add_parser("preprocess", help="fit the preprocessing artifact in one pass over training files")
-    p.add_argument("format", help="criteo, avazu, avazu_time (hour split into hour of day and weekday) or kdd12")
-    p.add_argument("paths", nargs="+")
+    p.add_argument("inputs", nargs="+", help="[FORMAT] PATH ...: a known format (criteo, avazu, avazu_time, "
+                   "kdd12) and its files, or your CSV/TSV file(s) with a header")
     p.add_argument("--out", required=True, help="artifact JSON to write")
+    p.add_argument("--label", default="label", help="label column of your file")
+    p.add_argument("--columns", help="comma-separated feature columns of your file")
+    p.add_argument("--ignore", default="", help="comma-separated columns to leave out")
+    p.add_argument("--categorical", default="", help="comma-separated columns to treat as categorical")
+    p.add_argument("--numeric-columns", dest="numeric_columns", default="",
+                   help="comma-separated columns to treat as numeric")
+    p.add_argument("--delimiter", help="one character (default: from the extension or the header)")
     p.add_argument("--min-count", type=int, default=2)
-    p.add_argument("--numeric", default="log_squared", choices=["log_squared", "quantile"])
+    p.add_argument("--numeric", default="log_squared", choices=["log_squared", "quantile"],
+                   help="how numeric columns are bucketised")
     p.add_argument("--hash-above", type=int, default=None)
     p.add_argument("--strict", action="store_true", help="fail on the first bad row")
     p.add_argument("--engine", default="auto", choices=["auto", "arrow", "tf"],
@@ -102,10 +138,32 @@ def main(argv=None) -> int:
     p.set_defaults(func="aefs_keras.bench.command:run")
     args = parser.parse_args(argv)
     args.argv_for_report = [a for a in (sys.argv[1:] if argv is None else argv)
-                            if a not in ("--fresh", "--report-only")]
+                            if a not in ("--fresh", "--report-only", "--debug")]
     module, function = args.func.split(":")
-    # Only now TensorFlow loads: `--help` and argument errors answer at once.
-    return getattr(importlib.import_module(module), function)(args)
+    try:
+        # Only now TensorFlow loads: `--help` and argument errors answer at once.
+        return getattr(importlib.import_module(module), function)(args)
+    except Exception as e:  # noqa: BLE001 (reported below, or re-raised)
+        message = _user_error(e)
+        if args.debug or message is None:
+            raise
+        # One line naming the problem; --debug shows the traceback.
+        print(f"aefs-keras {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _user_error(e):
+    """The one line to show for an error in the user's input, else None."""
+    if isinstance(e, (ValueError, FileNotFoundError, ImportError, MemoryError, KeyError)):
+        text = str(e).strip()
+        return text.splitlines()[0] if text else type(e).__name__
+    if type(e).__module__.startswith("tensorflow"):
+        # A reader's ValueError raised inside the tf.data pipeline (a bad row
+        # met while training, with --strict) comes wrapped in TF's error.
+        found = re.findall(r"ValueError: (.+)", str(e))
+        if found:
+            return found[-1].strip()
+    return None
 
 
 if __name__ == "__main__":

@@ -6,81 +6,176 @@ from __future__ import annotations
 import os
 
 
+# Selection options that `train` passes on only when given (so that one that
+# does not apply to the chosen method is an error naming it).
+SELECTION_FLAGS = ("k", "k_ratio", "controller", "d_aux", "aux_backbone", "warmup_steps",
+                   "embedding_alignment", "prediction_alignment", "aux_loss_weight")
+
+
+def _check_own_files(args):
+    """Own-file mode: every path and column checked before TensorFlow starts."""
+    from aefs_keras.datasets.infer import check_last_lines, infer_format
+
+    paths = list(args.train) + list(args.valid or []) + list(args.test or [])
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No such file: {path}")
+    fmt, why = infer_format(args.train[0], label=args.label, columns=args.columns, ignore=args.ignore,
+                            categorical=args.categorical, numeric=getattr(args, "numeric_columns", args.numeric),
+                            delimiter=args.delimiter)
+    check_last_lines(paths, strict=args.strict)
+    return fmt, why
+
+
+def _split(args):
+    if args.valid or args.test:
+        if args.split:
+            raise ValueError("--split applies to one --train file without --valid/--test")
+        return None
+    spec = args.split or "0.8,0.1,0.1"
+    try:
+        parts = [float(v) for v in spec.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) != 3 or min(parts) < 0 or abs(sum(parts) - 1.0) > 1e-6 or parts[0] <= 0:
+        raise ValueError(f"--split must be three fractions train,valid,test summing to 1, e.g. 0.8,0.1,0.1. "
+                         f"Received: --split {spec}")
+    return parts
+
+
 def train(args) -> int:
-    """`aefs-keras train`."""
+    """`aefs-keras train`: synthetic or benchmark data, files of a known
+    format, or the user's own CSV/TSV with a header."""
+    own = bool(args.train) and not args.format
+    if own:
+        fmt, why = _check_own_files(args)  # before TensorFlow: errors come at once
     import aefs_keras as ak
 
     # First, before any other TensorFlow op (multi-worker collectives).
     strategy = ak.distributed.get_strategy(args.strategy)
     import keras
+    import numpy as np
 
-    if args.format:
-        data = _file_data(ak, args)
+    if own:
+        print(f"Columns of {args.train[0]} (label {args.label!r}):")
+        for name, kind in fmt.features:
+            print(f"  {name:<24} {kind:<12} ({why[name]})")
+        data = _file_data(ak, args, fmt, _split(args))
+    elif args.format:
+        data = _file_data(ak, args, args.format, None)
     elif args.data == "synthetic":
         data = ak.datasets.synthetic(num_rows=args.rows, seed=args.seed, batch_size=args.batch_size,
                                      categorical_dtype="string")
     else:
         data = ak.datasets.load_benchmark(args.data, args.data_dir, batch_size=args.batch_size, seed=args.seed)
-    options = dict(d_main=args.d_main, hidden_units=args.hidden_units)
-    if args.selection:
-        options["k_ratio"] = args.k_ratio
-    print(ak.memory_plan(data.schema, args.d_main, selection=args.selection,
-                         uses_linear=getattr(ak.BACKBONES[args.backbone], "uses_linear", False)))
+    if data.valid is None or data.test is None:
+        raise ValueError("--format needs --valid (and optionally --test) files: early stopping and the test "
+                         "figures need held-out rows")
+    options = {name: getattr(args, name) for name in SELECTION_FLAGS if getattr(args, name) is not None}
+    selection = ak.selection.as_selection(args.selection, options)  # errors before any table exists
+    print(ak.memory_plan(data.schema, args.d_main, getattr(selection, "d_aux", 4),
+                         selection and selection.kind,
+                         getattr(ak.BACKBONES[args.backbone], "uses_linear", False)))
 
     def build():
         keras.utils.set_random_seed(args.seed)
-        return ak.default_compile(ak.build_model(data.schema, args.backbone, args.selection, **options))
+        return ak.default_compile(ak.build_model(data.schema, args.backbone, selection, d_main=args.d_main,
+                                                 hidden_units=args.hidden_units, name=args.name))
 
     save_freq = int(args.save_freq) if str(args.save_freq).isdigit() else args.save_freq
-    model, _ = ak.distributed.fit(build, data.train, args.epochs, strategy=strategy,
-                                  backup_dir=args.backup_dir, save_freq=save_freq,
-                                  validation_data=data.valid, verbose=2)
-    if data.test is None:
-        raise SystemExit("No test data: give --valid or --test files with --format")
-    result = model.evaluate(data.test, return_dict=True, verbose=0)
+    stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=args.patience,
+                                         restore_best_weights=True)
+    model, history = ak.distributed.fit(build, data.train, args.epochs, strategy=strategy,
+                                        backup_dir=args.backup_dir, save_freq=save_freq,
+                                        validation_data=data.valid, callbacks=[stop], verbose=2)
+    best = int(max(range(len(history.history["val_auc"])), key=history.history["val_auc"].__getitem__))
+    print(f"Best epoch by validation AUC: {best + 1} of {len(history.history['val_auc'])} "
+          "(its weights are kept)")
+    labels, probs = [], []
+    for x, y in data.test:
+        probs.append(keras.ops.convert_to_numpy(model.predict_on_batch(x)).ravel())
+        labels.append(keras.ops.convert_to_numpy(y).ravel())
+    labels, probs = np.concatenate(labels), np.concatenate(probs)
     for report in data.reports:
-        print(report)
-    print(f"test AUC {result['auc']:.4f}  logloss {result['logloss']:.4f}  "
-          f"activated embedding parameters/example {model.activated_embedding_parameters()}")
+        if report.total_skipped:
+            print(report)
+    print(f"test AUC {ak.metrics.auc_score(labels, probs):.4f}  log-loss {ak.metrics.log_loss(labels, probs):.4f}"
+          f"  ({len(labels):,} rows; exact)  embedding values read per example "
+          f"{model.activated_embedding_parameters()}")
+    if selection is not None:
+        shares = ak.selection_frequency(model, data.test)
+        order = sorted(range(len(shares)), key=lambda i: -shares[i])
+        names = data.schema.names
+        print(f"Share of test rows that kept each field (k = {ak.serving.selector_of(model).k} of {len(names)}):")
+        print("  " + ", ".join(f"{names[i]} {shares[i]:.2f}" for i in order))
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, f"{args.name}.keras")
+    model.save(path)
+    print(f"Saved {path}")
     if args.export:
-        path = ak.export(model, args.export, args.name, overwrite=False)
-        print(f"Exported to {path}")
+        print(f"Exported to {ak.export(model, args.export, args.name, overwrite=False)}")
     return 0
 
 
-def _file_data(ak, args):
-    """Train / valid / test pipelines from files, mapped by one artifact."""
+def _file_data(ak, args, fmt, split):
+    """Train / valid / test pipelines from files, mapped by one artifact
+    fitted on the training rows only (reused when `--artifact` exists)."""
     if not args.train:
-        raise SystemExit("--format needs --train PATH [PATH ...]")
+        raise ValueError("--format needs --train PATH [PATH ...]")
+    parts = {}
+    if split is not None:
+        cut1, cut2 = split[0], split[0] + split[1]
+        parts = {"train": (0.0, cut1), "valid": (cut1, cut2), "test": (cut2, 1.0)}
+    read_split = dict(split_mode=args.split_mode, split_seed=args.seed)
     if args.artifact and os.path.exists(args.artifact):
         pp = ak.datasets.Preprocessing.load(args.artifact)
         print(f"Using the preprocessing artifact {args.artifact} ({pp.rows:,} rows fitted)")
     else:
-        pp = ak.datasets.fit_preprocessing(args.format, args.train, min_count=args.min_count)
+        pp = ak.datasets.fit_preprocessing(fmt, args.train, min_count=args.min_count, strict=args.strict,
+                                           split=parts.get("train"), **read_split)
         if args.artifact:
             pp.save(args.artifact)
+    if pp.skipped:  # before any training: the user may want to stop here
+        print(f"Preprocessing skipped {pp.skipped:,} bad rows of the training part (--strict makes the first "
+              "one an error)")
     reports = []
 
-    def read(paths, shuffle=False):
+    def read(paths, part=None, shuffle=False):
         if not paths:
             return None
+        extra = dict(split=parts[part], **read_split) if part else {}
         ds, report = ak.datasets.load(pp.format, paths, batch_size=args.batch_size, shuffle=shuffle,
-                                      seed=args.seed)
+                                      seed=args.seed, strict=args.strict, **extra)
         reports.append(report)
         return ds
 
-    return ak.datasets.CTRData("files", pp.schema, train=read(args.train, shuffle=True),
-                               valid=read(args.valid), test=read(args.test or args.valid),
+    if split is not None:
+        train, valid, test = (read(args.train, "train", shuffle=True), read(args.train, "valid"),
+                              read(args.train, "test"))
+    else:
+        train, valid, test = read(args.train, shuffle=True), read(args.valid), read(args.test or args.valid)
+    return ak.datasets.CTRData("files", pp.schema, train=train, valid=valid, test=test,
                                batch_size=args.batch_size, reports=reports)
 
 
 def preprocess(args) -> int:
-    """`aefs-keras preprocess`."""
+    """`aefs-keras preprocess`: a known format and its files, or the user's
+    own CSV/TSV with a header."""
+    from aefs_keras.datasets.formats import FORMATS
+
+    fmt, paths = None, list(args.inputs)
+    if paths[0] in FORMATS and not os.path.isfile(paths[0]):
+        fmt, paths = paths[0], paths[1:]
+        if not paths:
+            raise ValueError(f"preprocess {fmt}: give the files to read")
+    else:
+        args.train, args.valid, args.test = paths, None, None
+        fmt, why = _check_own_files(args)
+        print(f"Columns of {paths[0]}: " + ", ".join(f"{n} {k}" for n, k in fmt.features))
     import aefs_keras as ak
 
-    pp = ak.datasets.fit_preprocessing(args.format, args.paths, min_count=args.min_count,
-                                       numeric=args.numeric, hash_above=args.hash_above,
-                                       strict=args.strict, engine=args.engine)
+    pp = ak.datasets.fit_preprocessing(fmt, paths, min_count=args.min_count, numeric=args.numeric,
+                                       hash_above=args.hash_above, strict=args.strict, engine=args.engine)
     pp.save(args.out)
     sizes = pp.schema.field_sizes
     print(f"Wrote {args.out}: {len(sizes)} fields, {sum(sizes):,} ids in all, from {pp.rows:,} rows "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -87,6 +89,15 @@ class CTRModel(keras.Model):
             # A dataset is shuffled by its own pipeline; Keras' default
             # shuffle=True would only warn that it ignores it.
             kwargs.setdefault("shuffle", False)
+        if isinstance(x, tf.data.Dataset) and x.cardinality() == tf.data.UNKNOWN_CARDINALITY:
+            # A file pipeline's length is learnt at the end of its first
+            # epoch, which Keras reports as "input ran out of data".
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Your input ran out of data")
+                return self._checked_fit(x, y, *args, **kwargs)
+        return self._checked_fit(x, y, *args, **kwargs)
+
+    def _checked_fit(self, x, y, *args, **kwargs):
         if "validation_data" in kwargs and isinstance(kwargs["validation_data"], tuple):
             self.check_inputs(kwargs["validation_data"][0])
         elif isinstance(kwargs.get("validation_data"), tf.data.Dataset):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from aefs_keras.datasets.synthetic import synthetic
+from aefs_keras.datasets.synthetic_data import synthetic
 from aefs_keras.metrics import auc_score, log_loss
 
 

@@ -33,7 +33,7 @@ from aefs_keras.checks import resolve_k
 from aefs_keras.callbacks import FieldSelectionFrequency, TrainingThroughput
 from aefs_keras.datasets.benchmark_data import load_benchmark
 from aefs_keras.datasets.ctr_data import CTRData
-from aefs_keras.datasets.synthetic import synthetic
+from aefs_keras.datasets.synthetic_data import synthetic
 from aefs_keras.serving import inference_model
 from aefs_keras.importance import importance_prior, permutation_importance
 from aefs_keras.metrics import auc_score, log_loss

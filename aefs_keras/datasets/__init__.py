@@ -5,23 +5,39 @@ readers.py      text files -> (features, label) batches (read_text, read_libsvm)
 records.py      TFRecord and Parquet
 preprocess.py   the fitting rules and the preprocessing artifact
 loader.py       load(): one entry point over all of them
+infer.py        a user's own file: the format read off its header and a sample
 ctr_data.py     CTRData, the train / valid / test container
-synthetic.py    the built-in default data with a planted answer
+synthetic_data.py  the built-in default data with a planted answer
 benchmark_data.py  the small real sets under ../shared/data
 """
 
-from aefs_keras.datasets.formats import (FORMATS, FRAPPE_FIELDS, LibsvmFormat, ReadReport, TextFormat, csv_format,
-                                         libsvm_schema)
-from aefs_keras.datasets.readers import read_libsvm, read_text
-from aefs_keras.datasets.records import read_parquet, read_tfrecord, write_tfrecord_shards
-from aefs_keras.datasets.preprocess import (Preprocessing, fit_preprocessing, fit_schema, log_squared_boundaries,
-                                            quantile_boundaries, vocabulary)
-from aefs_keras.datasets.loader import load
-from aefs_keras.datasets.ctr_data import CTRData, to_dataset
-from aefs_keras.datasets.synthetic import SyntheticData, synthetic
-from aefs_keras.datasets.benchmark_data import load_benchmark
+import importlib as _importlib
 
-__all__ = ["FORMATS", "FRAPPE_FIELDS", "LibsvmFormat", "ReadReport", "TextFormat", "csv_format", "libsvm_schema",
-           "read_libsvm", "read_text", "read_parquet", "read_tfrecord", "write_tfrecord_shards", "Preprocessing",
-           "fit_preprocessing", "fit_schema", "log_squared_boundaries", "quantile_boundaries", "vocabulary",
-           "load", "CTRData", "to_dataset", "SyntheticData", "synthetic", "load_benchmark"]
+# Name -> module; loaded on first use, so that reading a header
+# (`infer_format`) does not start TensorFlow.
+_EXPORTS = {
+    "FORMATS": "formats", "FRAPPE_FIELDS": "formats", "LibsvmFormat": "formats", "ReadReport": "formats",
+    "TextFormat": "formats", "csv_format": "formats", "libsvm_schema": "formats",
+    "infer_format": "infer",
+    "read_libsvm": "readers", "read_text": "readers",
+    "read_parquet": "records", "read_tfrecord": "records", "write_tfrecord_shards": "records",
+    "Preprocessing": "preprocess", "fit_preprocessing": "preprocess", "fit_schema": "preprocess",
+    "log_squared_boundaries": "preprocess", "quantile_boundaries": "preprocess", "vocabulary": "preprocess",
+    "load": "loader",
+    "CTRData": "ctr_data", "to_dataset": "ctr_data",
+    "SyntheticData": "synthetic_data", "synthetic": "synthetic_data",
+    "load_benchmark": "benchmark_data",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'aefs_keras.datasets' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

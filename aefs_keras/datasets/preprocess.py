@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -158,7 +159,8 @@ ENGINES = ("auto", "arrow", "tf")
 def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_squared", buckets: int = 16,
                       hash_above: int | None = None, batch_size: int = 8192, sample: int = 100_000,
                       seed: int = 0, progress: bool = True, strict: bool = False,
-                      engine: str = "auto") -> Preprocessing:
+                      engine: str = "auto", split=None, split_mode: str = "random",
+                      split_seed: int = 0) -> Preprocessing:
     """One streaming pass over `paths`: vocabularies and numeric boundaries.
 
     Args:
@@ -179,6 +181,8 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
             4x faster; `pip install 'aefs-keras[parquet]'`), "tf" (the
             TensorFlow reader) or "auto" (arrow when pyarrow is installed).
             Both give the same rows, bad-row report and vocabularies.
+        split, split_mode, split_seed: fit on a part of the rows only (the
+            training part of one file; see `read_text`); TensorFlow engine.
     """
     from aefs_keras.datasets import arrow_scan  # pyarrow only when installed
 
@@ -193,8 +197,10 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
         raise ValueError(f"`engine` must be one of {ENGINES}. Received: engine={engine!r}")
     if engine == "arrow" and not arrow_scan.available():
         raise ImportError("engine='arrow' needs pyarrow: pip install 'aefs-keras[parquet]'")
+    if split is not None and engine == "arrow":
+        raise ValueError("`split` needs engine='tf' or 'auto'. Received: engine='arrow'")
     if engine == "auto":
-        engine = "arrow" if arrow_scan.available() else "tf"
+        engine = "arrow" if arrow_scan.available() and split is None else "tf"
     rng = np.random.default_rng(seed)
     cat_names = [n for n, k in fmt.features if k == CATEGORICAL]
     maxima = {n: -math.inf for n, k in fmt.features if k == NUMERIC}
@@ -209,11 +215,15 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
                 reservoirs[name], seen[name] = _reservoir(reservoirs[name], seen[name], x, sample, rng)
 
     start, last = time.perf_counter(), [0.0]
+    # On a terminal one line redrawn each second; in a log file, a plain
+    # line every 10 s.
+    tty = sys.stdout.isatty()
 
     def show(rows):
         now = time.perf_counter()
-        if progress and now - last[0] > 1.0:
-            print(f"\rpreprocess: {rows:,} rows, {rows / (now - start):,.0f} rows/s", end="", flush=True)
+        if progress and now - last[0] > (1.0 if tty else 10.0):
+            text = f"preprocess: {rows:,} rows, {rows / (now - start):,.0f} rows/s"
+            print(f"\r{text}" if tty else text, end="" if tty else "\n", flush=True)
             last[0] = now
 
     if engine == "arrow":
@@ -222,9 +232,10 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
         counts, rows = arrow_scan.scan(fmt, paths, report, strict, add_numeric, min_count=min_count,
                                        progress=show)
     else:
-        counts, rows, report = _tf_scan(fmt, paths, batch_size, strict, cat_names, maxima, add_numeric, show)
+        counts, rows, report = _tf_scan(fmt, paths, batch_size, strict, cat_names, maxima, add_numeric, show,
+                                        dict(split=split, split_mode=split_mode, split_seed=split_seed))
     if progress:
-        print(f"\rpreprocess: {rows:,} rows in {time.perf_counter() - start:.1f} s ({engine} engine); "
+        print(f"{chr(13) if tty else ''}preprocess: {rows:,} rows in {time.perf_counter() - start:.1f} s ({engine} engine); "
               f"{report.total_skipped} bad rows skipped")
     if rows == 0:
         raise ValueError(f"No valid rows in {paths!r}:\n{report}")
@@ -243,10 +254,10 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
     return Preprocessing(fmt, Schema(fields), rows, report.total_skipped, options)
 
 
-def _tf_scan(fmt, paths, batch_size, strict, cat_names, maxima, add_numeric, show):
+def _tf_scan(fmt, paths, batch_size, strict, cat_names, maxima, add_numeric, show, split):
     """The pass on the TensorFlow reader: counts live in a TensorFlow hash
     table keyed "field index|value" (one C++ update per batch)."""
-    ds, report = read_text(fmt, paths, batch_size=batch_size, strict=strict)
+    ds, report = read_text(fmt, paths, batch_size=batch_size, strict=strict, **split)
     table = tf.lookup.experimental.MutableHashTable(tf.string, tf.int64, default_value=0)
 
     @tf.function(reduce_retracing=True)  # batches differ in size where rows were skipped

@@ -1,0 +1,172 @@
+"""A user's own delimited file: its format read off the header and a sample.
+
+`infer_format` checks every named column against the header before any
+work, and decides each column's kind from the first rows: a column whose
+non-empty values are all numbers is numeric, unless its name ends in "id"
+(ids are categories even when they are digits); anything else is
+categorical. `--categorical` / `--numeric` (or the arguments of the same
+names) override that; the decision is printed so that a user can check it.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+import re
+from typing import Sequence
+
+from aefs_keras.datasets.formats import CATEGORICAL, LABEL, NUMERIC, SKIP, TextFormat
+
+_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
+_MISSING = {""}  # as the reader: a blank numeric cell is missing; "NA" is not a number
+
+
+def _open(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No such file: {path}")
+    if path.endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), newline="")
+    return open(path, newline="")
+
+
+def _delimiter(path, first_line, delimiter):
+    if delimiter:
+        if len(delimiter) != 1:
+            raise ValueError(f"`delimiter` must be one character. Received: delimiter={delimiter!r}")
+        return delimiter
+    name = path[:-3] if path.endswith(".gz") else path
+    if name.endswith(".tsv"):
+        return "\t"
+    if name.endswith(".csv"):
+        return ","
+    return "\t" if first_line.count("\t") > first_line.count(",") else ","
+
+
+def _names(value):
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    return [v.strip() for v in value if v.strip()]
+
+
+def infer_format(path: str, label: str = "label", columns: Sequence[str] | str | None = None,
+                 ignore: Sequence[str] | str = (), categorical: Sequence[str] | str = (),
+                 numeric: Sequence[str] | str = (), delimiter: str | None = None,
+                 sample_rows: int = 2000) -> tuple[TextFormat, dict[str, str]]:
+    """The `TextFormat` of a delimited file with a header row.
+
+    Args:
+        path: the (first) file; ".gz" is decompressed.
+        label: the label column (numbers; > 0 is a click).
+        columns: feature columns to use (default: all but `label` and `ignore`).
+        ignore: columns to leave out.
+        categorical, numeric: columns whose kind is given, not inferred.
+        delimiter: one character (default: from the extension, ".tsv" tab
+            and ".csv" comma, else the more frequent of the two in the header).
+        sample_rows: rows read to infer the kinds.
+
+    Returns:
+        (format, why): `why` maps each feature to how its kind was decided.
+
+    Raises:
+        ValueError naming a column that is not in the header (and listing
+        the header), or a column given two kinds.
+
+    Example:
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "clicks.csv")
+    >>> _ = open(path, "w").write("label,user_id,price,city\\n1,17,9.5,Oslo\\n0,18,3.25,Rome\\n")
+    >>> fmt, why = infer_format(path)
+    >>> fmt.features
+    [('user_id', 'categorical'), ('price', 'numeric'), ('city', 'categorical')]
+    """
+    with _open(path) as f:
+        first = f.readline()
+        if not first.strip():
+            raise ValueError(f"{path}: the first line is empty; a header row with the column names is needed")
+        sep = _delimiter(path, first, delimiter)
+        header = next(csv.reader([first.rstrip("\r\n")], delimiter=sep))
+        header = [h.strip() for h in header]
+        if len(set(header)) != len(header):
+            dup = sorted({h for h in header if header.count(h) > 1})
+            raise ValueError(f"{path}: the header repeats column(s) {dup}")
+        rows = []
+        reader = csv.reader(f, delimiter=sep)
+        for row in reader:
+            if len(rows) >= sample_rows:
+                break
+            if len(row) == len(header):
+                rows.append(row)
+
+    def check(flag, names):
+        unknown = [n for n in names if n not in header]
+        if unknown:
+            raise ValueError(f"{flag}: column(s) {unknown} not in the header of {path}. "
+                             f"The header has: {', '.join(header)}")
+
+    check("--label", [label])
+    ignore, categorical, numeric = _names(ignore), _names(categorical), _names(numeric)
+    for flag, names in (("--columns", _names(columns)), ("--ignore", ignore), ("--categorical", categorical),
+                        ("--numeric", numeric)):
+        check(flag, names)
+    both = sorted(set(categorical) & set(numeric))
+    if both:
+        raise ValueError(f"--categorical and --numeric both name column(s) {both}")
+    features = _names(columns) or [h for h in header if h != label and h not in ignore]
+    if label in features:
+        raise ValueError(f"--columns: the label column {label!r} cannot also be a feature")
+    if not features:
+        raise ValueError(f"{path}: no feature columns left (header: {', '.join(header)})")
+    kinds, why = {}, {}
+    for j, name in enumerate(header):
+        if name == label or name not in features:
+            continue
+        values = [r[j].strip() for r in rows]
+        present = [v for v in values if v not in _MISSING]
+        if name in categorical:
+            kinds[name], why[name] = CATEGORICAL, "--categorical"
+        elif name in numeric:
+            kinds[name], why[name] = NUMERIC, "--numeric"
+        elif present and all(_NUMBER.match(v) for v in present):
+            if name.lower().endswith("id"):
+                kinds[name], why[name] = CATEGORICAL, "digits, but the name ends in 'id'"
+            else:
+                kinds[name], why[name] = NUMERIC, "every sampled value is a number"
+        else:
+            kinds[name], why[name] = CATEGORICAL, "has non-numeric values" if present else "no values sampled"
+    label_values = [r[header.index(label)].strip() for r in rows]
+    bad = [v for v in label_values if not _NUMBER.match(v)]
+    if bad:
+        raise ValueError(f"--label {label!r}: values must be numbers (> 0 is a click); "
+                         f"{path} has e.g. {bad[0]!r}")
+    spec = tuple((h, LABEL if h == label else kinds.get(h, SKIP)) for h in header)
+    name = os.path.basename(path).split(".")[0] or "csv"
+    return TextFormat(name, sep, spec, header="always", strip=True), why
+
+
+def check_last_lines(paths: Sequence[str], strict: bool = False) -> list[str]:
+    """Plain text files whose last line has no newline at the end: a file
+    cut off while being written looks like that. Each is reported (printed
+    and returned), or with `strict` is an error. (A cut ".gz" stream is an
+    error of the reader, naming the file.)"""
+    cut = []
+    for path in paths:
+        if str(path).endswith(".gz"):
+            continue
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                continue
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                cut.append(path)
+    for path in cut:
+        message = f"{path}: the last line has no newline at its end; the file may be truncated"
+        if strict:
+            raise ValueError(message + " (an error with --strict)")
+        print(f"warning: {message}")
+    return cut

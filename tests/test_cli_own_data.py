@@ -1,0 +1,83 @@
+"""A user's own CSV through the documented commands: errors, training, export."""
+
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from aefs_keras import cli
+
+
+@pytest.fixture(scope="module")
+def clicks(tmp_path_factory):
+    """20,000 rows with a header: an id, two categoricals, two numbers (one
+    with blanks); the label depends on user_id, price and city."""
+    rng = np.random.default_rng(0)
+    n = 20_000
+    user, city, price = rng.integers(0, 300, n), rng.integers(0, 20, n), rng.gamma(2, 5, n)
+    ad, noise = rng.integers(0, 500, n), rng.integers(0, 50, n)
+    logit = rng.normal(size=300)[user] + 0.08 * (price - 10) + 0.8 * (city % 3 == 0) - 1.0
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    path = tmp_path_factory.mktemp("own") / "clicks.csv"
+    with open(path, "w") as f:
+        f.write("label,user_id,city,price,ad,noise\n")
+        for i in range(n):
+            f.write(f"{y[i]},{user[i]},c{city[i]},{price[i]:.2f},a{ad[i]},{'' if i % 7 == 0 else noise[i]}\n")
+    return path
+
+
+def _error(capsys, argv):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err  # one line, no traceback
+    return err
+
+
+def test_bad_input_is_one_clear_line(clicks, tmp_path, capsys):
+    err = _error(capsys, ["train", "--train", str(clicks), "--label", "click"])
+    assert "--label: column(s) ['click'] not in the header" in err and "label, user_id, city" in err
+    err = _error(capsys, ["train", "--train", str(clicks), "--numeric", "price,colour"])
+    assert "--numeric: column(s) ['colour']" in err
+    err = _error(capsys, ["train", "--train", str(tmp_path / "nope.csv")])
+    assert err.endswith("No such file: " + str(tmp_path / "nope.csv"))
+    bad = tmp_path / "bad.csv"
+    bad.write_text(clicks.read_text().replace("\n1,", "\n1,17,x,", 1))  # one row with too many cells
+    line = 1 + next(i for i, l in enumerate(bad.read_text().splitlines()) if l.count(",") != 5)
+    err = _error(capsys, ["train", "--train", str(bad), "--strict", "--epochs", "1"])
+    assert f"bad.csv:{line}: wrong number of columns" in err
+    cut = tmp_path / "cut.csv"
+    cut.write_text(clicks.read_text()[:-3])  # a last line without its newline
+    err = _error(capsys, ["train", "--train", str(cut), "--strict"])
+    assert "cut.csv: the last line has no newline" in err and "truncated" in err
+    err = _error(capsys, ["train", "--train", str(clicks), "--selection", "adafs", "--warmup-steps", "5"])
+    assert "`warmup_steps` does not apply to selection='adafs'" in err
+
+
+def test_own_csv_trains_reports_by_name_saves_and_exports(clicks, tmp_path, capsys):
+    code = cli.main(["train", "--train", str(clicks), "--selection", "aefs", "--k", "3", "--epochs", "3",
+                     "--batch-size", "512", "--hidden-units", "16", "--d-main", "8",
+                     "--out", str(tmp_path / "models"), "--export", str(tmp_path / "serving"), "--name", "clicks"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert re.search(r"user_id\s+categorical\s+\(digits, but the name ends in 'id'\)", out)
+    assert re.search(r"price\s+numeric", out) and re.search(r"city\s+categorical", out)
+    auc = float(re.search(r"test AUC (0\.\d+)  log-loss 0\.\d+  \(([\d,]+) rows; exact\)", out).group(1))
+    assert auc > 0.6  # the planted signal is learnt
+    shares = re.search(r"Share of test rows that kept each field \(k = 3 of 5\):\n  (.*)\n", out).group(1)
+    named = dict(s.rsplit(" ", 1) for s in shares.split(", "))
+    assert set(named) == {"user_id", "city", "price", "ad", "noise"}
+    assert sum(float(v) for v in named.values()) == pytest.approx(3, abs=0.03)
+    model = keras.models.load_model(tmp_path / "models" / "clicks.keras")
+    assert model.get_layer("selector").k == 3
+    assert (tmp_path / "serving" / "clicks" / "1" / "saved_model.pb").exists()
+
+
+def test_preprocess_own_csv(clicks, tmp_path, capsys):
+    import aefs_keras as ak
+
+    artifact = tmp_path / "artifact.json"
+    assert cli.main(["preprocess", str(clicks), "--out", str(artifact), "--categorical", "noise"]) == 0
+    pp = ak.datasets.Preprocessing.load(str(artifact))
+    assert pp.rows == 20_000 and pp.schema.names == ["user_id", "city", "price", "ad", "noise"]
+    assert pp.schema.field("noise").vocabulary[0] == ""  # blank cells keep their own id
