@@ -114,6 +114,16 @@ def main(argv=None) -> int:
                    help="arrow: pyarrow's CSV parser (default when installed); tf: the TensorFlow reader")
     p.set_defaults(func="aefs_keras.jobs:preprocess")
 
+    p = sub.add_parser("synth", help="write a Criteo-shaped file with a planted label, of any size",
+                       description="Streams N rows in Criteo's layout (label, I1-I13, C1-C26; tab-separated) "
+                                   "with Zipf-distributed values and a planted label model; read it with "
+                                   "--format criteo. See aefs_keras.datasets.criteo_like.")
+    p.add_argument("out", help="output file (.tsv, or .tsv.gz for gzip)")
+    p.add_argument("--rows", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-values", type=int, default=2_000_000, help="distinct values possible in C1")
+    p.set_defaults(func="aefs_keras.jobs:synth")
+
     p = sub.add_parser("export", help="export a saved .keras model for TF Serving")
     p.add_argument("model", help="a .keras file saved from an aefs-keras model")
     p.add_argument("base_dir", help="TF Serving model base path, e.g. saved_models/serving")

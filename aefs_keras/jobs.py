@@ -4,6 +4,7 @@ their arguments)."""
 from __future__ import annotations
 
 import os
+import sys
 
 
 # Selection options that `train` passes on only when given (so that one that
@@ -62,15 +63,15 @@ def train(args) -> int:
             print(f"  {name:<24} {kind:<12} ({why[name]})")
         data = _file_data(ak, args, fmt, _split(args))
     elif args.format:
-        data = _file_data(ak, args, args.format, None)
+        data = _file_data(ak, args, args.format, _split(args))
     elif args.data == "synthetic":
         data = ak.datasets.synthetic(num_rows=args.rows, seed=args.seed, batch_size=args.batch_size,
                                      categorical_dtype="string")
     else:
         data = ak.datasets.load_benchmark(args.data, args.data_dir, batch_size=args.batch_size, seed=args.seed)
     if data.valid is None or data.test is None:
-        raise ValueError("--format needs --valid (and optionally --test) files: early stopping and the test "
-                         "figures need held-out rows")
+        raise ValueError("held-out rows are needed for early stopping and the test figures: give --valid "
+                         "(and --test) files, or one --train file to --split")
     options = {name: getattr(args, name) for name in SELECTION_FLAGS if getattr(args, name) is not None}
     selection = ak.selection.as_selection(args.selection, options)  # errors before any table exists
     print(ak.memory_plan(data.schema, args.d_main, getattr(selection, "d_aux", 4),
@@ -87,7 +88,10 @@ def train(args) -> int:
                                          restore_best_weights=True)
     model, history = ak.distributed.fit(build, data.train, args.epochs, strategy=strategy,
                                         backup_dir=args.backup_dir, save_freq=save_freq,
-                                        validation_data=data.valid, callbacks=[stop], verbose=2)
+                                        validation_data=data.valid, callbacks=[stop],
+                                        # A progress bar with rate and ETA on a terminal; one
+                                        # line per epoch in a log file.
+                                        verbose=1 if sys.stdout.isatty() else 2)
     best = int(max(range(len(history.history["val_auc"])), key=history.history["val_auc"].__getitem__))
     print(f"Best epoch by validation AUC: {best + 1} of {len(history.history['val_auc'])} "
           "(its weights are kept)")
@@ -180,6 +184,18 @@ def preprocess(args) -> int:
     sizes = pp.schema.field_sizes
     print(f"Wrote {args.out}: {len(sizes)} fields, {sum(sizes):,} ids in all, from {pp.rows:,} rows "
           f"({pp.skipped} bad rows skipped)")
+    return 0
+
+
+def synth(args) -> int:
+    """`aefs-keras synth`: a Criteo-shaped file with a planted label."""
+    from aefs_keras.datasets.criteo_like import write_criteo_like
+
+    if os.path.dirname(args.out):
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    summary = write_criteo_like(args.out, args.rows, seed=args.seed, max_values=args.max_values)
+    print(f"Wrote {args.out}: {summary['rows']:,} rows, click rate {summary['click_rate']:.3f}, "
+          f"{summary['bytes'] / 1e6:,.1f} MB in {summary['seconds']:.1f} s")
     return 0
 
 

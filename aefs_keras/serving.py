@@ -28,7 +28,8 @@ def selector_of(model: keras.Model, required: str | None = None):
 
 def inference_model(model: keras.Model) -> keras.Model:
     """The sub-graph serving needs: raw features -> `probability` (B, 1),
-    plus `selected_fields` (B, k) for selecting models.
+    plus, for selecting models, `selected_fields` (B, k) and, when the
+    model has a schema, `selected_field_names` (B, k), the same as names.
 
     Found by structure, not by layer names: in a model with an
     `AlignmentLoss` (AEFS, built or composed by hand) the served
@@ -51,7 +52,25 @@ def inference_model(model: keras.Model) -> keras.Model:
         flat = selector.output
         keys = sorted(selector.OUTPUT_KEYS)
         outputs["selected_fields"] = flat[keys.index("indices")] if isinstance(flat, list) else flat["indices"]
+        schema = getattr(model, "schema", None)
+        if schema is not None:
+            outputs["selected_field_names"] = _FieldNames(schema.names)(outputs["selected_fields"])
     return keras.Model(model.input, outputs, name=f"{model.name}_serving")
+
+
+class _FieldNames(keras.layers.Layer):
+    """Field indices (B, k) -> their names (B, k): what a served request
+    shows of the selection, readable without the schema."""
+
+    def __init__(self, names, **kwargs):
+        super().__init__(**kwargs)
+        self.names = list(names)
+
+    def call(self, indices):
+        return tf.gather(tf.constant(self.names), indices)
+
+    def compute_output_spec(self, indices):
+        return keras.KerasTensor(indices.shape, "string")
 
 
 def _input_signature(model: keras.Model):

@@ -81,3 +81,18 @@ def test_preprocess_own_csv(clicks, tmp_path, capsys):
     pp = ak.datasets.Preprocessing.load(str(artifact))
     assert pp.rows == 20_000 and pp.schema.names == ["user_id", "city", "price", "ad", "noise"]
     assert pp.schema.field("noise").vocabulary[0] == ""  # blank cells keep their own id
+
+
+def test_synth_file_through_preprocess_and_train(tmp_path, capsys):
+    path = tmp_path / "synth.tsv.gz"
+    assert cli.main(["synth", str(path), "--rows", "20000", "--max-values", "20000"]) == 0
+    rate = float(re.search(r"click rate (0\.\d+)", capsys.readouterr().out).group(1))
+    assert 0.15 < rate < 0.35
+    artifact = tmp_path / "synth.json"
+    assert cli.main(["preprocess", "criteo", str(path), "--out", str(artifact)]) == 0
+    assert "(0 bad rows skipped)" in capsys.readouterr().out  # every row is valid Criteo
+    assert cli.main(["train", "--format", "criteo", "--train", str(path), "--artifact", str(artifact),
+                     "--epochs", "2", "--batch-size", "1024", "--hidden-units", "16", "--d-main", "8",
+                     "--out", str(tmp_path)]) == 0
+    auc = float(re.search(r"test AUC (0\.\d+)", capsys.readouterr().out).group(1))
+    assert auc > 0.6  # the planted label model is learnt

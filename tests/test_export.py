@@ -39,7 +39,8 @@ def test_export_layout_and_fresh_process_load(trained, tmp_path):
         x = dict(np.load({str(tmp_path / 'x.npz')!r}))
         out = fn(**{{k: tf.constant(v) for k, v in x.items()}})
         assert "aefs_keras" not in sys.modules
-        print(json.dumps({{k: v.numpy().tolist() for k, v in out.items()}}))
+        print(json.dumps({{k: (v.numpy().astype(str) if v.dtype == tf.string else v.numpy()).tolist()
+                          for k, v in out.items()}}))
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, cwd=str(tmp_path))
@@ -48,6 +49,8 @@ def test_export_layout_and_fresh_process_load(trained, tmp_path):
     np.testing.assert_allclose(np.array(out["probability"]), expected, atol=1e-5)
     selected = np.array(out["selected_fields"])
     assert selected.shape == (64, 4) and (np.diff(selected, axis=1) > 0).all()
+    # The same selection by name, for a reader of the response without the schema.
+    np.testing.assert_array_equal(np.array(out["selected_field_names"]), np.array(model.schema.names)[selected])
 
 
 def test_export_refuses_to_overwrite(trained, tmp_path):

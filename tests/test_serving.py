@@ -203,6 +203,8 @@ def test_c_api_loader_matches_python(exported, tmp_path):
         lines.append(f"input {op} {index} {dtype} {len(values)} {file}")
     keys = {}
     for key, info in sig.outputs.items():
+        if info.dtype == tf.string.as_datatype_enum:
+            continue  # selected_field_names: the loader prints numbers only
         op, index = info.name.split(":")
         lines.append(f"output {op} {index}")
         keys[f"{op}:{index}"] = key

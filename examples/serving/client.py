@@ -98,7 +98,9 @@ def predict_local(export_dir: str, request: dict) -> dict:
     tensors = request_to_tensors(request, dtypes)
     out = fn(**{k: tf.constant(v.tolist() if dtypes[k] == "string" else v, dtype=dtypes[k])
                 for k, v in tensors.items()})
-    return outputs_to_response({k: v.numpy() for k, v in out.items()}, "instances" in request)
+    # Strings come back as text in TF Serving's JSON (selected_field_names).
+    return outputs_to_response({k: v.numpy().astype(str) if v.dtype == tf.string else v.numpy()
+                                for k, v in out.items()}, "instances" in request)
 
 
 def predict_rest(url: str, request: dict, timeout: float = 10.0) -> dict:
