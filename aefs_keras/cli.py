@@ -64,7 +64,10 @@ def main(argv=None) -> int:
     g.add_argument("--strict", action="store_true", help="a bad row or a cut-off last line is an error")
     g.add_argument("--format", help="files of a known format instead: criteo, avazu, avazu_time, kdd12")
     g.add_argument("--artifact", help="preprocessing artifact: used if it exists, else fitted and written")
-    g.add_argument("--min-count", type=int, default=2, help="rarer values share the OOV id")
+    g.add_argument("--min-count", type=int, default=2, help="rarer values share the OOV id(s)")
+    g.add_argument("--max-vocab", type=int, default=None,
+                   help="at most this many values per field (the most frequent); the tail is hashed")
+    g.add_argument("--oov-buckets", type=int, default=1, help="hashed ids per field for values not kept")
     g.add_argument("--data", default="synthetic", choices=["synthetic", "criteo_80k", "census_kdd", "frappe"],
                    help="built-in data when no --train is given")
     g.add_argument("--data-dir", default="../shared/data", help="where criteo_80k etc. live")
@@ -106,6 +109,9 @@ def main(argv=None) -> int:
                    help="comma-separated columns to treat as numeric")
     p.add_argument("--delimiter", help="one character (default: from the extension or the header)")
     p.add_argument("--min-count", type=int, default=2)
+    p.add_argument("--max-vocab", type=int, default=None,
+                   help="at most this many values per field (the most frequent); the tail is hashed")
+    p.add_argument("--oov-buckets", type=int, default=1, help="hashed ids per field for values not kept")
     p.add_argument("--numeric", default="log_squared", choices=["log_squared", "quantile"],
                    help="how numeric columns are bucketised")
     p.add_argument("--hash-above", type=int, default=None)

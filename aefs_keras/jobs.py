@@ -136,7 +136,8 @@ def _file_data(ak, args, fmt, split):
         print(f"Using the preprocessing artifact {args.artifact} ({pp.rows:,} rows fitted)")
     else:
         pp = ak.datasets.fit_preprocessing(fmt, args.train, min_count=args.min_count, strict=args.strict,
-                                           split=parts.get("train"), **read_split)
+                                           split=parts.get("train"), max_vocab=args.max_vocab,
+                                           oov_buckets=args.oov_buckets, **read_split)
         if args.artifact:
             pp.save(args.artifact)
     if pp.skipped:  # before any training: the user may want to stop here
@@ -179,7 +180,8 @@ def preprocess(args) -> int:
     import aefs_keras as ak
 
     pp = ak.datasets.fit_preprocessing(fmt, paths, min_count=args.min_count, numeric=args.numeric,
-                                       hash_above=args.hash_above, strict=args.strict, engine=args.engine)
+                                       hash_above=args.hash_above, strict=args.strict, engine=args.engine,
+                                       max_vocab=args.max_vocab, oov_buckets=args.oov_buckets)
     pp.save(args.out)
     sizes = pp.schema.field_sizes
     print(f"Wrote {args.out}: {len(sizes)} fields, {sum(sizes):,} ids in all, from {pp.rows:,} rows "

@@ -33,6 +33,10 @@ class Categorical:
         vocabulary: the known string values.
         hash_buckets: number of hash buckets for strings or integers.
         dtype: input dtype for `hash_buckets` fields, "string" or "int64".
+        oov_buckets: with `vocabulary`: values not in it are hashed into
+            this many ids (default 1: one OOV id). A vocabulary of the most
+            frequent values plus hashed buckets for the long tail keeps the
+            served lookup table small whatever the field's cardinality.
     """
 
     name: str
@@ -40,6 +44,7 @@ class Categorical:
     vocabulary: tuple[str, ...] | None = None
     hash_buckets: int | None = None
     dtype: str | None = None
+    oov_buckets: int = 1
 
     def __post_init__(self):
         _check_name(self.name)
@@ -74,6 +79,13 @@ class Categorical:
                     f"`{arg}` of field `{self.name}` must be a positive "
                     f"integer. Received: {arg}={value!r}"
                 )
+        if isinstance(self.oov_buckets, bool) or not isinstance(self.oov_buckets, (int, np.integer)) \
+                or self.oov_buckets < 1:
+            raise ValueError(f"`oov_buckets` of field `{self.name}` must be a positive integer. "
+                             f"Received: oov_buckets={self.oov_buckets!r}")
+        if self.oov_buckets != 1 and self.vocabulary is None:
+            raise ValueError(f"`oov_buckets` applies to `vocabulary` fields only; field `{self.name}` "
+                             f"received oov_buckets={self.oov_buckets!r}")
         if self.dtype is not None:
             if self.hash_buckets is None:
                 raise ValueError(
@@ -92,7 +104,7 @@ class Categorical:
         if self.vocabulary_size is not None:
             return int(self.vocabulary_size) + 1
         if self.vocabulary is not None:
-            return len(self.vocabulary) + 1
+            return len(self.vocabulary) + int(self.oov_buckets)
         return int(self.hash_buckets)
 
     @property
@@ -110,6 +122,8 @@ class Categorical:
                 config[arg] = getattr(self, arg)
         if self.vocabulary is not None:
             config["vocabulary"] = list(self.vocabulary)
+        if self.oov_buckets != 1:
+            config["oov_buckets"] = int(self.oov_buckets)
         return config
 
 

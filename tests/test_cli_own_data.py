@@ -81,6 +81,20 @@ def test_preprocess_own_csv(clicks, tmp_path, capsys):
     pp = ak.datasets.Preprocessing.load(str(artifact))
     assert pp.rows == 20_000 and pp.schema.names == ["user_id", "city", "price", "ad", "noise"]
     assert pp.schema.field("noise").vocabulary[0] == ""  # blank cells keep their own id
+    # Bounded vocabularies: the 40 most frequent users, the long tail hashed into 8 ids.
+    bounded = tmp_path / "bounded.json"
+    assert cli.main(["preprocess", str(clicks), "--out", str(bounded), "--max-vocab", "40",
+                     "--oov-buckets", "8"]) == 0
+    user = ak.datasets.Preprocessing.load(str(bounded)).schema.field("user_id")
+    assert len(user.vocabulary) == 40 and user.oov_buckets == 8 and user.size == 48
+    # The served graph stays core TensorFlow with hashed OOV ids.
+    from tensorflow.python.framework import op_def_registry
+
+    schema = ak.datasets.Preprocessing.load(str(bounded)).schema
+    model = ak.build_model(schema, "dnn", hidden_units=[4], d_main=4)
+    path = ak.export(model, str(tmp_path / "serving"), "bounded")
+    ops = ak.saved_model_ops(path)
+    assert "StringToHashBucketFast" in ops and not [op for op in ops if op_def_registry.get(op) is None]
 
 
 def test_synth_file_through_preprocess_and_train(tmp_path, capsys):

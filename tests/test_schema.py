@@ -77,3 +77,23 @@ def test_check_feature_dtypes_names_the_problem():
         s.check_feature_dtypes({**good, "user": "float32"})
     with pytest.raises(ValueError, match="Feature `ad` must have dtype string.*int64"):
         s.check_feature_dtypes({**good, "ad": "int64"})
+
+
+def test_vocabulary_with_hashed_oov_buckets():
+    import json
+
+    import aefs_keras as ak
+
+    field = Categorical("ad", vocabulary=["a", "b"], oov_buckets=4)
+    assert field.size == 6 and Schema([field]).get_config()["fields"][0]["oov_buckets"] == 4
+    again = Schema.from_config(json.loads(json.dumps(Schema([field]).get_config())))
+    assert again.field("ad") == field
+    assert "oov_buckets" not in Schema([Categorical("ad", vocabulary=["a"])]).get_config()["fields"][0]
+    ids = ak.layers.FieldIds(Schema([field]))({"ad": np.array(["a", "b"] + [f"x{i}" for i in range(40)])})
+    ids = ids.numpy()[:, 0]
+    assert ids[0] == 4 and ids[1] == 5  # the vocabulary after the 4 hashed ids
+    assert set(ids[2:]) == {0, 1, 2, 3}  # unseen values spread over the hashed ids
+    with pytest.raises(ValueError, match="oov_buckets=0"):
+        Categorical("ad", vocabulary=["a"], oov_buckets=0)
+    with pytest.raises(ValueError, match="applies to `vocabulary` fields only"):
+        Categorical("ad", hash_buckets=8, oov_buckets=2)

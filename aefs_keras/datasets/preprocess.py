@@ -28,17 +28,23 @@ NUMERIC_TRANSFORMS = ("log_squared", "quantile")
 
 
 # -- the fitting rules, shared by the streaming pass and in-memory data ------
-def vocabulary(counts, min_count: int) -> list[str]:
+def vocabulary(counts, min_count: int, max_size: int | None = None) -> list[str]:
     """The values seen at least `min_count` times, sorted; the empty string
     (a missing value), when seen at all, keeps its own id whatever its count.
-    Everything else shares the field's OOV id.
+    With `max_size`, only that many: "" and the most frequent values (ties
+    by value). Everything else goes to the field's OOV id(s).
 
     >>> vocabulary({"a": 3, "b": 1, "": 1}, min_count=2)
     ['', 'a']
     >>> vocabulary({"a": 3, "b": 1}, min_count=2)
     ['a']
+    >>> vocabulary({"a": 3, "b": 5, "c": 4, "": 1}, min_count=1, max_size=3)
+    ['', 'b', 'c']
     """
     vocab = {v for v, c in counts.items() if c >= min_count or v == ""}
+    if max_size is not None and len(vocab) > max_size:
+        ranked = sorted(vocab - {""}, key=lambda v: (-counts[v], v))
+        vocab = ({""} if "" in vocab else set()) | set(ranked[:max_size - ("" in vocab)])
     return sorted(vocab) or [""]  # a field needs one entry
 
 
@@ -160,7 +166,8 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
                       hash_above: int | None = None, batch_size: int = 8192, sample: int = 100_000,
                       seed: int = 0, progress: bool = True, strict: bool = False,
                       engine: str = "auto", split=None, split_mode: str = "random",
-                      split_seed: int = 0) -> Preprocessing:
+                      split_seed: int = 0, max_vocab: int | None = None,
+                      oov_buckets: int = 1) -> Preprocessing:
     """One streaming pass over `paths`: vocabularies and numeric boundaries.
 
     Args:
@@ -183,6 +190,11 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
             Both give the same rows, bad-row report and vocabularies.
         split, split_mode, split_seed: fit on a part of the rows only (the
             training part of one file; see `read_text`); TensorFlow engine.
+        max_vocab: keep at most this many values per field (the most
+            frequent); the rest go to `oov_buckets` hashed ids. Bounds the
+            served lookup tables however many values a field has.
+        oov_buckets: hashed ids per vocabulary field for values not in its
+            vocabulary (default 1: one OOV id).
     """
     from aefs_keras.datasets import arrow_scan  # pyarrow only when installed
 
@@ -191,6 +203,9 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
             raise ValueError(f"`fmt` must be one of {sorted(FORMATS)} or a TextFormat. Received: fmt={fmt!r}")
         fmt = FORMATS[fmt]
     _check_numeric(numeric)
+    for name, value, low in (("max_vocab", max_vocab, 1), ("oov_buckets", oov_buckets, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
     if not isinstance(min_count, int) or min_count < 1:
         raise ValueError(f"`min_count` must be a positive integer. Received: min_count={min_count!r}")
     if engine not in ENGINES:
@@ -244,13 +259,14 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
         if kind == NUMERIC:
             fields.append(_numeric_field(name, numeric, maxima[name], reservoirs[name], buckets))
         elif kind == CATEGORICAL:
-            vocab = vocabulary({v.decode("utf-8", "replace"): k for v, k in counts[name].items()}, min_count)
+            vocab = vocabulary({v.decode("utf-8", "replace"): k for v, k in counts[name].items()}, min_count,
+                               max_vocab)
             if hash_above is not None and len(vocab) > hash_above:
                 fields.append(Categorical(name, hash_buckets=hash_above))
             else:
-                fields.append(Categorical(name, vocabulary=vocab))
+                fields.append(Categorical(name, vocabulary=vocab, oov_buckets=oov_buckets))
     options = dict(min_count=min_count, numeric=numeric, buckets=buckets, hash_above=hash_above,
-                   sample=sample, seed=seed)
+                   sample=sample, seed=seed, max_vocab=max_vocab, oov_buckets=oov_buckets)
     return Preprocessing(fmt, Schema(fields), rows, report.total_skipped, options)
 
 

@@ -39,7 +39,7 @@ class FieldIds(keras.layers.Layer):
             if isinstance(f, Categorical) and f.vocabulary is not None:
                 self._lookups[f.name] = keras.layers.StringLookup(
                     vocabulary=list(f.vocabulary),
-                    num_oov_indices=1,
+                    num_oov_indices=f.oov_buckets,  # ids 0 .. oov_buckets - 1: hashed unseen values
                     output_mode="int",
                     name=f"lookup_{f.name}",
                 )
