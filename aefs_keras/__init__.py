@@ -54,6 +54,9 @@ def __dir__():
 
 
 _registered = False
+# Every module that registers a Keras-serializable class (tests/test_package.py
+# checks this list against the source).
+_SERIALIZABLE = ("layers", "model", "experimental", "optimizers")
 
 
 def _register_layers():
@@ -61,7 +64,7 @@ def _register_layers():
     global _registered
     if not _registered:
         _registered = True
-        for module in ("layers", "model", "experimental"):
+        for module in _SERIALIZABLE:
             _importlib.import_module(f"{__name__}.{module}")
 
 

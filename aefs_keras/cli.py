@@ -85,6 +85,10 @@ def main(argv=None) -> int:
                              ("--aux-loss-weight", float, "AEFS")):
         g.add_argument(flag, type=kind, default=None, help=f"{what} (AdaFS / AEFS option; see aefs_keras.AEFS)")
     g = p.add_argument_group("training and output")
+    g.add_argument("--optimizer", default="adam", choices=["adam", "lazy_adam", "rowwise_adagrad"],
+                   help="adam, or SparseAdam whose embedding updates cost the rows touched only: lazy_adam, "
+                        "rowwise_adagrad (one state value per row; for big tables)")
+    g.add_argument("--learning-rate", type=float, default=1e-3)
     g.add_argument("--epochs", type=int, default=10, help="at most this many")
     g.add_argument("--patience", type=int, default=2, help="epochs without a better validation AUC")
     g.add_argument("--batch-size", type=int, default=2048, help="global batch size")

@@ -76,12 +76,19 @@ def train(args) -> int:
     selection = ak.selection.as_selection(args.selection, options)  # errors before any table exists
     print(ak.memory_plan(data.schema, args.d_main, getattr(selection, "d_aux", 4),
                          selection and selection.kind,
-                         getattr(ak.BACKBONES[args.backbone], "uses_linear", False)))
+                         getattr(ak.BACKBONES[args.backbone], "uses_linear", False), args.optimizer))
 
     def build():
         keras.utils.set_random_seed(args.seed)
-        return ak.default_compile(ak.build_model(data.schema, args.backbone, selection, d_main=args.d_main,
-                                                 hidden_units=args.hidden_units, name=args.name))
+        model = ak.build_model(data.schema, args.backbone, selection, d_main=args.d_main,
+                               hidden_units=args.hidden_units, name=args.name, memory_check=args.optimizer)
+        if args.optimizer == "adam":
+            optimizer = keras.optimizers.Adam(args.learning_rate)
+        else:  # row-wise Adagrad's step size is per row: 50x Adam's, as in benchmarks/scale.py
+            optimizer = ak.optimizers.SparseAdam(
+                args.learning_rate, embedding_rule=args.optimizer,
+                embedding_learning_rate=50 * args.learning_rate if args.optimizer == "rowwise_adagrad" else None)
+        return ak.default_compile(model, optimizer=optimizer)
 
     save_freq = int(args.save_freq) if str(args.save_freq).isdigit() else args.save_freq
     stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=args.patience,

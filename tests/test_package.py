@@ -102,10 +102,18 @@ def test_import_and_cli_help_need_no_tensorflow():
     assert proc.stderr == ""  # no TensorFlow banner
 
 
+def test_every_registering_module_is_imported_for_loading():
+    registering = {_module_name(p) for p in PACKAGE.rglob("*.py") if "register_keras_serializable" in p.read_text()}
+    covered = {f"aefs_keras.{m}" for m in ak._SERIALIZABLE}
+    assert registering and all(any(r == c or r.startswith(c + ".") for c in covered) for r in registering), \
+        sorted(registering)
+
+
 def test_layers_load_in_a_fresh_process_after_a_plain_import(tmp_path):
     schema = ak.Schema([ak.Categorical(f"c{i}", vocabulary_size=10) for i in range(4)])
     model = ak.build_model(schema, "dnn", ak.experimental.ResearchAEFS(k=2, exploration=0.5),
                            hidden_units=[4], d_main=4)
+    ak.default_compile(model, optimizer=ak.optimizers.SparseAdam(1e-3))  # saved with the model
     path = tmp_path / "m.keras"
     model.save(path)
     x = {f"c{i}": np.arange(3) + i for i in range(4)}
