@@ -111,6 +111,13 @@ def _write_saved_model(serving: keras.Model, signature, path: str, schema=None) 
             REGRESS_SIGNATURE, regress,
             input_signature=[tf.TensorSpec([None], tf.string, name="inputs")],
         )
+    # Keras (3.15) saves each tracked Keras variable twice, under `variables`
+    # and again as the TF variable the endpoints capture: an export twice
+    # the size of its tables. The endpoints keep what they use; the lists
+    # only serve `loaded.variables` in Python, which serving never reads.
+    archive._tf_trackable.variables = []
+    archive._tf_trackable.trainable_variables = []
+    archive._tf_trackable.non_trainable_variables = []
     archive.write_out(path, verbose=False)
     if schema is not None:
         _set_method_name(path, REGRESS_SIGNATURE, _REGRESS_METHOD)

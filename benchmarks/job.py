@@ -147,9 +147,29 @@ print(json.dumps(out))
 """
 
 
+def table(paths):
+    """Markdown: one row per stage, one column group per results file."""
+    runs = [json.load(open(p)) for p in paths]
+    head = "| stage | " + " | ".join(f"{r['rows']:,} rows: s | rows/s | peak RSS MB" for r in runs) + " |"
+    lines = [head, "|---|" + "---|---|---|" * len(runs)]
+    for stage in runs[0]["stages"]:
+        cells = []
+        for r in runs:
+            st = r["stages"].get(stage)
+            if st is None:
+                cells.append("- | - | -")
+                continue
+            rate = st.get("rows_per_s") or (st["rows"] / st["seconds"] if st.get("rows") else None)
+            cells.append(f"{st['seconds']:.0f} | {rate:,.0f} | {st['peak_rss_mb']:,.0f}" if rate else
+                         f"{st['seconds']:.0f} | - | {st['peak_rss_mb']:,.0f}")
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, required=True, help="training rows")
+    parser.add_argument("--table", nargs="+", help="print the markdown table of these results files")
+    parser.add_argument("--rows", type=int, help="training rows")
     parser.add_argument("--work", default="/tmp/aefs_job", help="where the data, models and exports go")
     parser.add_argument("--out", help="JSON results")
     parser.add_argument("--max-vocab", type=int, default=200_000)
@@ -163,8 +183,13 @@ def main():
     parser.add_argument("--export-dir", help=argparse.SUPPRESS)
     parser.add_argument("--selection", default="aefs", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.table:
+        print(table(args.table))
+        return None
     if args.stage:
         return _stage(args)
+    if not args.rows:
+        parser.error("--rows is required")
 
     os.makedirs(args.work, exist_ok=True)
     log = os.path.join(args.work, "job.log")

@@ -53,6 +53,15 @@ def test_export_layout_and_fresh_process_load(trained, tmp_path):
     np.testing.assert_array_equal(np.array(out["selected_field_names"]), np.array(model.schema.names)[selected])
 
 
+def test_export_stores_each_variable_once(trained, tmp_path):
+    model, _ = trained
+    path = ak.export(model, str(tmp_path), "ctr")
+    served = sum(int(np.prod(w.shape)) * 4 for w in ak.inference_model(model).weights)
+    stored = sum(os.path.getsize(os.path.join(path, "variables", f))
+                 for f in os.listdir(os.path.join(path, "variables")))
+    assert served <= stored < 1.2 * served  # Keras alone writes each table twice
+
+
 def test_export_refuses_to_overwrite(trained, tmp_path):
     model, _ = trained
     first = ak.export(model, str(tmp_path), "ctr", version=3)
