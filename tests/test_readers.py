@@ -302,6 +302,12 @@ def test_arrow_engine_equals_tensorflow_engine(tmp_path, line_end):
     assert fits["arrow"].schema == fits["tf"].schema
     assert fits["arrow"].rows == fits["tf"].rows == 6 and fits["arrow"].skipped == fits["tf"].skipped == 7
     assert list(fits["arrow"].schema.field("C1").vocabulary) == ["a", "b", "c"]  # no empty C1 among the good rows
+    # Bounded: the 2 most frequent values per field (ties by value), chosen inside Arrow, equal the
+    # TensorFlow engine's exact counts.
+    bounded = {e: fit_preprocessing("criteo", [path], min_count=1, max_vocab=2, oov_buckets=3, progress=False,
+                                    engine=e) for e in ("arrow", "tf")}
+    assert bounded["arrow"].schema == bounded["tf"].schema
+    assert list(bounded["arrow"].schema.field("C1").vocabulary) == ["a", "b"]
     # Same bad lines and reasons as the TensorFlow reader reports.
     from aefs_keras.datasets import arrow_scan
     from aefs_keras.datasets.formats import CRITEO, ReadReport

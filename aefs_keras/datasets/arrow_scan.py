@@ -127,16 +127,27 @@ class _Counts:
         return pa.StructArray.from_arrays([g.column("v").combine_chunks(), g.column("c_sum").combine_chunks()],
                                           ["values", "counts"])
 
-    def result(self, min_count: int) -> dict[bytes, int]:
+    def result(self, min_count: int, max_size: int | None = None) -> dict[bytes, int]:
+        import pyarrow as pa
         import pyarrow.compute as pc
 
         if not self.parts:
             return {}
         merged = self._merge()
-        # Only values that make the vocabulary become Python objects (the
+        # Only values that can make the vocabulary become Python objects (the
         # empty string does whatever its count: `preprocess.vocabulary`).
-        merged = merged.filter(pc.or_(pc.greater_equal(merged.field(1), min_count),
-                                      pc.equal(merged.field(0), b"")))
+        empty = pc.equal(merged.field(0), b"")
+        merged = merged.filter(pc.or_(pc.greater_equal(merged.field(1), min_count), empty))
+        if max_size is not None and len(merged) > max_size:
+            # The max_size most frequent (ties by value, as `vocabulary`
+            # ranks them) plus "", chosen in Arrow: a field with millions
+            # of values never becomes a Python dict of millions.
+            table = pa.table({"v": merged.field(0), "c": merged.field(1)})
+            order = pc.sort_indices(table, sort_keys=[("c", "descending"), ("v", "ascending")])
+            top = table.take(order[:max_size])
+            blank = table.filter(pc.equal(table.column("v"), b""))
+            table = pa.concat_tables([top, blank])
+            return dict(zip(table.column("v").to_pylist(), table.column("c").to_pylist()))
         return dict(zip(merged.field(0).to_pylist(), merged.field(1).to_pylist()))
 
 
@@ -249,16 +260,18 @@ class _Parser:
 
 def scan(fmt: TextFormat, paths: list[str], report: ReadReport, strict: bool,
          on_numeric: Callable[[str, np.ndarray], None], min_count: int = 1, block_bytes: int = 1 << 24,
-         progress: Callable[[int], None] | None = None) -> tuple[dict[str, dict[bytes, int]], int]:
+         progress: Callable[[int], None] | None = None,
+         max_size: int | None = None) -> tuple[dict[str, dict[bytes, int]], int]:
     """One pass: returns ({categorical feature: {value: count}} for values
-    seen at least `min_count` times, rows) and calls `on_numeric(name,
-    float32 values with NaN)` per block."""
+    seen at least `min_count` times, at most the `max_size` most frequent
+    plus "", rows) and calls `on_numeric(name, float32 values with NaN)`
+    per block."""
 
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        return _scan(pool, fmt, paths, report, strict, on_numeric, min_count, block_bytes, progress)
+        return _scan(pool, fmt, paths, report, strict, on_numeric, min_count, block_bytes, progress, max_size)
 
 
-def _scan(pool, fmt, paths, report, strict, on_numeric, min_count, block_bytes, progress):
+def _scan(pool, fmt, paths, report, strict, on_numeric, min_count, block_bytes, progress, max_size=None):
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -310,4 +323,4 @@ def _scan(pool, fmt, paths, report, strict, on_numeric, min_count, block_bytes, 
             rows += n_good
             if progress is not None:
                 progress(rows)
-    return {n: c.result(min_count) for n, c in counts.items()}, rows
+    return {n: c.result(min_count, max_size) for n, c in counts.items()}, rows

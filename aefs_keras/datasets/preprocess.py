@@ -245,7 +245,7 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
         paths = _check_paths(paths)
         report = ReadReport(paths)
         counts, rows = arrow_scan.scan(fmt, paths, report, strict, add_numeric, min_count=min_count,
-                                       progress=show)
+                                       progress=show, max_size=max_vocab)
     else:
         counts, rows, report = _tf_scan(fmt, paths, batch_size, strict, cat_names, maxima, add_numeric, show,
                                         dict(split=split, split_mode=split_mode, split_seed=split_seed))
