@@ -13,7 +13,7 @@ SELECTION_FLAGS = ("k", "k_ratio", "controller", "d_aux", "aux_backbone", "warmu
                    "embedding_alignment", "prediction_alignment", "aux_loss_weight")
 
 
-def _check_own_files(args):
+def _check_own_files(args, numeric_columns):
     """Own-file mode: every path and column checked before TensorFlow starts."""
     from aefs_keras.datasets.infer import check_last_lines, infer_format
 
@@ -22,7 +22,7 @@ def _check_own_files(args):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"No such file: {path}")
     fmt, why = infer_format(args.train[0], label=args.label, columns=args.columns, ignore=args.ignore,
-                            categorical=args.categorical, numeric=getattr(args, "numeric_columns", args.numeric),
+                            categorical=args.categorical, numeric=numeric_columns,
                             delimiter=args.delimiter)
     check_last_lines(paths, strict=args.strict)
     return fmt, why
@@ -49,7 +49,7 @@ def train(args) -> int:
     format, or the user's own CSV/TSV with a header."""
     own = bool(args.train) and not args.format
     if own:
-        fmt, why = _check_own_files(args)  # before TensorFlow: errors come at once
+        fmt, why = _check_own_files(args, args.numeric)  # before TensorFlow: errors come at once
     import aefs_keras as ak
 
     # First, before any other TensorFlow op (multi-worker collectives).
@@ -182,7 +182,7 @@ def preprocess(args) -> int:
             raise ValueError(f"preprocess {fmt}: give the files to read")
     else:
         args.train, args.valid, args.test = paths, None, None
-        fmt, why = _check_own_files(args)
+        fmt, why = _check_own_files(args, args.numeric_columns)  # --numeric is the bucketing here
         print(f"Columns of {paths[0]}: " + ", ".join(f"{n} {k}" for n, k in fmt.features))
     import aefs_keras as ak
 

@@ -77,9 +77,6 @@ class AdaFS:
     def resolve_k(self, num_fields: int) -> int:
         return resolve_k(num_fields, self.k, self.k_ratio)
 
-    def options(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 @dataclasses.dataclass
 class AEFS(AdaFS):

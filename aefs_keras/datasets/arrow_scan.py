@@ -136,19 +136,17 @@ class _Counts:
         merged = self._merge()
         # Only values that can make the vocabulary become Python objects (the
         # empty string does whatever its count: `preprocess.vocabulary`).
-        empty = pc.equal(merged.field(0), b"")
-        merged = merged.filter(pc.or_(pc.greater_equal(merged.field(1), min_count), empty))
-        if max_size is not None and len(merged) > max_size:
+        merged = merged.filter(pc.or_(pc.greater_equal(merged.field(1), min_count),
+                                      pc.equal(merged.field(0), b"")))
+        table = pa.table({"v": merged.field(0), "c": merged.field(1)})
+        if max_size is not None and len(table) > max_size:
             # The max_size most frequent (ties by value, as `vocabulary`
             # ranks them) plus "", chosen in Arrow: a field with millions
             # of values never becomes a Python dict of millions.
-            table = pa.table({"v": merged.field(0), "c": merged.field(1)})
             order = pc.sort_indices(table, sort_keys=[("c", "descending"), ("v", "ascending")])
-            top = table.take(order[:max_size])
-            blank = table.filter(pc.equal(table.column("v"), b""))
-            table = pa.concat_tables([top, blank])
-            return dict(zip(table.column("v").to_pylist(), table.column("c").to_pylist()))
-        return dict(zip(merged.field(0).to_pylist(), merged.field(1).to_pylist()))
+            table = pa.concat_tables([table.take(order[:max_size]),
+                                      table.filter(pc.equal(table.column("v"), b""))])
+        return dict(zip(table.column("v").to_pylist(), table.column("c").to_pylist()))
 
 
 class _Block:

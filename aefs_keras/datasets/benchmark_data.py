@@ -24,19 +24,21 @@ from aefs_keras.datasets.readers import read_libsvm
 NAMES = ("criteo_80k", "census_kdd", "frappe")
 
 
+def _split_arrays(features, labels, order, fractions):
+    """(train, valid, test) arrays: the rows in `order`, cut by `fractions`."""
+    n_train, n_valid = int(len(labels) * fractions[0]), int(len(labels) * fractions[1])
+    parts = (order[:n_train], order[n_train:n_train + n_valid], order[n_train + n_valid:])
+    return [({k: v[p] for k, v in features.items()}, labels[p]) for p in parts]
+
+
 def _splits(name, columns, numeric, labels, order, fractions, batch_size, seed, split, numeric_transform,
             min_count):
     """Fixed splits by `order`; the schema fitted on the training rows only."""
-    n = len(labels)
-    n_train = int(n * fractions[0])
-    n_valid = int(n * fractions[1])
-    parts = (order[:n_train], order[n_train:n_train + n_valid], order[n_train + n_valid:])
     features = {k: (np.array([float(v) if v not in ("", "?") else np.nan for v in values], "float32")
                     if k in numeric else np.array(values, dtype=object))
                 for k, values in columns.items()}
-    schema = fit_schema({k: v[parts[0]] for k, v in features.items()}, numeric, min_count=min_count,
-                        numeric=numeric_transform)
-    arrays = [({k: v[p] for k, v in features.items()}, labels[p]) for p in parts]
+    arrays = _split_arrays(features, labels, order, fractions)
+    schema = fit_schema(arrays[0][0], numeric, min_count=min_count, numeric=numeric_transform)
     return CTRData.from_arrays(name, schema, *arrays, batch_size, seed, split=split)
 
 
@@ -90,9 +92,7 @@ def load_frappe(data_dir, batch_size=1024, seed=0, split_seed=0):
     features = {n: np.concatenate([b[0][n] for b in batches]) for n in schema.names}
     labels = np.concatenate([b[1] for b in batches]).astype("float32")
     order = np.random.default_rng(split_seed).permutation(len(labels))
-    n_train, n_valid = int(len(labels) * 0.7), int(len(labels) * 0.1)
-    parts = (order[:n_train], order[n_train:n_train + n_valid], order[n_train + n_valid:])
-    arrays = [({k: v[p] for k, v in features.items()}, labels[p]) for p in parts]
+    arrays = _split_arrays(features, labels, order, (0.7, 0.1))
     return CTRData.from_arrays("frappe", schema, *arrays, batch_size, seed,
                                split=f"random 70/10/20 (split seed {split_seed})")
 

@@ -17,9 +17,10 @@ import os
 import re
 from typing import Sequence
 
+from aefs_keras.datasets.formats import _NUMBER as NUMBER_PATTERN
 from aefs_keras.datasets.formats import CATEGORICAL, LABEL, NUMERIC, SKIP, TextFormat
 
-_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
+_NUMBER = re.compile(rf"^\s*{NUMBER_PATTERN}\s*$")  # the readers' rule for a number
 _MISSING = {""}  # as the reader: a blank numeric cell is missing; "NA" is not a number
 
 
