@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 # Public name -> the module that defines it, in data-flow order.
 _EXPORTS = {
     "Schema": "schema", "Categorical": "schema", "Numeric": "schema",
+    "MultiCategorical": "schema", "DenseNumeric": "schema",
     "AdaFS": "selection", "AEFS": "selection",
     "BACKBONES": "builder", "build_model": "builder", "default_compile": "builder",
     "register_backbone": "builder",

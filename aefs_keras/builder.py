@@ -118,6 +118,7 @@ def build_model(
     num_fields = schema.num_fields
     k = sel.resolve_k(num_fields) if sel is not None else None
     sizes = schema.field_sizes
+    layout = {k: v for k, v in schema.table_layout().items() if k != "field_sizes"}
     backbone_cls = BACKBONES[backbone]
     options = {**_BACKBONE_DEFAULTS.get(backbone, {}), **(backbone_options or {})}
     uses_linear = getattr(backbone_cls, "uses_linear", False)
@@ -144,11 +145,11 @@ def build_model(
 
     if sel is None or sel.kind == "adafs":
         emb = L.FieldEmbedding(sizes, d_main, embeddings_initializer=embeddings_initializer,
-                               name="main_embedding")(ids)
+                               name="main_embedding", **layout)(ids)
         linear = None
         if uses_linear:
             linear = L.FieldEmbedding(sizes, 1, embeddings_initializer="zeros",
-                                      name="linear_embedding")(ids)
+                                      name="linear_embedding", **layout)(ids)
         kept = {}
         if sel is not None:
             gate = L.AdaptiveFieldGate(num_fields, k=k, controller=sel.controller,
@@ -167,7 +168,7 @@ def build_model(
         logit = main_backbone(emb, linear, **kept) if linear is not None else main_backbone(emb, **kept)
         return CTRModel(inputs, _sigmoid("probability")(logit), schema=schema, name=model_name)
 
-    selected = sel.selector(sizes, k, embeddings_initializer, name="selector")(ids)
+    selected = sel.selector(sizes, k, embeddings_initializer, name="selector", **layout)(ids)
     # The selector scales `weights` by its weight_scale already.
     main_weights = sel.main_weights(selected["weights"], "main_weights")
     warmup = ()
@@ -186,11 +187,11 @@ def build_model(
     mode = "compact" if compact else "scattered"
     emb = L.ConditionalEmbedding(sizes, d_main, output_mode=mode,
                                  embeddings_initializer=embeddings_initializer,
-                                 name="main_embedding")(*lookup)
+                                 name="main_embedding", **layout)(*lookup)
     linear = None
     if uses_linear:
         linear = L.ConditionalEmbedding(sizes, 1, output_mode=mode, embeddings_initializer="zeros",
-                                        name="linear_embedding")(*lookup)
+                                        name="linear_embedding", **layout)(*lookup)
     kept = {"indices": indices} if compact else {}
     logit = main_backbone(emb, linear, **kept) if linear is not None else main_backbone(emb, **kept)
     p_main = _sigmoid("main_probability")(logit)

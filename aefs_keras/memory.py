@@ -107,7 +107,7 @@ def memory_plan(schema, d_main: int = 32, d_aux: int = 4, selection: str | None 
     if embedding_optimizer not in _SLOTS:
         raise ValueError(f"`embedding_optimizer` must be one of {EMBEDDING_OPTIMIZERS}. "
                          f"Received: embedding_optimizer={embedding_optimizer!r}")
-    rows = sum(as_schema(schema).field_sizes)
+    rows = as_schema(schema).total_size
     tables = [("main_embedding", rows, d_main)]
     if uses_linear:
         tables.append(("linear_embedding", rows, 1))

@@ -177,3 +177,74 @@ def warmup_fields(indices, weights, warmup_weights, warming, num_fields: int, dt
     return tf.cond(tf.reduce_any(warming > 0.5),
                    lambda: (every, tf.cast(warmup_weights, dtype)),
                    lambda: (indices, hard))
+
+
+# --- Lookups of multi-valued and valued fields ------------------------------
+
+
+def lookup_fields(table, offsets, fields, indices=None, bag_fields=()):
+    """Rows of `table` for each example's fields (all F, or the k at
+    `indices`), one vector per field, reading only those fields' ids.
+
+    Args:
+        table: (rows, d) embedding table (its value: the gradient is
+            `IndexedSlices` over the rows read).
+        offsets: (F,) first row of each field.
+        fields: ids (B, F), or `FieldIds`' dict: `ids`, `values` (B, F)
+            multipliers, and for the multi-valued fields at the static
+            positions `bag_fields` their `bag_ids` (B, M, L) (-1: padding)
+            and `bag_weights` (B, M, L).
+        indices: (B, k) fields to look up, or None for all F in order.
+
+    Returns (B, k or F, d): a field's row times its value, or for a
+    multi-valued field the weighted sum of its values' rows (zeros for an
+    empty list).
+    """
+    if not isinstance(fields, dict):
+        fields = {"ids": fields}
+    ids = tf.cast(fields["ids"], tf.int32)
+    offsets = tf.constant(offsets, tf.int32)
+    if indices is None:
+        rows = ids + offsets
+        values = fields.get("values")
+    else:
+        indices = tf.cast(indices, tf.int32)
+        rows = tf.gather(ids, indices, batch_dims=1) + tf.gather(offsets, indices)
+        values = fields.get("values")
+        if values is not None:
+            values = tf.gather(values, indices, batch_dims=1)
+    if not bag_fields:
+        out = tf.gather(table, rows)
+        return out if values is None else out * tf.cast(values, out.dtype)[..., None]
+
+    num_fields = ids.shape[-1]
+    shape = tf.shape(rows)  # (B, m)
+    positions = tf.broadcast_to(tf.range(shape[1])[None], shape) if indices is None else indices
+    bag_of = [-1] * num_fields  # field -> which bag (-1: single-valued)
+    for j, f in enumerate(bag_fields):
+        bag_of[f] = j
+    bag = tf.gather(tf.constant(bag_of, tf.int32), positions)  # (B, m)
+    slot = tf.reshape(tf.range(shape[0] * shape[1]), shape)  # (row, slot) -> output segment
+    # Single-valued fields: one row each, scaled by its value.
+    single = bag < 0
+    single_rows = tf.boolean_mask(rows, single)
+    single_weights = (tf.boolean_mask(values, single) if values is not None
+                      else tf.ones(tf.shape(single_rows), table.dtype))
+    single_slots = tf.boolean_mask(slot, single)
+    # Multi-valued fields: the values of the kept (row, field) pairs only.
+    pairs = tf.where(~single)  # (n, 2): [row, slot]
+    which = tf.stack([pairs[:, 0], tf.cast(tf.gather_nd(bag, pairs), tf.int64)], axis=1)
+    bag_ids = tf.gather_nd(tf.cast(fields["bag_ids"], tf.int32), which)  # (n, L)
+    bag_weights = tf.gather_nd(fields["bag_weights"], which)
+    present = bag_ids >= 0
+    field_offset = tf.gather(offsets, tf.gather_nd(positions, pairs))  # (n,)
+    bag_rows = tf.boolean_mask(bag_ids + field_offset[:, None], present)
+    bag_slots = tf.boolean_mask(
+        tf.broadcast_to(tf.gather_nd(slot, pairs)[:, None], tf.shape(bag_ids)), present)
+    all_rows = tf.concat([single_rows, bag_rows], 0)
+    weights = tf.concat([tf.cast(single_weights, table.dtype),
+                         tf.cast(tf.boolean_mask(bag_weights, present), table.dtype)], 0)
+    pooled = tf.math.unsorted_segment_sum(tf.gather(table, all_rows) * weights[:, None],
+                                          tf.concat([single_slots, bag_slots], 0),
+                                          shape[0] * shape[1])
+    return tf.reshape(pooled, tf.concat([shape, tf.shape(table)[1:]], 0))

@@ -11,6 +11,13 @@ Every field maps to a contiguous block of ids; blocks are laid end to end
   decimal string) hashed into N buckets. Size N.
 - `Numeric(name, boundaries=[...])`: floats bucketised by the sorted
   boundaries into len + 1 buckets; NaN (missing) gets its own id. Size len + 2.
+- `MultiCategorical(name, ...)`: a list of values per row (ids as for
+  `Categorical`), pooled into one field vector by mean or sum.
+- `DenseNumeric(name, normalization=...)`: a value fed as a value: a
+  learned vector times the normalised value, another for NaN. Size 2.
+
+`share_embedding_with="other"` puts a categorical field on another's ids
+and table block (item_id and a history of item ids).
 """
 
 from __future__ import annotations
@@ -37,6 +44,10 @@ class Categorical:
             this many ids (default 1: one OOV id). A vocabulary of the most
             frequent values plus hashed buckets for the long tail keeps the
             served lookup table small whatever the field's cardinality.
+        share_embedding_with: the name of another categorical field whose
+            ids and embedding rows this field uses (one table for both, e.g.
+            an item id and a history of item ids). Give no id source of
+            its own, or the same one.
     """
 
     name: str
@@ -45,6 +56,7 @@ class Categorical:
     hash_buckets: int | None = None
     dtype: str | None = None
     oov_buckets: int = 1
+    share_embedding_with: str | None = None
 
     def __post_init__(self):
         _check_name(self.name)
@@ -53,6 +65,12 @@ class Categorical:
             for a in ("vocabulary_size", "vocabulary", "hash_buckets")
             if getattr(self, a) is not None
         ]
+        if self.share_embedding_with is not None:
+            if not isinstance(self.share_embedding_with, str) or self.share_embedding_with == self.name:
+                raise ValueError(f"`share_embedding_with` of field `{self.name}` must name another "
+                                 f"field. Received: share_embedding_with={self.share_embedding_with!r}")
+            if not given:
+                return  # the Schema gives it the other field's ids
         if len(given) != 1:
             raise ValueError(
                 f"Categorical field `{self.name}` needs exactly one of "
@@ -124,6 +142,126 @@ class Categorical:
             config["vocabulary"] = list(self.vocabulary)
         if self.oov_buckets != 1:
             config["oov_buckets"] = int(self.oov_buckets)
+        if self.share_embedding_with is not None:
+            config["share_embedding_with"] = self.share_embedding_with
+        return config
+
+    def same_ids(self, other) -> bool:
+        """True when both map values to ids the same way."""
+        return all(getattr(self, a) == getattr(other, a)
+                   for a in ("vocabulary_size", "vocabulary", "hash_buckets", "oov_buckets"))
+
+
+COMBINERS = ("mean", "sum")
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiCategorical(Categorical):
+    """A multi-valued categorical field: a list of values per row (tags, a
+    history of item ids), pooled into one field vector. DeepCTR calls it
+    `VarLenSparseFeat`, FuxiCTR a `sequence` feature.
+
+    Ids come from the same sources as `Categorical`. The model input is a
+    (batch, length) tensor padded with "" (strings) or -1 (integers); an
+    empty list is allowed and pools to a zero vector. Selection treats the
+    field as one field: kept or dropped whole, and when dropped none of
+    its ids are looked up.
+
+    Args:
+        combiner: "mean" (default) or "sum" of the values' vectors.
+        max_length: keep at most the first `max_length` values of a row
+            (default None: all).
+        separator: how text readers split a cell into values (default "|").
+        weight: the name of a companion float feature (batch, length), one
+            weight per value: "sum" becomes the weighted sum, "mean" the
+            weighted mean. The companion is a model input, not a field.
+        (and the arguments of `Categorical`)
+    """
+
+    combiner: str = "mean"
+    max_length: int | None = None
+    separator: str = "|"
+    weight: str | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.combiner not in COMBINERS:
+            raise ValueError(f"`combiner` of field `{self.name}` must be one of {COMBINERS}. "
+                             f"Received: combiner={self.combiner!r}")
+        if self.max_length is not None and (isinstance(self.max_length, bool) or not isinstance(
+                self.max_length, (int, np.integer)) or self.max_length < 1):
+            raise ValueError(f"`max_length` of field `{self.name}` must be a positive integer or "
+                             f"None. Received: max_length={self.max_length!r}")
+        if not isinstance(self.separator, str) or len(self.separator) != 1:
+            raise ValueError(f"`separator` of field `{self.name}` must be one character. "
+                             f"Received: separator={self.separator!r}")
+        if self.weight is not None and (not isinstance(self.weight, str) or not self.weight
+                                        or self.weight == self.name):
+            raise ValueError(f"`weight` of field `{self.name}` must name a companion feature. "
+                             f"Received: weight={self.weight!r}")
+
+    def to_config(self) -> dict[str, Any]:
+        config = super().to_config()
+        config["type"] = "multi_categorical"
+        config["combiner"] = self.combiner
+        for arg in ("max_length", "weight"):
+            if getattr(self, arg) is not None:
+                config[arg] = getattr(self, arg)
+        if self.separator != "|":
+            config["separator"] = self.separator
+        return config
+
+
+NORMALIZATIONS = ("none", "log", "standard")
+
+
+@dataclasses.dataclass(frozen=True)
+class DenseNumeric:
+    """A numeric value fed as a value (DeepCTR's `DenseFeat`): its field
+    vector is a learned vector times the normalised value (FuxiCTR's
+    convention), so every backbone and every selection method treats it
+    like any other field. A missing value (NaN) has a learned vector of its
+    own.
+
+    Args:
+        name: feature name (a float input).
+        normalization: "none" (the value as is), "log" (sign(v) *
+            log(1 + |v|)) or "standard" ((v - mean) / std).
+        mean, std: for "standard" (std > 0).
+    """
+
+    name: str
+    normalization: str = "none"
+    mean: float = 0.0
+    std: float = 1.0
+
+    def __post_init__(self):
+        _check_name(self.name)
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"`normalization` of field `{self.name}` must be one of "
+                             f"{NORMALIZATIONS}. Received: normalization={self.normalization!r}")
+        for arg in ("mean", "std"):
+            value = getattr(self, arg)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+                    or not math.isfinite(value):
+                raise ValueError(f"`{arg}` of field `{self.name}` must be a finite number. "
+                                 f"Received: {arg}={value!r}")
+            object.__setattr__(self, arg, float(value))
+        if self.std <= 0:
+            raise ValueError(f"`std` of field `{self.name}` must be > 0. Received: std={self.std!r}")
+
+    @property
+    def size(self) -> int:
+        return 2  # the value's vector and the missing value's
+
+    @property
+    def input_dtype(self) -> str:
+        return "float32"
+
+    def to_config(self) -> dict[str, Any]:
+        config = {"type": "dense_numeric", "name": self.name, "normalization": self.normalization}
+        if self.normalization == "standard":
+            config.update(mean=self.mean, std=self.std)
         return config
 
 
@@ -172,7 +310,8 @@ class Numeric:
         }
 
 
-Field = Categorical | Numeric
+Field = Categorical | MultiCategorical | Numeric | DenseNumeric
+FIELD_TYPES = (Categorical, Numeric, DenseNumeric)  # MultiCategorical is a Categorical
 
 
 def _check_name(name):
@@ -187,10 +326,15 @@ def field_from_config(config: dict[str, Any]) -> Field:
     kind = config.pop("type", None)
     if kind == "categorical":
         return Categorical(**config)
+    if kind == "multi_categorical":
+        return MultiCategorical(**config)
     if kind == "numeric":
         return Numeric(**config)
+    if kind == "dense_numeric":
+        return DenseNumeric(**config)
     raise ValueError(
-        f"Field config `type` must be 'categorical' or 'numeric'. "
+        "Field config `type` must be 'categorical', 'multi_categorical', 'numeric' or "
+        "'dense_numeric'. "
         f"Received: type={kind!r}"
     )
 
@@ -214,16 +358,21 @@ class Schema:
         if not fields:
             raise ValueError("`fields` must not be empty.")
         for f in fields:
-            if not isinstance(f, (Categorical, Numeric)):
+            if not isinstance(f, FIELD_TYPES):
                 raise ValueError(
-                    "`fields` must hold Categorical or Numeric fields. "
-                    f"Received: {f!r}"
+                    "`fields` must hold Categorical, MultiCategorical, Numeric or DenseNumeric "
+                    f"fields. Received: {f!r}"
                 )
         names = [f.name for f in fields]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"Field names must be unique. Duplicated: {dup}")
-        self.fields = fields
+        weights = [f.weight for f in fields if isinstance(f, MultiCategorical) and f.weight]
+        clash = sorted(set(weights) & set(names)) or sorted({w for w in weights if weights.count(w) > 1})
+        if clash:
+            raise ValueError(f"A MultiCategorical `weight` names a feature of its own, not a field "
+                             f"or another field's weight. Received: {clash}")
+        self.fields = tuple(_resolve_sharing(f, fields) for f in fields)
 
     @property
     def names(self) -> list[str]:
@@ -239,11 +388,41 @@ class Schema:
 
     @property
     def offsets(self) -> list[int]:
-        return [int(o) for o in np.cumsum([0] + self.field_sizes[:-1])]
+        """First table row of each field. Fields lay their ids end to end;
+        a field that shares another's embedding gets that field's offset."""
+        own, start = {}, 0
+        for f in self.fields:
+            if getattr(f, "share_embedding_with", None) is None:
+                own[f.name] = start
+                start += f.size
+        return [own[getattr(f, "share_embedding_with", None) or f.name] for f in self.fields]
 
     @property
     def total_size(self) -> int:
-        return int(sum(self.field_sizes))
+        """Rows of the one table all fields share (a shared block counts once)."""
+        return int(sum(f.size for f in self.fields if getattr(f, "share_embedding_with", None) is None))
+
+    @property
+    def bag_fields(self) -> list[int]:
+        """Positions of the multi-valued fields."""
+        return [i for i, f in enumerate(self.fields) if isinstance(f, MultiCategorical)]
+
+    @property
+    def has_values(self) -> bool:
+        """True when some field scales its vector by a value (DenseNumeric)."""
+        return any(isinstance(f, DenseNumeric) for f in self.fields)
+
+    def table_layout(self) -> dict[str, Any]:
+        """The embedding layers' arguments that follow from the schema:
+        `field_sizes`, and `offsets` / `bag_fields` where they differ from
+        the defaults (ids end to end, no multi-valued fields)."""
+        layout: dict[str, Any] = {"field_sizes": self.field_sizes}
+        default = [int(o) for o in np.cumsum([0] + self.field_sizes[:-1])]
+        if self.offsets != default:
+            layout["offsets"] = self.offsets
+        if self.bag_fields:
+            layout["bag_fields"] = self.bag_fields
+        return layout
 
     def field(self, name: str) -> Field:
         for f in self.fields:
@@ -252,17 +431,35 @@ class Schema:
         raise KeyError(f"No field named {name!r}; fields are {self.names}")
 
     def select(self, names: Sequence[str]) -> "Schema":
-        """A schema with only the named fields, in the given order."""
-        return Schema([self.field(n) for n in names])
+        """A schema with only the named fields, in the given order (a field
+        whose embedding owner is left out gets a table block of its own)."""
+        fields = [self.field(n) for n in names]
+        return Schema([dataclasses.replace(f, share_embedding_with=None)
+                       if getattr(f, "share_embedding_with", None) not in (None, *names) else f
+                       for f in fields])
+
+    @property
+    def input_names(self) -> list[str]:
+        """The model's input features: every field, then the companion
+        weights of multi-valued fields."""
+        return self.names + [f.weight for f in self.fields if isinstance(f, MultiCategorical) and f.weight]
+
+    def input_specs(self) -> dict[str, tuple[tuple, str]]:
+        """name -> (shape without the batch, dtype) of each model input."""
+        specs = {}
+        for f in self.fields:
+            specs[f.name] = ((None,), f.input_dtype) if isinstance(f, MultiCategorical) else ((), f.input_dtype)
+            if isinstance(f, MultiCategorical) and f.weight:
+                specs[f.weight] = ((None,), "float32")
+        return specs
 
     def keras_inputs(self) -> dict[str, Any]:
-        """One `keras.Input` per field: a batch of scalars, dtype per field."""
+        """One `keras.Input` per input feature: a batch of scalars, or of
+        padded lists for multi-valued fields and their weights."""
         import keras
 
-        return {
-            f.name: keras.Input(shape=(), dtype=f.input_dtype, name=f.name)
-            for f in self.fields
-        }
+        return {name: keras.Input(shape=shape, dtype=dtype, name=name)
+                for name, (shape, dtype) in self.input_specs().items()}
 
     def check_feature_dtypes(self, dtypes: dict[str, Any]) -> None:
         """Raise ValueError for a missing feature or a wrong dtype.
@@ -272,13 +469,14 @@ class Schema:
         """
         import tensorflow as tf
 
-        missing = [n for n in self.names if n not in dtypes]
+        missing = [n for n in self.input_names if n not in dtypes]
         if missing:
             raise ValueError(
                 f"Missing feature(s) {missing} required by the schema. "
                 f"Received features: {sorted(dtypes)}"
             )
-        for f in self.fields:
+        weights = [f.weight for f in self.fields if isinstance(f, MultiCategorical) and f.weight]
+        for f in [*self.fields, *(DenseNumeric(w) for w in weights)]:
             dt = tf.as_dtype(dtypes[f.name])
             want = f.input_dtype
             if want == "string":
@@ -353,7 +551,56 @@ def example_feature_spec(schema) -> dict:
     import tensorflow as tf
 
     defaults = {"string": "", "int64": -1, "float32": float("nan")}
-    return {
-        f.name: tf.io.FixedLenFeature([], tf.as_dtype(f.input_dtype), default_value=defaults[f.input_dtype])
-        for f in as_schema(schema).fields
-    }
+    spec = {}
+    for name, (shape, dtype) in as_schema(schema).input_specs().items():
+        if shape:  # a list (or its weights): any length, padded by `dense_features`
+            spec[name] = tf.io.RaggedFeature(tf.as_dtype(dtype), row_splits_dtype=tf.int64)
+        else:
+            spec[name] = tf.io.FixedLenFeature([], tf.as_dtype(dtype), default_value=defaults[dtype])
+    return spec
+
+
+def list_padding(dtype) -> Any:
+    """What pads a multi-valued field's rows: "" (strings) or -1 (integer
+    ids); its weights pad with 0."""
+    return {"string": "", "int64": -1, "float32": 0.0}[str(dtype)]
+
+
+def dense_features(features: dict, schema) -> dict:
+    """Ragged list features (from `tf.io.parse_example` with
+    `example_feature_spec`, or `tf.strings.split`) -> padded (batch,
+    length) tensors, the form the model takes."""
+    import tensorflow as tf
+
+    out = dict(features)
+    for name, (shape, dtype) in as_schema(schema).input_specs().items():
+        value = out.get(name)
+        if shape and isinstance(value, tf.RaggedTensor):
+            out[name] = value.to_tensor(default_value=list_padding(dtype))
+        elif shape and isinstance(value, tf.SparseTensor):
+            out[name] = tf.sparse.to_dense(value, default_value=list_padding(dtype))
+    return out
+
+
+def _resolve_sharing(field, fields):
+    """A field that shares another's embedding takes that field's ids."""
+    target_name = getattr(field, "share_embedding_with", None)
+    if target_name is None:
+        return field
+    target = next((f for f in fields if f.name == target_name), None)
+    if target is None or not isinstance(target, Categorical):
+        raise ValueError(f"`share_embedding_with` of field `{field.name}` must name a categorical "
+                         f"field of the schema. Received: share_embedding_with={target_name!r}")
+    if target.share_embedding_with is not None:
+        raise ValueError(f"Field `{field.name}` shares the embedding of `{target_name}`, which shares "
+                         f"another's: name the owner `{target.share_embedding_with}` instead.")
+    own = [a for a in ("vocabulary_size", "vocabulary", "hash_buckets") if getattr(field, a) is not None]
+    if not own:
+        return dataclasses.replace(field, vocabulary_size=target.vocabulary_size,
+                                   vocabulary=target.vocabulary, hash_buckets=target.hash_buckets,
+                                   dtype=target.dtype, oov_buckets=target.oov_buckets)
+    if not field.same_ids(target):
+        raise ValueError(f"Field `{field.name}` shares the embedding of `{target_name}` but maps "
+                         "values to ids differently; give it no id source (it takes the other "
+                         "field's) or the same one.")
+    return field

@@ -142,11 +142,11 @@ class AEFS(AdaFS):
 
     # Hooks that `aefs_keras.experimental` overrides; the core path keeps
     # the paper's form.
-    def selector(self, field_sizes, k, embeddings_initializer, name):
-        """The `AuxiliarySelector` layer."""
+    def selector(self, field_sizes, k, embeddings_initializer, name, **layout):
+        """The `AuxiliarySelector` layer (`layout`: `offsets`, `bag_fields`)."""
         from aefs_keras.layers.auxiliary_selector import AuxiliarySelector
 
-        return AuxiliarySelector(field_sizes, k=k, **self._selector_options(),
+        return AuxiliarySelector(field_sizes, k=k, **self._selector_options(), **layout,
                                  embeddings_initializer=embeddings_initializer, name=name)
 
     def _selector_options(self):

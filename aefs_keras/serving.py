@@ -12,7 +12,7 @@ import tensorflow as tf
 from aefs_keras.layers.adaptive_field_gate import AdaptiveFieldGate
 from aefs_keras.layers.alignment_loss import AlignmentLoss
 from aefs_keras.layers.auxiliary_selector import AuxiliarySelector
-from aefs_keras.schema import example_feature_spec
+from aefs_keras.schema import dense_features, example_feature_spec
 
 
 def selector_of(model: keras.Model, required: str | None = None):
@@ -103,7 +103,7 @@ def _write_saved_model(serving: keras.Model, signature, path: str, schema=None) 
         spec = example_feature_spec(schema)
 
         def regress(inputs):  # the argument name is the Regress API's input key
-            features = tf.io.parse_example(inputs, spec)
+            features = dense_features(tf.io.parse_example(inputs, spec), schema)
             probability = serving(features, training=False)["probability"]
             return {"outputs": tf.reshape(probability, [-1])}
 

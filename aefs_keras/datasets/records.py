@@ -10,12 +10,13 @@ import tensorflow as tf
 
 from aefs_keras.datasets.formats import CATEGORICAL, LABEL, SKIP, csv_format
 from aefs_keras.datasets.readers import _check_paths
-from aefs_keras.schema import example_feature_spec
+from aefs_keras.schema import dense_features, example_feature_spec
 
 
 def read_tfrecord(paths, schema, label: str = "label", batch_size: int = 2048):
     """Streams TFRecord files of tf.Example (GZIP if they end in .gz) with
-    the schema's raw features and a float label."""
+    the schema's raw features and a float label. A multi-valued field is
+    a list feature of any length (VarLen), padded per batch."""
     paths = _check_paths(paths)
     spec = {**example_feature_spec(schema), label: tf.io.FixedLenFeature([], tf.float32)}
     compression = "GZIP" if paths[0].endswith(".gz") else None
@@ -24,7 +25,7 @@ def read_tfrecord(paths, schema, label: str = "label", batch_size: int = 2048):
     def parse(serialized):
         parsed = tf.io.parse_example(serialized, spec)
         y = parsed.pop(label)
-        return parsed, y
+        return dense_features(parsed, schema), y
 
     return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 

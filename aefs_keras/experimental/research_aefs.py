@@ -48,12 +48,12 @@ class ResearchAEFS(AEFS):
             raise ValueError(f"`main_weighting` must be one of {MAIN_WEIGHTINGS}. "
                              f"Received: main_weighting={self.main_weighting!r}")
 
-    def selector(self, field_sizes, k, embeddings_initializer, name):
+    def selector(self, field_sizes, k, embeddings_initializer, name, **layout):
         from aefs_keras.experimental.exploring_selector import ExploringSelector
 
         return ExploringSelector(field_sizes, k=k, soft_gradient=self.soft_gradient,
                                  exploration=self.exploration, score_decay=self.score_decay,
-                                 **self._selector_options(),
+                                 **self._selector_options(), **layout,
                                  embeddings_initializer=embeddings_initializer, name=name)
 
     def main_weights(self, weights, name):

@@ -8,7 +8,8 @@ import keras
 import tensorflow as tf
 
 from aefs_keras.layers._selection_stats import add_selection_stats, update_selection_stats
-from aefs_keras.layers.field_embedding import FieldEmbedding, check_field_sizes, check_ids_shape
+from aefs_keras.layers.field_embedding import (FieldEmbedding, check_field_sizes, check_ids_shape,
+                                               ids_shape_of, layout_config)
 from aefs_keras.layers.selection_controller import NORM_MOMENTUM, SelectionController
 from aefs_keras.ops import hard_top_k
 from aefs_keras.checks import check_controller, check_weight_scale, resolve_k
@@ -50,6 +51,8 @@ class AuxiliarySelector(keras.layers.Layer):
             gets a gradient from the main model, as in AdaFS's pretraining;
             the step count is saved with the model. Inference always keeps
             the top k.
+        offsets, bag_fields: as in `FieldEmbedding` (shared blocks,
+            multi-valued fields).
 
     Call with ids (B, F) of per-field ids. Returns a dict: `indices`
     (B, k) int32, `weights` (B, k), `mask` (B, F) with the weights at the
@@ -82,6 +85,8 @@ class AuxiliarySelector(keras.layers.Layer):
         embeddings_initializer="uniform",
         warmup_steps: int = 0,
         field_prior=None,
+        offsets=None,
+        bag_fields=(),
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -97,8 +102,9 @@ class AuxiliarySelector(keras.layers.Layer):
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
         self._embedding = FieldEmbedding(
             self.field_sizes, d_aux, embeddings_initializer=self.embeddings_initializer,
-            name="aux_embedding",
+            offsets=offsets, bag_fields=bag_fields, name="aux_embedding",
         )
+        self.offsets, self.bag_fields = self._embedding.offsets, self._embedding.bag_fields
         self._norm = keras.layers.BatchNormalization(axis=-1, momentum=NORM_MOMENTUM, synchronized=True,
                                                      name="aux_norm")
         self._controller = SelectionController(
@@ -120,7 +126,7 @@ class AuxiliarySelector(keras.layers.Layer):
     def build(self, ids_shape):
         check_ids_shape("AuxiliarySelector", ids_shape, self.num_fields)
         self._embedding.build(ids_shape)
-        emb_shape = (ids_shape[0], self.num_fields, self.d_aux)
+        emb_shape = (ids_shape_of(ids_shape)[0], self.num_fields, self.d_aux)
         self._norm.build(emb_shape)
         self._controller.build(emb_shape)
         add_selection_stats(self, self.num_fields)
@@ -189,6 +195,7 @@ class AuxiliarySelector(keras.layers.Layer):
             warmup_steps=self.warmup_steps,
             field_prior=self._controller.field_prior,
             embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer),
+            **layout_config(self),
         )
         return config
 

@@ -8,8 +8,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aefs_keras.layers.field_embedding import add_table, check_field_sizes, check_ids_shape
-from aefs_keras.ops import scatter_fields, warmup_fields
+from aefs_keras.layers.field_embedding import (add_table, check_field_sizes, check_ids_shape, check_layout,
+                                               ids_shape_of, layout_config)
+from aefs_keras.ops import lookup_fields, scatter_fields, warmup_fields
 
 OUTPUT_MODES = ("scattered", "compact")
 
@@ -31,8 +32,11 @@ class ConditionalEmbedding(keras.layers.Layer):
             "compact" returns (B, k, d) in the order of `indices`.
         embeddings_initializer: initializer of the table.
         embeddings_regularizer: optional regularizer of the table.
+        offsets, bag_fields: as in `FieldEmbedding` (shared blocks,
+            multi-valued fields: a kept one reads all its values' rows, a
+            dropped one none).
 
-    Call with `ids` (B, F), `indices` (B, k) from `AuxiliarySelector`, and
+    Call with `ids` (B, F) (or `FieldIds`' dict), `indices` (B, k) from `AuxiliarySelector`, and
     optionally `weights` (B, k). During a selector's soft warm-up, also pass
     `warmup_weights` (B, F) and its `warming` flag (B,): on training steps
     where the flag is set, all F fields are looked up and scaled by
@@ -57,6 +61,8 @@ class ConditionalEmbedding(keras.layers.Layer):
         output_mode: str = "scattered",
         embeddings_initializer="uniform",
         embeddings_regularizer=None,
+        offsets=None,
+        bag_fields=(),
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -74,7 +80,7 @@ class ConditionalEmbedding(keras.layers.Layer):
         self.output_mode = output_mode
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
         self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)
-        self.offsets = np.cumsum([0] + self.field_sizes[:-1]).astype("int32")
+        self.offsets, self.table_rows, self.bag_fields = check_layout(self.field_sizes, offsets, bag_fields)
         self._k = None
 
     @property
@@ -93,14 +99,8 @@ class ConditionalEmbedding(keras.layers.Layer):
         if warmup_weights_shape is not None and self.output_mode == "compact":
             raise ValueError("`warmup_weights` needs output_mode='scattered' (the warm-up looks "
                              "up all F fields). Received: output_mode='compact'")
-        self.embeddings = add_table(self, sum(self.field_sizes), self.output_dim,
+        self.embeddings = add_table(self, self.table_rows, self.output_dim,
                                     self.embeddings_initializer, self.embeddings_regularizer)
-
-    def selected_rows(self, ids, indices):
-        """Global table rows of the selected fields: (B, k) int32."""
-        indices = tf.cast(indices, tf.int32)
-        local = tf.gather(tf.cast(ids, tf.int32), indices, batch_dims=1)
-        return local + tf.gather(tf.constant(self.offsets), indices)
 
     def call(self, ids, indices, weights=None, warmup_weights=None, warming=None, training=None):
         if training and warmup_weights is not None:
@@ -108,7 +108,7 @@ class ConditionalEmbedding(keras.layers.Layer):
                 raise ValueError("`warming` must be given with `warmup_weights`. Received: warming=None")
             indices, weights = warmup_fields(indices, weights, warmup_weights, warming,
                                              self.num_fields, self.compute_dtype)
-        rows = tf.gather(self.embeddings.value, self.selected_rows(ids, indices))
+        rows = lookup_fields(self.embeddings.value, self.offsets, ids, indices, self.bag_fields)
         if weights is not None:
             rows = rows * tf.cast(weights, rows.dtype)[..., None]
         if self.output_mode == "compact":
@@ -117,9 +117,10 @@ class ConditionalEmbedding(keras.layers.Layer):
 
     def compute_output_shape(self, ids_shape, indices_shape=None, weights_shape=None,
                              warmup_weights_shape=None, warming_shape=None):
+        batch = ids_shape_of(ids_shape)[0]
         if self.output_mode == "compact":
-            return (ids_shape[0], indices_shape[-1], self.output_dim)
-        return (ids_shape[0], self.num_fields, self.output_dim)
+            return (batch, indices_shape[-1], self.output_dim)
+        return (batch, self.num_fields, self.output_dim)
 
     def activated_parameters(self) -> int:
         """Main embedding values read per example (k rows)."""
@@ -135,5 +136,6 @@ class ConditionalEmbedding(keras.layers.Layer):
             output_mode=self.output_mode,
             embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer),
             embeddings_regularizer=keras.regularizers.serialize(self.embeddings_regularizer),
+            **layout_config(self),
         )
         return config

@@ -8,6 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from aefs_keras.ops import lookup_fields
+
 
 def check_field_sizes(field_sizes) -> list[int]:
     sizes = [int(s) for s in field_sizes]
@@ -19,7 +21,44 @@ def check_field_sizes(field_sizes) -> list[int]:
     return sizes
 
 
+def ids_shape_of(ids_shape):
+    """The (B, F) ids' shape, from ids or from `FieldIds`' dict."""
+    return ids_shape["ids"] if isinstance(ids_shape, dict) else ids_shape
+
+
+def check_layout(field_sizes, offsets, bag_fields):
+    """Validated per-field offsets (default: ids end to end), the table's
+    row count, and the multi-valued field positions."""
+    default = np.cumsum([0] + list(field_sizes[:-1])).astype("int32")
+    if offsets is None:
+        offsets = default
+    else:
+        offsets = np.asarray(offsets, "int64")
+        if offsets.shape != (len(field_sizes),) or (offsets < 0).any():
+            raise ValueError(f"`offsets` must be {len(field_sizes)} non-negative integers, one per "
+                             f"field. Received: offsets={list(offsets)!r}")
+        offsets = offsets.astype("int32")
+    bag_fields = [int(b) for b in bag_fields]
+    if any(not 0 <= b < len(field_sizes) for b in bag_fields) or len(set(bag_fields)) != len(bag_fields):
+        raise ValueError(f"`bag_fields` must be distinct field positions in [0, {len(field_sizes)}). "
+                         f"Received: bag_fields={bag_fields!r}")
+    rows = int(max(o + s for o, s in zip(offsets, field_sizes)))
+    return offsets, rows, sorted(bag_fields)
+
+
+def layout_config(layer) -> dict:
+    """`offsets` / `bag_fields` for get_config, where not the defaults."""
+    config = {}
+    default = np.cumsum([0] + list(layer.field_sizes[:-1]))
+    if list(layer.offsets) != list(default):
+        config["offsets"] = [int(o) for o in layer.offsets]
+    if layer.bag_fields:
+        config["bag_fields"] = list(layer.bag_fields)
+    return config
+
+
 def check_ids_shape(layer_name: str, ids_shape, num_fields: int) -> None:
+    ids_shape = ids_shape_of(ids_shape)
     if len(ids_shape) != 2 or ids_shape[-1] != num_fields:
         raise ValueError(
             f"{layer_name} expects ids of shape (batch, {num_fields}), one "
@@ -63,6 +102,12 @@ class FieldEmbedding(keras.layers.Layer):
         output_dim: embedding width.
         embeddings_initializer: initializer of the table.
         embeddings_regularizer: optional regularizer of the table.
+        offsets: first table row of each field (default: ids end to end;
+            `Schema.offsets` where fields share a block).
+        bag_fields: positions of multi-valued fields (`Schema.bag_fields`).
+
+    Call with ids (B, F), or `FieldIds`' dict for schemas with
+    multi-valued or dense numeric fields (see `aefs_keras.ops.lookup_fields`).
 
     Example:
 
@@ -80,6 +125,8 @@ class FieldEmbedding(keras.layers.Layer):
         output_dim: int,
         embeddings_initializer="uniform",
         embeddings_regularizer=None,
+        offsets=None,
+        bag_fields=(),
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -92,7 +139,7 @@ class FieldEmbedding(keras.layers.Layer):
         self.output_dim = output_dim
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
         self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)
-        self.offsets = np.cumsum([0] + self.field_sizes[:-1]).astype("int32")
+        self.offsets, self.table_rows, self.bag_fields = check_layout(self.field_sizes, offsets, bag_fields)
 
     @property
     def num_fields(self) -> int:
@@ -100,17 +147,16 @@ class FieldEmbedding(keras.layers.Layer):
 
     def build(self, ids_shape):
         check_ids_shape(type(self).__name__, ids_shape, self.num_fields)
-        self.embeddings = add_table(self, sum(self.field_sizes), self.output_dim,
+        self.embeddings = add_table(self, self.table_rows, self.output_dim,
                                     self.embeddings_initializer, self.embeddings_regularizer)
 
     def call(self, ids):
-        rows = tf.cast(ids, tf.int32) + self.offsets
         # Gathering from the variable's value keeps the gradient sparse
         # (IndexedSlices over the rows read).
-        return tf.gather(self.embeddings.value, rows)
+        return lookup_fields(self.embeddings.value, self.offsets, ids, bag_fields=self.bag_fields)
 
     def compute_output_shape(self, ids_shape):
-        return (ids_shape[0], self.num_fields, self.output_dim)
+        return (ids_shape_of(ids_shape)[0], self.num_fields, self.output_dim)
 
     def activated_parameters(self) -> int:
         """Embedding values read per example."""
@@ -127,5 +173,6 @@ class FieldEmbedding(keras.layers.Layer):
             embeddings_regularizer=keras.regularizers.serialize(
                 self.embeddings_regularizer
             ),
+            **layout_config(self),
         )
         return config

@@ -1,0 +1,213 @@
+"""Multi-valued fields, dense numeric fields and shared tables: exact
+lookups against numpy, the ids a selecting model reads, and models that
+train, reload and serve with them."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import aefs_keras as ak
+from aefs_keras.layers import ConditionalEmbedding, FieldEmbedding, FieldIds
+
+
+def _schema():
+    return ak.Schema([
+        ak.Categorical("item", vocabulary=["a", "b", "c", "d"]),
+        ak.MultiCategorical("history", share_embedding_with="item", combiner="mean"),
+        ak.MultiCategorical("tags", hash_buckets=50, combiner="sum"),
+        ak.DenseNumeric("price", normalization="log"),
+        ak.Categorical("user", vocabulary_size=10),
+        ak.Numeric("age", boundaries=[18, 30]),
+    ])
+
+
+def _features():
+    return {
+        "item": tf.constant(["a", "b", "zz", "d"]),
+        "history": tf.constant([["a", "b", ""], ["", "", ""], ["c", "c", "d"], ["q", "", ""]]),
+        "tags": tf.constant([["x", "y"], ["", ""], ["z", ""], ["x", ""]]),
+        "price": tf.constant([1.0, np.nan, 3.0, 0.0], tf.float32),
+        "user": tf.constant([1, 2, 3, 40], tf.int64),
+        "age": tf.constant([10.0, 20.0, 40.0, np.nan], tf.float32),
+    }
+
+
+def test_schema_layout_and_config_round_trip():
+    s = _schema()
+    # history shares item's 5 rows (4 values + OOV), price has 2 (value, missing)
+    assert s.field_sizes == [5, 5, 50, 2, 11, 4]
+    assert s.offsets == [0, 0, 5, 55, 57, 68]
+    assert s.total_size == 72
+    assert s.bag_fields == [1, 2]
+    assert ak.Schema.from_json(s.to_json()) == s
+    assert s.select(["history", "user"]).offsets == [0, 5]  # owner left out: a block of its own
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"combiner": "max"}, "combiner"),
+    ({"max_length": 0}, "max_length"),
+    ({"separator": "||"}, "separator"),
+])
+def test_multi_categorical_argument_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ak.MultiCategorical("tags", hash_buckets=10, **kwargs)
+
+
+def test_sharing_errors():
+    with pytest.raises(ValueError, match="share_embedding_with"):
+        ak.Schema([ak.Categorical("a", vocabulary_size=3),
+                   ak.Categorical("b", share_embedding_with="nope")])
+    with pytest.raises(ValueError, match="differently"):
+        ak.Schema([ak.Categorical("a", vocabulary_size=3),
+                   ak.Categorical("b", vocabulary_size=4, share_embedding_with="a")])
+    with pytest.raises(ValueError, match="std"):
+        ak.DenseNumeric("p", normalization="standard", std=0.0)
+
+
+def test_field_ids_bags_values():
+    out = FieldIds(_schema())(_features())
+    bag_ids = out["bag_ids"].numpy()
+    # history: a=1, b=2, c=3, d=4, unseen=0, padding=-1; mean weights 1/n
+    np.testing.assert_array_equal(bag_ids[:, 0], [[1, 2, -1], [-1, -1, -1], [3, 3, 4], [0, -1, -1]])
+    np.testing.assert_allclose(out["bag_weights"].numpy()[:, 0],
+                               [[.5, .5, 0], [0, 0, 0], [1 / 3, 1 / 3, 1 / 3], [1, 0, 0]], rtol=1e-6)
+    # tags: sum weights 1 at values; padded to the longer bag (3)
+    np.testing.assert_array_equal(out["bag_weights"].numpy()[:, 1], [[1, 1, 0], [0, 0, 0], [1, 0, 0], [1, 0, 0]])
+    # price: id 0 present / 1 missing; value sign(v) log(1 + |v|), 1 when missing
+    np.testing.assert_array_equal(out["ids"].numpy()[:, 3], [0, 1, 0, 0])
+    np.testing.assert_allclose(out["values"].numpy()[:, 3], [np.log(2), 1, np.log(4), 0], rtol=1e-6)
+    np.testing.assert_array_equal(out["values"].numpy()[:, [0, 4]], 1)
+
+
+def test_field_ids_max_length_and_weights():
+    schema = ak.Schema([ak.MultiCategorical("t", vocabulary_size=9, combiner="mean", max_length=2,
+                                            weight="t_w")])
+    out = FieldIds(schema)({"t": tf.constant([[1, 2, 3], [4, -1, -1]], tf.int64),
+                            "t_w": tf.constant([[1.0, 3.0, 9.0], [2.0, 0.0, 0.0]])})
+    np.testing.assert_array_equal(out["bag_ids"].numpy()[:, 0], [[1, 2], [4, -1]])
+    np.testing.assert_allclose(out["bag_weights"].numpy()[:, 0], [[.25, .75], [1, 0]])
+
+
+def _numpy_lookup(table, schema, fields):
+    """The field vectors (B, F, d) by hand."""
+    ids, values = fields["ids"].numpy(), fields["values"].numpy()
+    out = np.zeros(ids.shape + (table.shape[1],), "float32")
+    bag_at = {f: j for j, f in enumerate(schema.bag_fields)}
+    for b in range(ids.shape[0]):
+        for f, off in enumerate(schema.offsets):
+            if f in bag_at:
+                for i, w in zip(fields["bag_ids"].numpy()[b, bag_at[f]], fields["bag_weights"].numpy()[b, bag_at[f]]):
+                    if i >= 0:
+                        out[b, f] += w * table[off + i]
+            else:
+                out[b, f] = values[b, f] * table[off + ids[b, f]]
+    return out
+
+
+def test_field_embedding_matches_numpy():
+    schema = _schema()
+    fields = FieldIds(schema)(_features())
+    emb = FieldEmbedding(**schema.table_layout(), output_dim=3)
+    got = emb(fields).numpy()
+    table = emb.embeddings.numpy()
+    assert table.shape == (72, 3)
+    want = _numpy_lookup(table, schema, fields)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(got[1, 1], 0)  # empty history: zeros
+
+
+def test_conditional_embedding_reads_only_kept_fields():
+    schema = _schema()
+    fields = FieldIds(schema)(_features())
+    # row 0 keeps item, history, user; row 2 keeps tags, price, age; ...
+    indices = tf.constant([[0, 1, 4], [1, 2, 3], [2, 3, 5], [0, 4, 5]], tf.int32)
+    emb = ConditionalEmbedding(**schema.table_layout(), output_dim=3, output_mode="compact")
+    with tf.GradientTape() as tape:
+        out = emb(fields, indices)
+        loss = tf.reduce_sum(out)
+    full = _numpy_lookup(emb.embeddings.numpy(), schema, fields)
+    np.testing.assert_allclose(out.numpy(), np.take_along_axis(full, indices.numpy()[..., None], 1),
+                               rtol=1e-5, atol=1e-6)
+    grad = tape.gradient(loss, emb.embeddings)
+    assert isinstance(grad, tf.IndexedSlices)
+    ids, bags = fields["ids"].numpy(), fields["bag_ids"].numpy()
+    want = []
+    for b, kept in enumerate(indices.numpy()):
+        for f in kept:
+            if f in schema.bag_fields:
+                want += [schema.offsets[f] + i for i in bags[b, schema.bag_fields.index(f)] if i >= 0]
+            else:
+                want.append(schema.offsets[f] + ids[b, f])
+    assert sorted(grad.indices.numpy().tolist()) == sorted(want)
+    # row 1 drops history's (empty) and row 3 drops tags' values: ids 5 + hash("x") read once (row 0 keeps none)
+
+
+MODELS = [(b, s) for b in ("deepfm", "dcn", "wide_deep", "dnn", "mlcc") for s in (None, "adafs", "aefs")]
+
+
+def _dataset():
+    f = _features()
+    return tf.data.Dataset.from_tensor_slices((f, tf.constant([1.0, 0.0, 1.0, 0.0]))).repeat(4).batch(4)
+
+
+@pytest.mark.parametrize("backbone, selection", MODELS)
+def test_mixed_schema_trains_and_reloads(backbone, selection, tmp_path):
+    keras.utils.set_random_seed(0)
+    kw = {"k": 3} if selection else {}
+    model = ak.default_compile(ak.build_model(_schema(), backbone, selection, hidden_units=[8], d_main=8,
+                                              **kw))
+    hist = model.fit(_dataset(), epochs=2, verbose=0)
+    assert np.isfinite(hist.history["loss"]).all()
+    before = model(_features())
+    if selection is not None and backbone in ("deepfm", "mlcc"):
+        path = str(tmp_path / "m.keras")
+        model.save(path)
+        after = keras.saving.load_model(path)(_features())
+        for a, b in zip(tf.nest.flatten(before), tf.nest.flatten(after)):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+
+
+def test_mixed_schema_serves_in_a_fresh_process(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = ak.default_compile(ak.build_model(_schema(), "deepfm", "aefs", k=3, hidden_units=[8], d_main=8))
+    model.fit(_dataset(), epochs=1, verbose=0)
+    path = ak.export(model, str(tmp_path), "mixed")
+    want = model(_features())["probability"].numpy().ravel()
+    script = textwrap.dedent(f"""
+        import json, sys, tensorflow as tf
+        fn = tf.saved_model.load({path!r}).signatures["serving_default"]
+        out = fn(item=tf.constant(["a", "b", "zz", "d"]),
+                 history=tf.constant([["a", "b", ""], ["", "", ""], ["c", "c", "d"], ["q", "", ""]]),
+                 tags=tf.constant([["x", "y"], ["", ""], ["z", ""], ["x", ""]]),
+                 price=tf.constant([1.0, float("nan"), 3.0, 0.0]),
+                 user=tf.constant([1, 2, 3, 40], tf.int64),
+                 age=tf.constant([10.0, 20.0, 40.0, float("nan")]))
+        print(json.dumps(out["probability"].numpy().ravel().tolist()))
+        print(any(m.startswith("aefs_keras") for m in sys.modules))
+    """)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    lines = out.stdout.strip().splitlines()
+    np.testing.assert_allclose(eval(lines[-2]), want, atol=1e-6)
+    assert lines[-1] == "False"
+
+
+def test_multi_valued_example_signature(tmp_path):
+    schema = ak.Schema([ak.MultiCategorical("tags", vocabulary=["x", "y"]), ak.Categorical("u", vocabulary_size=3)])
+    spec = ak.example_feature_spec(schema)
+    ex = tf.train.Example(features=tf.train.Features(feature={
+        "tags": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x", b"y"])),
+        "u": tf.train.Feature(int64_list=tf.train.Int64List(value=[2]))}))
+    empty = tf.train.Example(features=tf.train.Features(feature={
+        "u": tf.train.Feature(int64_list=tf.train.Int64List(value=[1]))}))
+    parsed = tf.io.parse_example([ex.SerializeToString(), empty.SerializeToString()], spec)
+    from aefs_keras.schema import dense_features
+
+    dense = dense_features(parsed, schema)
+    assert dense["tags"].numpy().tolist() == [[b"x", b"y"], [b"", b""]]
