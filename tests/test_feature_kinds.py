@@ -211,3 +211,32 @@ def test_multi_valued_example_signature(tmp_path):
 
     dense = dense_features(parsed, schema)
     assert dense["tags"].numpy().tolist() == [[b"x", b"y"], [b"", b""]]
+
+
+def test_history_signal_needs_the_history_field_and_aefs_keeps_it():
+    from aefs_keras.importance import importance_prior, permutation_importance
+    from aefs_keras.metrics import auc_score
+
+    data = ak.datasets.history_data(num_rows=30_000, num_items=100, num_groups=4)
+    x, y = data.test_arrays
+
+    def run(schema, selection=None, fields=None, **options):
+        keras.utils.set_random_seed(0)
+        model = ak.default_compile(ak.build_model(schema, "deepfm", selection, hidden_units=[32], d_main=16,
+                                                  **options), learning_rate=3e-3)
+        train, _ = data.pipelines(0, fields)
+        model.fit(train, epochs=6, verbose=0)
+        p = model.predict({k: x[k] for k in (fields or x)}, verbose=0, batch_size=1024)
+        return model, auc_score(y, np.ravel(p["probability"] if isinstance(p, dict) else p))
+
+    full, with_history = run(data.schema)
+    names = [n for n in data.schema.names if n != "history"]
+    _, without = run(data.schema.select(names), fields=names)
+    assert with_history > without + 0.1, (with_history, without)
+    # AEFS (k = 3 of 7) started from the fields' validation importance keeps
+    # the history (and the item it is compared with) on most rows
+    prior = importance_prior(permutation_importance(full, *data.valid_arrays))
+    model, aefs = run(data.schema, "aefs", k_ratio=0.5, field_prior=prior)
+    kept = dict(zip(data.schema.names, ak.selection_frequency(model, ak.datasets.to_dataset(x, y, 1024))))
+    assert kept["history"] > 0.5 and kept["item"] > 0.5, kept
+    assert aefs > with_history - 0.02, (aefs, with_history)
