@@ -119,6 +119,8 @@ def build_model(
     k = sel.resolve_k(num_fields) if sel is not None else None
     sizes = schema.field_sizes
     layout = {k: v for k, v in schema.table_layout().items() if k != "field_sizes"}
+    # Per-field widths apply to the main tables (the linear and auxiliary ones have their own width).
+    main_layout = {**layout, "field_dims": schema.field_dims} if schema.field_dims else layout
     backbone_cls = BACKBONES[backbone]
     options = {**_BACKBONE_DEFAULTS.get(backbone, {}), **(backbone_options or {})}
     uses_linear = getattr(backbone_cls, "uses_linear", False)
@@ -145,7 +147,7 @@ def build_model(
 
     if sel is None or sel.kind == "adafs":
         emb = L.FieldEmbedding(sizes, d_main, embeddings_initializer=embeddings_initializer,
-                               name="main_embedding", **layout)(ids)
+                               name="main_embedding", **main_layout)(ids)
         linear = None
         if uses_linear:
             linear = L.FieldEmbedding(sizes, 1, embeddings_initializer="zeros",
@@ -187,7 +189,7 @@ def build_model(
     mode = "compact" if compact else "scattered"
     emb = L.ConditionalEmbedding(sizes, d_main, output_mode=mode,
                                  embeddings_initializer=embeddings_initializer,
-                                 name="main_embedding", **layout)(*lookup)
+                                 name="main_embedding", **main_layout)(*lookup)
     linear = None
     if uses_linear:
         linear = L.ConditionalEmbedding(sizes, 1, output_mode=mode, embeddings_initializer="zeros",

@@ -40,7 +40,9 @@ def _embedding_tables(model):
     tables = {}
     for layer in model._flatten_layers(include_self=False, recursive=True):
         if isinstance(layer, (FieldEmbedding, ConditionalEmbedding)):
-            tables[id(layer.embeddings)] = layer.embeddings
+            for table in [layer.embeddings, *(t.embeddings for t in layer._width_tables.values())]:
+                if table is not None:
+                    tables[id(table)] = table
     return list(tables.values())
 
 

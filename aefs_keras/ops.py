@@ -182,7 +182,7 @@ def warmup_fields(indices, weights, warmup_weights, warming, num_fields: int, dt
 # --- Lookups of multi-valued and valued fields ------------------------------
 
 
-def lookup_fields(table, offsets, fields, indices=None, bag_fields=()):
+def lookup_fields(table, offsets, fields, indices=None, bag_fields=(), include=None):
     """Rows of `table` for each example's fields (all F, or the k at
     `indices`), one vector per field, reading only those fields' ids.
 
@@ -195,6 +195,8 @@ def lookup_fields(table, offsets, fields, indices=None, bag_fields=()):
             positions `bag_fields` their `bag_ids` (B, M, L) (-1: padding)
             and `bag_weights` (B, M, L).
         indices: (B, k) fields to look up, or None for all F in order.
+        include: F booleans: the fields this table holds (default all);
+            the others give zero vectors and read nothing.
 
     Returns (B, k or F, d): a field's row times its value, or for a
     multi-valued field the weighted sum of its values' rows (zeros for an
@@ -213,26 +215,33 @@ def lookup_fields(table, offsets, fields, indices=None, bag_fields=()):
         values = fields.get("values")
         if values is not None:
             values = tf.gather(values, indices, batch_dims=1)
-    if not bag_fields:
+    if not bag_fields and include is None:
         out = tf.gather(table, rows)
         return out if values is None else out * tf.cast(values, out.dtype)[..., None]
 
     num_fields = ids.shape[-1]
+    include = [True] * num_fields if include is None else [bool(v) for v in include]
     shape = tf.shape(rows)  # (B, m)
     positions = tf.broadcast_to(tf.range(shape[1])[None], shape) if indices is None else indices
-    bag_of = [-1] * num_fields  # field -> which bag (-1: single-valued)
+    bag_of = [-1] * num_fields  # field -> which bag (-1: single-valued, -2: not in this table)
     for j, f in enumerate(bag_fields):
         bag_of[f] = j
+    bag_of = [b if inc else -2 for b, inc in zip(bag_of, include)]
     bag = tf.gather(tf.constant(bag_of, tf.int32), positions)  # (B, m)
     slot = tf.reshape(tf.range(shape[0] * shape[1]), shape)  # (row, slot) -> output segment
     # Single-valued fields: one row each, scaled by its value.
-    single = bag < 0
+    single = tf.equal(bag, -1)
     single_rows = tf.boolean_mask(rows, single)
     single_weights = (tf.boolean_mask(values, single) if values is not None
                       else tf.ones(tf.shape(single_rows), table.dtype))
     single_slots = tf.boolean_mask(slot, single)
+    if not any(include[f] for f in bag_fields):
+        pooled = tf.math.unsorted_segment_sum(
+            tf.gather(table, single_rows) * tf.cast(single_weights, table.dtype)[:, None],
+            single_slots, shape[0] * shape[1])
+        return tf.reshape(pooled, tf.concat([shape, tf.shape(table)[1:]], 0))
     # Multi-valued fields: the values of the kept (row, field) pairs only.
-    pairs = tf.where(~single)  # (n, 2): [row, slot]
+    pairs = tf.where(bag >= 0)  # (n, 2): [row, slot]
     which = tf.stack([pairs[:, 0], tf.cast(tf.gather_nd(bag, pairs), tf.int64)], axis=1)
     bag_ids = tf.gather_nd(tf.cast(fields["bag_ids"], tf.int32), which)  # (n, L)
     bag_weights = tf.gather_nd(fields["bag_weights"], which)

@@ -48,6 +48,8 @@ class Categorical:
             ids and embedding rows this field uses (one table for both, e.g.
             an item id and a history of item ids). Give no id source of
             its own, or the same one.
+        embedding_dim: this field's embedding width (default None: the
+            model's `d_main`); see `Schema.field_dims`.
     """
 
     name: str
@@ -57,9 +59,11 @@ class Categorical:
     dtype: str | None = None
     oov_buckets: int = 1
     share_embedding_with: str | None = None
+    embedding_dim: int | None = None
 
     def __post_init__(self):
         _check_name(self.name)
+        _check_embedding_dim(self)
         given = [
             a
             for a in ("vocabulary_size", "vocabulary", "hash_buckets")
@@ -144,6 +148,8 @@ class Categorical:
             config["oov_buckets"] = int(self.oov_buckets)
         if self.share_embedding_with is not None:
             config["share_embedding_with"] = self.share_embedding_with
+        if self.embedding_dim is not None:
+            config["embedding_dim"] = self.embedding_dim
         return config
 
     def same_ids(self, other) -> bool:
@@ -228,15 +234,18 @@ class DenseNumeric:
         normalization: "none" (the value as is), "log" (sign(v) *
             log(1 + |v|)) or "standard" ((v - mean) / std).
         mean, std: for "standard" (std > 0).
+        embedding_dim: this field's embedding width (default: `d_main`).
     """
 
     name: str
     normalization: str = "none"
     mean: float = 0.0
     std: float = 1.0
+    embedding_dim: int | None = None
 
     def __post_init__(self):
         _check_name(self.name)
+        _check_embedding_dim(self)
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"`normalization` of field `{self.name}` must be one of "
                              f"{NORMALIZATIONS}. Received: normalization={self.normalization!r}")
@@ -262,6 +271,8 @@ class DenseNumeric:
         config = {"type": "dense_numeric", "name": self.name, "normalization": self.normalization}
         if self.normalization == "standard":
             config.update(mean=self.mean, std=self.std)
+        if self.embedding_dim is not None:
+            config["embedding_dim"] = self.embedding_dim
         return config
 
 
@@ -273,13 +284,16 @@ class Numeric:
         name: feature name.
         boundaries: strictly increasing bucket boundaries. A value v falls
             in bucket i when boundaries[i-1] <= v < boundaries[i].
+        embedding_dim: this field's embedding width (default: `d_main`).
     """
 
     name: str
     boundaries: tuple[float, ...] = ()
+    embedding_dim: int | None = None
 
     def __post_init__(self):
         _check_name(self.name)
+        _check_embedding_dim(self)
         bounds = tuple(float(b) for b in self.boundaries)
         if not bounds:
             raise ValueError(
@@ -303,15 +317,21 @@ class Numeric:
         return "float32"
 
     def to_config(self) -> dict[str, Any]:
-        return {
-            "type": "numeric",
-            "name": self.name,
-            "boundaries": list(self.boundaries),
-        }
+        config = {"type": "numeric", "name": self.name, "boundaries": list(self.boundaries)}
+        if self.embedding_dim is not None:
+            config["embedding_dim"] = self.embedding_dim
+        return config
 
 
 Field = Categorical | MultiCategorical | Numeric | DenseNumeric
 FIELD_TYPES = (Categorical, Numeric, DenseNumeric)  # MultiCategorical is a Categorical
+
+
+def _check_embedding_dim(field):
+    d = field.embedding_dim
+    if d is not None and (isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1):
+        raise ValueError(f"`embedding_dim` of field `{field.name}` must be a positive integer or None. "
+                         f"Received: embedding_dim={d!r}")
 
 
 def _check_name(name):
@@ -411,6 +431,14 @@ class Schema:
     def has_values(self) -> bool:
         """True when some field scales its vector by a value (DenseNumeric)."""
         return any(isinstance(f, DenseNumeric) for f in self.fields)
+
+    @property
+    def field_dims(self) -> list[int | None] | None:
+        """Per-field embedding widths (None entries: the model's d_main), or
+        None when no field sets one. The main embedding layers store each
+        width's fields in one table and project every field to d_main."""
+        dims = [f.embedding_dim for f in self.fields]
+        return None if all(d is None for d in dims) else dims
 
     def table_layout(self) -> dict[str, Any]:
         """The embedding layers' arguments that follow from the schema:
@@ -594,6 +622,11 @@ def _resolve_sharing(field, fields):
     if target.share_embedding_with is not None:
         raise ValueError(f"Field `{field.name}` shares the embedding of `{target_name}`, which shares "
                          f"another's: name the owner `{target.share_embedding_with}` instead.")
+    if field.embedding_dim != target.embedding_dim and field.embedding_dim is not None:
+        raise ValueError(f"Field `{field.name}` shares the embedding of `{target_name}`, so it has its "
+                         f"width: embedding_dim={target.embedding_dim!r}. Received: "
+                         f"embedding_dim={field.embedding_dim!r}")
+    field = dataclasses.replace(field, embedding_dim=target.embedding_dim)
     own = [a for a in ("vocabulary_size", "vocabulary", "hash_buckets") if getattr(field, a) is not None]
     if not own:
         return dataclasses.replace(field, vocabulary_size=target.vocabulary_size,

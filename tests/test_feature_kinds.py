@@ -27,6 +27,15 @@ def _schema():
     ])
 
 
+def _mixed_schema():
+    """With per-field widths: narrower and wider than d_main 8."""
+    f = list(_schema().fields)
+    import dataclasses
+    f[2] = dataclasses.replace(f[2], embedding_dim=12)
+    f[4] = dataclasses.replace(f[4], embedding_dim=4)
+    return ak.Schema(f)
+
+
 def _features():
     return {
         "item": tf.constant(["a", "b", "zz", "d"]),
@@ -148,6 +157,37 @@ def test_conditional_embedding_reads_only_kept_fields():
     # row 1 drops history's (empty) and row 3 drops tags' values: ids 5 + hash("x") read once (row 0 keeps none)
 
 
+def test_field_dims_project_each_field_to_one_width():
+    schema = _mixed_schema()
+    assert schema.field_dims == [None, None, 12, None, 4, None]
+    fields = FieldIds(schema)(_features())
+    emb = FieldEmbedding(**schema.table_layout(), output_dim=8, field_dims=schema.field_dims)
+    got = emb(fields).numpy()
+    assert emb.embeddings.shape == (5 + 2 + 4, 8)  # item (shared with history), price, age
+    wide, narrow = emb._width_tables['12'].embeddings.numpy(), emb._width_tables['4'].embeddings.numpy()
+    assert wide.shape == (50, 12) and narrow.shape == (11, 4)
+    ids = fields["ids"].numpy()
+    np.testing.assert_allclose(got[:, 4], narrow[ids[:, 4]] @ emb._projections['4'].numpy(), rtol=1e-5, atol=1e-6)
+    tags = np.zeros((4, 12), "float32")
+    for b in range(4):
+        for i, w in zip(fields["bag_ids"].numpy()[b, 1], fields["bag_weights"].numpy()[b, 1]):
+            if i >= 0:
+                tags[b] += w * wide[i]
+    np.testing.assert_allclose(got[:, 2], tags @ emb._projections['2'].numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[:, 0], emb.embeddings.numpy()[ids[:, 0]], rtol=1e-6)
+    # the compact lookup of kept fields equals the full lookup at those fields
+    cond = ConditionalEmbedding(**schema.table_layout(), output_dim=8, field_dims=schema.field_dims,
+                                output_mode="compact")
+    indices = tf.constant([[0, 2, 4], [1, 3, 4], [2, 4, 5], [0, 1, 2]])
+    cond.build(fields["ids"].shape, indices.shape)
+    cond.set_weights(emb.get_weights())
+    np.testing.assert_allclose(cond(fields, indices).numpy(), np.take_along_axis(got, indices.numpy()[..., None], 1),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="its width"):
+        ak.Schema([ak.Categorical("a", vocabulary_size=3, embedding_dim=4),
+                   ak.Categorical("b", share_embedding_with="a", embedding_dim=8)])
+
+
 MODELS = [(b, s) for b in ("deepfm", "dcn", "wide_deep", "dnn", "mlcc") for s in (None, "adafs", "aefs")]
 
 
@@ -160,8 +200,8 @@ def _dataset():
 def test_mixed_schema_trains_and_reloads(backbone, selection, tmp_path):
     keras.utils.set_random_seed(0)
     kw = {"k": 3} if selection else {}
-    model = ak.default_compile(ak.build_model(_schema(), backbone, selection, hidden_units=[8], d_main=8,
-                                              **kw))
+    model = ak.default_compile(ak.build_model(_mixed_schema(), backbone, selection, hidden_units=[8],
+                                              d_main=8, **kw))
     hist = model.fit(_dataset(), epochs=2, verbose=0)
     assert np.isfinite(hist.history["loss"]).all()
     before = model(_features())
@@ -175,7 +215,8 @@ def test_mixed_schema_trains_and_reloads(backbone, selection, tmp_path):
 
 def test_mixed_schema_serves_in_a_fresh_process(tmp_path):
     keras.utils.set_random_seed(0)
-    model = ak.default_compile(ak.build_model(_schema(), "deepfm", "aefs", k=3, hidden_units=[8], d_main=8))
+    model = ak.default_compile(ak.build_model(_mixed_schema(), "deepfm", "aefs", k=3, hidden_units=[8],
+                                              d_main=8))
     model.fit(_dataset(), epochs=1, verbose=0)
     path = ak.export(model, str(tmp_path), "mixed")
     want = model(_features())["probability"].numpy().ravel()

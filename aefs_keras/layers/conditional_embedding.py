@@ -8,15 +8,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aefs_keras.layers.field_embedding import (add_table, check_field_sizes, check_ids_shape, check_layout,
+from aefs_keras.layers.field_embedding import (FieldTables, check_field_sizes, check_ids_shape, check_layout,
                                                ids_shape_of, layout_config)
-from aefs_keras.ops import lookup_fields, scatter_fields, warmup_fields
+from aefs_keras.ops import scatter_fields, warmup_fields
 
 OUTPUT_MODES = ("scattered", "compact")
 
 
 @keras.saving.register_keras_serializable(package="aefs_keras")
-class ConditionalEmbedding(keras.layers.Layer):
+class ConditionalEmbedding(FieldTables, keras.layers.Layer):
     """Looks up only the k selected fields of each example.
 
     Gathers exactly B * k ids with `tf.gather` (the selected fields' ids
@@ -35,6 +35,7 @@ class ConditionalEmbedding(keras.layers.Layer):
         offsets, bag_fields: as in `FieldEmbedding` (shared blocks,
             multi-valued fields: a kept one reads all its values' rows, a
             dropped one none).
+        field_dims: per-field storage widths, as in `FieldEmbedding`.
 
     Call with `ids` (B, F) (or `FieldIds`' dict), `indices` (B, k) from `AuxiliarySelector`, and
     optionally `weights` (B, k). During a selector's soft warm-up, also pass
@@ -63,6 +64,7 @@ class ConditionalEmbedding(keras.layers.Layer):
         embeddings_regularizer=None,
         offsets=None,
         bag_fields=(),
+        field_dims=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -81,6 +83,7 @@ class ConditionalEmbedding(keras.layers.Layer):
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
         self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)
         self.offsets, self.table_rows, self.bag_fields = check_layout(self.field_sizes, offsets, bag_fields)
+        self._init_tables(field_dims)
         self._k = None
 
     @property
@@ -99,8 +102,7 @@ class ConditionalEmbedding(keras.layers.Layer):
         if warmup_weights_shape is not None and self.output_mode == "compact":
             raise ValueError("`warmup_weights` needs output_mode='scattered' (the warm-up looks "
                              "up all F fields). Received: output_mode='compact'")
-        self.embeddings = add_table(self, self.table_rows, self.output_dim,
-                                    self.embeddings_initializer, self.embeddings_regularizer)
+        self._build_tables()
 
     def call(self, ids, indices, weights=None, warmup_weights=None, warming=None, training=None):
         if training and warmup_weights is not None:
@@ -108,7 +110,7 @@ class ConditionalEmbedding(keras.layers.Layer):
                 raise ValueError("`warming` must be given with `warmup_weights`. Received: warming=None")
             indices, weights = warmup_fields(indices, weights, warmup_weights, warming,
                                              self.num_fields, self.compute_dtype)
-        rows = lookup_fields(self.embeddings.value, self.offsets, ids, indices, self.bag_fields)
+        rows = self._lookup(ids, indices)
         if weights is not None:
             rows = rows * tf.cast(weights, rows.dtype)[..., None]
         if self.output_mode == "compact":
@@ -126,6 +128,8 @@ class ConditionalEmbedding(keras.layers.Layer):
         """Main embedding values read per example (k rows)."""
         if self._k is None:
             raise ValueError("ConditionalEmbedding is not built yet; k is unknown.")
+        if self.field_dims:  # the mean width: what a row reads varies with the fields it keeps
+            return int(round(int(self._k) * sum(self.field_dims) / self.num_fields))
         return int(self._k) * self.output_dim
 
     def get_config(self):
@@ -137,5 +141,6 @@ class ConditionalEmbedding(keras.layers.Layer):
             embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer),
             embeddings_regularizer=keras.regularizers.serialize(self.embeddings_regularizer),
             **layout_config(self),
+            **self._tables_config(),
         )
         return config

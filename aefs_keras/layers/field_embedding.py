@@ -57,6 +57,104 @@ def layout_config(layer) -> dict:
     return config
 
 
+def check_field_dims(field_dims, num_fields: int, output_dim: int):
+    """Per-field storage widths (None: all `output_dim`)."""
+    if field_dims is None:
+        return None
+    dims = list(field_dims)
+    if len(dims) != num_fields or any(d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1)
+                                      for d in dims):
+        raise ValueError(f"`field_dims` must be {num_fields} positive integers (or None), one per "
+                         f"field. Received: field_dims={field_dims!r}")
+    dims = [output_dim if d is None else d for d in dims]
+    return None if all(d == output_dim for d in dims) else dims
+
+
+def width_groups(field_sizes, offsets, field_dims):
+    """Fields grouped by storage width, each group one table: (width, the
+    fields it holds (F booleans), their offsets in it, its rows). A shared
+    block (equal offsets) stays one block."""
+    groups = []
+    for width in sorted(set(field_dims)):
+        include = [d == width for d in field_dims]
+        local, block_start, rows = [], {}, 0
+        for f, (size, off) in enumerate(zip(field_sizes, offsets)):
+            if include[f] and int(off) not in block_start:
+                block_start[int(off)] = rows
+                rows += size
+            local.append(block_start.get(int(off), 0))
+        groups.append((width, include, np.asarray(local, "int32"), rows))
+    return groups
+
+
+class _WidthTable(keras.layers.Layer):
+    """One table of a per-field-width embedding layer (not used alone)."""
+
+    def __init__(self, rows, width, initializer, regularizer, **kwargs):
+        super().__init__(**kwargs)
+        self.rows, self.width = rows, width
+        self.initializer, self.regularizer = initializer, regularizer
+
+    def build(self, input_shape=None):
+        self.embeddings = add_table(self, self.rows, self.width, self.initializer, self.regularizer)
+
+
+class FieldTables:
+    """Shared by the embedding layers: the table(s) and the lookup. With
+    per-field widths (`field_dims`), fields of each width share a table and
+    a field narrower or wider than `output_dim` is mapped to it by a
+    learned (d_f, output_dim) projection, so every backbone gets one width."""
+
+    def _init_tables(self, field_dims):
+        self.field_dims = check_field_dims(field_dims, len(self.field_sizes), self.output_dim)
+        self._groups = (None if self.field_dims is None
+                        else width_groups(self.field_sizes, self.offsets, self.field_dims))
+        self._width_tables = {}
+        if self._groups:
+            for width, _, _, rows in self._groups:
+                if width != self.output_dim:
+                    self._width_tables[str(width)] = _WidthTable(rows, width, self.embeddings_initializer,
+                                                            self.embeddings_regularizer, name=f"width_{width}")
+
+    def _build_tables(self):
+        if self._groups is None:
+            self.embeddings = add_table(self, self.table_rows, self.output_dim,
+                                        self.embeddings_initializer, self.embeddings_regularizer)
+            return
+        self.embeddings = None
+        self._projections = {}
+        for width, include, _, rows in self._groups:
+            if width == self.output_dim:
+                self.embeddings = add_table(self, rows, width, self.embeddings_initializer,
+                                            self.embeddings_regularizer)
+                continue
+            self._width_tables[str(width)].build()
+            for f in np.flatnonzero(include):  # (string keys: TF's tracking needs them)
+                self._projections[str(f)] = self.add_weight(
+                    shape=(width, self.output_dim), initializer="glorot_uniform", name=f"projection_{f}")
+
+    def _lookup(self, ids, indices=None):
+        if self._groups is None:
+            return lookup_fields(self.embeddings.value, self.offsets, ids, indices, self.bag_fields)
+        out = None
+        for width, include, offsets, _ in self._groups:
+            table = self.embeddings if width == self.output_dim else self._width_tables[str(width)].embeddings
+            part = lookup_fields(table.value, offsets, ids, indices, self.bag_fields, include=include)
+            if width != self.output_dim:
+                fields = tf.cast(indices, tf.int32) if indices is not None else tf.range(len(include))[None]
+                projected = 0.0
+                for f, kernel in self._projections.items():
+                    if include[int(f)]:
+                        projected += tf.where(tf.equal(fields, int(f))[..., None],
+                                              tf.matmul(part, kernel), tf.zeros((), part.dtype))
+                part = projected
+            out = part if out is None else out + part
+        return out
+
+    def _tables_config(self):
+        return {"field_dims": list(self.field_dims)} if self.field_dims is not None else {}
+
+
 def check_ids_shape(layer_name: str, ids_shape, num_fields: int) -> None:
     ids_shape = ids_shape_of(ids_shape)
     if len(ids_shape) != 2 or ids_shape[-1] != num_fields:
@@ -91,7 +189,7 @@ def add_table(layer, rows: int, width: int, initializer, regularizer):
 
 
 @keras.saving.register_keras_serializable(package="aefs_keras")
-class FieldEmbedding(keras.layers.Layer):
+class FieldEmbedding(FieldTables, keras.layers.Layer):
     """Looks up all F fields of each row in one table with per-field offsets.
 
     This is the no-selection and late-selection path: F * `output_dim`
@@ -105,6 +203,8 @@ class FieldEmbedding(keras.layers.Layer):
         offsets: first table row of each field (default: ids end to end;
             `Schema.offsets` where fields share a block).
         bag_fields: positions of multi-valued fields (`Schema.bag_fields`).
+        field_dims: per-field storage widths (`Schema.field_dims`; None or
+            a None entry: `output_dim`); see `FieldTables`.
 
     Call with ids (B, F), or `FieldIds`' dict for schemas with
     multi-valued or dense numeric fields (see `aefs_keras.ops.lookup_fields`).
@@ -127,6 +227,7 @@ class FieldEmbedding(keras.layers.Layer):
         embeddings_regularizer=None,
         offsets=None,
         bag_fields=(),
+        field_dims=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -140,6 +241,7 @@ class FieldEmbedding(keras.layers.Layer):
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
         self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)
         self.offsets, self.table_rows, self.bag_fields = check_layout(self.field_sizes, offsets, bag_fields)
+        self._init_tables(field_dims)
 
     @property
     def num_fields(self) -> int:
@@ -147,20 +249,19 @@ class FieldEmbedding(keras.layers.Layer):
 
     def build(self, ids_shape):
         check_ids_shape(type(self).__name__, ids_shape, self.num_fields)
-        self.embeddings = add_table(self, self.table_rows, self.output_dim,
-                                    self.embeddings_initializer, self.embeddings_regularizer)
+        self._build_tables()
 
     def call(self, ids):
         # Gathering from the variable's value keeps the gradient sparse
         # (IndexedSlices over the rows read).
-        return lookup_fields(self.embeddings.value, self.offsets, ids, bag_fields=self.bag_fields)
+        return self._lookup(ids)
 
     def compute_output_shape(self, ids_shape):
         return (ids_shape_of(ids_shape)[0], self.num_fields, self.output_dim)
 
     def activated_parameters(self) -> int:
         """Embedding values read per example."""
-        return self.num_fields * self.output_dim
+        return int(sum(self.field_dims)) if self.field_dims else self.num_fields * self.output_dim
 
     def get_config(self):
         config = super().get_config()
@@ -174,5 +275,6 @@ class FieldEmbedding(keras.layers.Layer):
                 self.embeddings_regularizer
             ),
             **layout_config(self),
+            **self._tables_config(),
         )
         return config
