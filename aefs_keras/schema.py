@@ -595,18 +595,40 @@ def list_padding(dtype) -> Any:
 
 
 def dense_features(features: dict, schema) -> dict:
-    """Ragged list features (from `tf.io.parse_example` with
-    `example_feature_spec`, or `tf.strings.split`) -> padded (batch,
-    length) tensors, the form the model takes."""
+    """List features in the form the model takes: padded (batch, length)
+    tensors. Accepts ragged or sparse lists (`tf.io.parse_example` with
+    `example_feature_spec`, Parquet list columns) and, for a multi-valued
+    field, a delimited text cell per row (a CSV column read as a string:
+    "a|b|c", split at the field's `separator`; "" is an empty list).
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> s = Schema([MultiCategorical("tags", vocabulary_size=9)])
+    >>> dense_features({"tags": tf.constant(["1|2", "", "7"])}, s)["tags"].numpy().tolist()
+    [[1, 2], [-1, -1], [7, -1]]
+    """
     import tensorflow as tf
 
+    schema = as_schema(schema)
     out = dict(features)
-    for name, (shape, dtype) in as_schema(schema).input_specs().items():
+    multi = {f.name: f for f in schema.fields if isinstance(f, MultiCategorical)}
+    for name, (shape, dtype) in schema.input_specs().items():
         value = out.get(name)
-        if shape and isinstance(value, tf.RaggedTensor):
-            out[name] = value.to_tensor(default_value=list_padding(dtype))
-        elif shape and isinstance(value, tf.SparseTensor):
-            out[name] = tf.sparse.to_dense(value, default_value=list_padding(dtype))
+        if not shape or value is None:
+            continue
+        if isinstance(value, tf.SparseTensor):
+            value = tf.RaggedTensor.from_sparse(value)
+        if not isinstance(value, tf.RaggedTensor):
+            value = tf.convert_to_tensor(value)
+            if value.shape.rank != 1 or value.dtype != tf.string:
+                continue  # already padded lists
+            field = multi.get(name) or next(f for f in multi.values() if f.weight == name)
+            value = tf.strings.split(tf.strings.strip(value), field.separator)
+            value = tf.ragged.boolean_mask(value, tf.strings.length(value) > 0)
+            if dtype != "string":
+                value = tf.strings.to_number(value, tf.as_dtype(dtype))
+        out[name] = value.to_tensor(default_value=list_padding(dtype))
     return out
 
 

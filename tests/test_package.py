@@ -131,3 +131,16 @@ def test_layers_load_in_a_fresh_process_after_a_plain_import(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("ExploringSelector")
     assert isinstance(keras.models.load_model(path).get_layer("selector"), ak.experimental.ExploringSelector)
+
+
+def test_no_submodule_shares_a_name_with_an_exported_function():
+    # Importing such a submodule replaces the package attribute with the
+    # module (seen with `export` and `history_data`).
+    import pathlib
+
+    import aefs_keras
+    import aefs_keras.datasets
+
+    for package in (aefs_keras, aefs_keras.datasets):
+        modules = {p.stem for p in pathlib.Path(package.__file__).parent.glob("*.py")}
+        assert not modules & set(package._EXPORTS), modules & set(package._EXPORTS)

@@ -8,7 +8,7 @@ loader.py       load(): one entry point over all of them
 infer.py        a user's own file: the format read off its header and a sample
 ctr_data.py     CTRData, the train / valid / test container
 synthetic_data.py  the built-in default data with a planted answer
-history_data.py    a planted answer in a user history (a multi-valued field)
+planted_history.py a planted answer in a user history (a multi-valued field)
 benchmark_data.py  the small real sets under ../shared/data
 """
 
@@ -27,7 +27,7 @@ _EXPORTS = {
     "load": "loader",
     "CTRData": "ctr_data", "to_dataset": "ctr_data",
     "SyntheticData": "synthetic_data", "synthetic": "synthetic_data",
-    "history_data": "history_data",
+    "history_data": "planted_history",
     "load_benchmark": "benchmark_data",
 }
 __all__ = sorted(_EXPORTS)
