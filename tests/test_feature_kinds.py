@@ -2,6 +2,7 @@
 lookups against numpy, the ids a selecting model reads, and models that
 train, reload and serve with them."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -30,7 +31,6 @@ def _schema():
 def _mixed_schema():
     """With per-field widths: narrower and wider than d_main 8."""
     f = list(_schema().fields)
-    import dataclasses
     f[2] = dataclasses.replace(f[2], embedding_dim=12)
     f[4] = dataclasses.replace(f[4], embedding_dim=4)
     return ak.Schema(f)
@@ -154,7 +154,6 @@ def test_conditional_embedding_reads_only_kept_fields():
             else:
                 want.append(schema.offsets[f] + ids[b, f])
     assert sorted(grad.indices.numpy().tolist()) == sorted(want)
-    # row 1 drops history's (empty) and row 3 drops tags' values: ids 5 + hash("x") read once (row 0 keeps none)
 
 
 def test_field_dims_project_each_field_to_one_width():
