@@ -58,6 +58,7 @@ def main(argv=None) -> int:
     g.add_argument("--categorical", default="", help="comma-separated columns to treat as categorical")
     g.add_argument("--numeric", default="", help="comma-separated columns to treat as numeric (bucketised)")
     g.add_argument("--delimiter", help="one character (default: from the extension or the header)")
+    _kind_flags(g)
     g.add_argument("--split", help="train,valid,test fractions of one --train file (default 0.8,0.1,0.1)")
     g.add_argument("--split-mode", default="random", choices=["random", "sequential"],
                    help="random (by a seeded hash of each row) or sequential (file order, e.g. time order)")
@@ -112,6 +113,7 @@ def main(argv=None) -> int:
     p.add_argument("--numeric-columns", dest="numeric_columns", default="",
                    help="comma-separated columns to treat as numeric")
     p.add_argument("--delimiter", help="one character (default: from the extension or the header)")
+    _kind_flags(p)
     p.add_argument("--min-count", type=int, default=2)
     p.add_argument("--max-vocab", type=int, default=None,
                    help="at most this many values per field (the most frequent); the tail is hashed")
@@ -170,6 +172,18 @@ def main(argv=None) -> int:
         # One line naming the problem; --debug shows the traceback.
         print(f"aefs-keras {args.command}: error: {message}", file=sys.stderr)
         return 2
+
+
+def _kind_flags(group):
+    """Lists and numbers fed as values, for `train` and `preprocess`."""
+    group.add_argument("--multi-categorical", default="",
+                       help="comma-separated columns holding lists of values, e.g. tags 'a|b|c' "
+                            "(ak.MultiCategorical, mean-pooled)")
+    group.add_argument("--list-separator", default="|", help="splits a --multi-categorical cell (default '|')")
+    group.add_argument("--dense-numeric", default="",
+                       help="comma-separated numeric columns fed as values, not bucketised (ak.DenseNumeric)")
+    group.add_argument("--dense-normalization", default="standard", choices=["standard", "log", "none"],
+                       help="for --dense-numeric columns: standard (training mean and sd), log or none")
 
 
 def _user_error(e):

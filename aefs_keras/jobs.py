@@ -23,7 +23,8 @@ def _check_own_files(args, numeric_columns):
             raise FileNotFoundError(f"No such file: {path}")
     fmt, why = infer_format(args.train[0], label=args.label, columns=args.columns, ignore=args.ignore,
                             categorical=args.categorical, numeric=numeric_columns,
-                            delimiter=args.delimiter)
+                            delimiter=args.delimiter, multi_categorical=args.multi_categorical,
+                            dense_numeric=args.dense_numeric, list_separator=args.list_separator)
     check_last_lines(paths, strict=args.strict)
     return fmt, why
 
@@ -144,7 +145,8 @@ def _file_data(ak, args, fmt, split):
     else:
         pp = ak.datasets.fit_preprocessing(fmt, args.train, min_count=args.min_count, strict=args.strict,
                                            split=parts.get("train"), max_vocab=args.max_vocab,
-                                           oov_buckets=args.oov_buckets, **read_split)
+                                           oov_buckets=args.oov_buckets,
+                                           dense_normalization=args.dense_normalization, **read_split)
         if args.artifact:
             pp.save(args.artifact)
     if pp.skipped:  # before any training: the user may want to stop here
@@ -188,7 +190,8 @@ def preprocess(args) -> int:
 
     pp = ak.datasets.fit_preprocessing(fmt, paths, min_count=args.min_count, numeric=args.numeric,
                                        hash_above=args.hash_above, strict=args.strict, engine=args.engine,
-                                       max_vocab=args.max_vocab, oov_buckets=args.oov_buckets)
+                                       max_vocab=args.max_vocab, oov_buckets=args.oov_buckets,
+                                       dense_normalization=args.dense_normalization)
     pp.save(args.out)
     sizes = pp.schema.field_sizes
     print(f"Wrote {args.out}: {len(sizes)} fields, {sum(sizes):,} ids in all, from {pp.rows:,} rows "

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 import aefs_keras as ak
 from aefs_keras.datasets import csv_format, fit_preprocessing, load, Preprocessing
+from aefs_keras.layers import FieldIds
 
 from conftest import shared_data
 
@@ -282,6 +283,42 @@ def test_parquet(tmp_path):
     assert labels == [1.0, 0.0, 1.0] and feats["ad"] == [b"a", b"", b"b"] and np.isnan(feats["price"][1])
     with pytest.raises(Exception, match="missing column"):
         _read_all(ak.datasets.read_parquet(path, [("ad", "categorical"), ("nope", "label")]))
+
+
+def test_parquet_list_columns_train_and_match_the_lookup(tmp_path):
+    """Parquet list columns (strings with a null element and a null list,
+    integer ids) and a text column split at "|" come out padded as the model
+    takes them, and train a model with MultiCategorical and DenseNumeric."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = str(tmp_path / "lists.parquet")
+    pq.write_table(pa.table({
+        "tags": pa.array([["x", None, "y"], None, [], ["z"]], pa.list_(pa.string())),
+        "items": pa.array([[3, 1], [2], [], [0, 0, 4]], pa.list_(pa.int64())),
+        "text_tags": ["x|y", "", " z | x", None],
+        "price": [1.0, None, 2.5, 4.0], "click": [1, 0, 0, 1]}), path)
+    columns = [("tags", "multi_categorical"), ("items", "multi_categorical"), ("text_tags", "multi_categorical"),
+               ("price", "dense_numeric"), ("click", "label")]
+    ds = ak.datasets.read_parquet(path, columns, batch_size=4)
+    x, y = next(iter(ds))
+    assert x["tags"].numpy().tolist() == [[b"x", b"y"], [b"", b""], [b"", b""], [b"z", b""]]
+    assert x["items"].numpy().tolist() == [[3, 1, -1], [2, -1, -1], [-1, -1, -1], [0, 0, 4]]
+    assert x["text_tags"].numpy().tolist() == [[b"x", b"y"], [b"", b""], [b"z", b"x"], [b"", b""]]
+    assert np.isnan(x["price"].numpy()[1]) and y.numpy().tolist() == [1, 0, 0, 1]
+    schema = ak.Schema([ak.MultiCategorical("tags", vocabulary=["x", "y", "z"]),
+                        ak.MultiCategorical("items", vocabulary_size=5, combiner="sum"),
+                        ak.MultiCategorical("text_tags", vocabulary=["x", "y", "z"], share_embedding_with="tags"),
+                        ak.DenseNumeric("price", normalization="log")])
+    ids = FieldIds(schema)(x)
+    # Per-field ids (vocabulary ids from 1 after the OOV id 0; integer ids as they are), -1 padding.
+    np.testing.assert_array_equal(ids["bag_ids"].numpy()[:, :, :3].tolist(), [
+        [[1, 2, -1], [3, 1, -1], [1, 2, -1]], [[-1, -1, -1], [2, -1, -1], [-1, -1, -1]],
+        [[-1, -1, -1], [-1, -1, -1], [3, 1, -1]], [[3, -1, -1], [0, 0, 4], [-1, -1, -1]]])
+    model = ak.build_model(schema, "deepfm", "aefs", d_main=4, hidden_units=[4], k=2)
+    ak.default_compile(model)
+    model.fit(ds.repeat(2), epochs=1, verbose=0)
+    assert np.isfinite(model.predict(ds, verbose=0)).all()
 
 
 def _bad_rows_file(tmp_path, line_end="\n"):

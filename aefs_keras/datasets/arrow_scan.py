@@ -21,7 +21,8 @@ from typing import Callable
 
 import numpy as np
 
-from aefs_keras.datasets.formats import _NUMBER, CATEGORICAL, LABEL, NUMERIC, REASONS, ReadReport, TextFormat
+from aefs_keras.datasets.formats import (_NUMBER, FLOAT_KINDS, LABEL, MULTI_CATEGORICAL, REASONS, STRING_KINDS,
+                                         ReadReport, TextFormat)
 from aefs_keras.datasets.readers import _first_line
 
 _BLANK = re.compile(rb"(?m)^[ \t\r\f\v]*$")
@@ -165,7 +166,7 @@ class _Parser:
         self.fmt = fmt
         self.names = fmt.names
         self.label = [n for n, k in fmt.columns if k == LABEL][0]
-        self.numeric = [n for n, k in fmt.columns if k == NUMERIC]
+        self.numeric = [n for n, k in fmt.columns if k in FLOAT_KINDS]
         # Numbers checked and converted: the numeric fields, and a numeric label.
         self.num_cols = self.numeric + ([self.label] if fmt.positive_label is None else [])
         self.number = f"^{_NUMBER}$"
@@ -275,8 +276,9 @@ def _scan(pool, fmt, paths, report, strict, on_numeric, min_count, block_bytes, 
 
     parser = _Parser(fmt)
     header = fmt.delimiter.join(fmt.names)
-    categorical = [n for n, k in fmt.columns if k == CATEGORICAL]
-    counts = {n: _Counts() for n, k in fmt.features if k == CATEGORICAL}
+    categorical = [n for n, k in fmt.columns if k in STRING_KINDS]
+    multi = {n for n, k in fmt.columns if k == MULTI_CATEGORICAL}
+    counts = {n: _Counts() for n, k in fmt.features if k in STRING_KINDS}
     rows = 0
     for file_index, path in enumerate(paths):
         skip = 1 if fmt.header == "always" or (fmt.header == "auto" and _first_line(path) == header) else 0
@@ -308,9 +310,15 @@ def _scan(pool, fmt, paths, report, strict, on_numeric, min_count, block_bytes, 
                     wd = pa.array(weekday[ok].astype(str).astype(object), pa.string())
                     todo.append((counts["weekday"], pc.cast(wd, pa.binary())))
                     continue
-                if fmt.strip:
+                if bad_rows.size:
+                    col = col.filter(keep)
+                if n in multi:  # count the list's elements, as the reader splits them
+                    col = pc.list_flatten(pc.split_pattern(col, fmt.list_separator))
+                    col = pc.utf8_trim_whitespace(pc.cast(col, pa.string(), safe=False))
+                    col = pc.cast(col.filter(pc.not_equal(col, "")), pa.binary())
+                elif fmt.strip:
                     col = pc.cast(pc.utf8_trim_whitespace(pc.cast(col, pa.string(), safe=False)), pa.binary())
-                todo.append((counts[n], col.filter(keep) if bad_rows.size else col))
+                todo.append((counts[n], col))
             # Columns counted side by side: pyarrow releases the GIL.
             list(pool.map(lambda item: item[0].add(pc.value_counts(item[1])), todo))
             for n in parser.numeric:

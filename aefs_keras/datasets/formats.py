@@ -15,6 +15,13 @@ from typing import Sequence
 from aefs_keras.schema import Categorical, Schema
 
 LABEL, NUMERIC, CATEGORICAL, SKIP = "label", "numeric", "categorical", "skip"
+# Multi-valued cells ("a|b|c") and numbers fed as values (`ak.MultiCategorical`,
+# `ak.DenseNumeric`). The readers read the first like a categorical cell and
+# split it; the second like a numeric one.
+MULTI_CATEGORICAL, DENSE_NUMERIC = "multi_categorical", "dense_numeric"
+STRING_KINDS = (CATEGORICAL, MULTI_CATEGORICAL)
+FLOAT_KINDS = (NUMERIC, DENSE_NUMERIC)
+KINDS = (LABEL, NUMERIC, CATEGORICAL, MULTI_CATEGORICAL, DENSE_NUMERIC, SKIP)
 _NUMBER = r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"
 REASONS = {1: "wrong number of columns", 2: "non-numeric value in a numeric column", 3: "empty line",
            4: "bad libsvm token (expected index:value)", 5: "libsvm index outside its field's range",
@@ -29,8 +36,11 @@ class TextFormat:
     Args:
         name: format name.
         delimiter: one character.
-        columns: (column name, kind) pairs; kind is "label", "numeric",
-            "categorical" or "skip".
+        columns: (column name, kind) pairs; kind is "label", "numeric"
+            (bucketised), "categorical", "multi_categorical" (a list of
+            values in one cell, split at `list_separator`; read as a padded
+            (batch, length) string tensor, "" padding), "dense_numeric" (a
+            number fed as a value) or "skip".
         header: "none", "always" (first line of every file), or "auto"
             (skipped where the first line equals the column names).
         positive_label: when set, the label is 1 where the label cell
@@ -41,6 +51,7 @@ class TextFormat:
             to replace by two categorical fields, `<column>_of_day` ("00"
             to "23") and `weekday` ("0" Monday to "6" Sunday); a value that
             is not a valid date and hour makes the row bad.
+        list_separator: splits a "multi_categorical" cell (default "|").
     """
 
     name: str
@@ -50,6 +61,7 @@ class TextFormat:
     positive_label: str | None = None
     strip: bool = False
     split_time: str | None = None
+    list_separator: str = "|"
 
     @property
     def names(self):
@@ -183,15 +195,20 @@ def libsvm_schema(field_ranges: Sequence[tuple[str, int, int]]) -> Schema:
 
 
 def csv_format(columns: Sequence[tuple[str, str]], delimiter: str = ",", header: str = "auto",
-               name: str = "csv", positive_label: str | None = None, strip: bool = True) -> TextFormat:
-    """A generic delimited format from declared (column, kind) pairs."""
-    kinds = {LABEL, NUMERIC, CATEGORICAL, SKIP}
+               name: str = "csv", positive_label: str | None = None, strip: bool = True,
+               list_separator: str = "|") -> TextFormat:
+    """A generic delimited format from declared (column, kind) pairs; kinds
+    as in `TextFormat`."""
     for col in columns:
-        if len(col) != 2 or col[1] not in kinds:
-            raise ValueError(f"`columns` entries must be (name, kind) with kind in {sorted(kinds)}. "
+        if len(col) != 2 or col[1] not in KINDS:
+            raise ValueError(f"`columns` entries must be (name, kind) with kind in {sorted(KINDS)}. "
                              f"Received: {col!r}")
+    if not isinstance(list_separator, str) or len(list_separator) != 1 or list_separator == delimiter:
+        raise ValueError("`list_separator` must be one character other than the delimiter. "
+                         f"Received: list_separator={list_separator!r}")
     if len(delimiter) != 1:
         raise ValueError(f"`delimiter` must be one character. Received: delimiter={delimiter!r}")
     if header not in ("none", "always", "auto"):
         raise ValueError(f"`header` must be 'none', 'always' or 'auto'. Received: header={header!r}")
-    return TextFormat(name, delimiter, tuple(tuple(c) for c in columns), header, positive_label, strip)
+    return TextFormat(name, delimiter, tuple(tuple(c) for c in columns), header, positive_label, strip,
+                      list_separator=list_separator)

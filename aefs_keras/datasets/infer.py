@@ -5,7 +5,11 @@ work, and decides each column's kind from the first rows: a column whose
 non-empty values are all numbers is numeric, unless its name ends in "id"
 (ids are categories even when they are digits); anything else is
 categorical. `--categorical` / `--numeric` (or the arguments of the same
-names) override that; the decision is printed so that a user can check it.
+names) override that; `--multi-categorical` declares a column of lists
+("a|b|c", split at `--list-separator`) and `--dense-numeric` a number fed
+as a value rather than bucketised. The decision is printed so that a user
+can check it; a categorical column whose cells often hold the list
+separator is pointed out, since lists are never inferred.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import re
 from typing import Sequence
 
 from aefs_keras.datasets.formats import _NUMBER as NUMBER_PATTERN
-from aefs_keras.datasets.formats import CATEGORICAL, LABEL, NUMERIC, SKIP, TextFormat
+from aefs_keras.datasets.formats import (CATEGORICAL, DENSE_NUMERIC, LABEL, MULTI_CATEGORICAL, NUMERIC, SKIP,
+                                         TextFormat)
 
 _NUMBER = re.compile(rf"^\s*{NUMBER_PATTERN}\s*$")  # the readers' rule for a number
 _MISSING = {""}  # as the reader: a blank numeric cell is missing; "NA" is not a number
@@ -56,7 +61,9 @@ def _names(value):
 def infer_format(path: str, label: str = "label", columns: Sequence[str] | str | None = None,
                  ignore: Sequence[str] | str = (), categorical: Sequence[str] | str = (),
                  numeric: Sequence[str] | str = (), delimiter: str | None = None,
-                 sample_rows: int = 2000) -> tuple[TextFormat, dict[str, str]]:
+                 sample_rows: int = 2000, multi_categorical: Sequence[str] | str = (),
+                 dense_numeric: Sequence[str] | str = (),
+                 list_separator: str = "|") -> tuple[TextFormat, dict[str, str]]:
     """The `TextFormat` of a delimited file with a header row.
 
     Args:
@@ -65,6 +72,9 @@ def infer_format(path: str, label: str = "label", columns: Sequence[str] | str |
         columns: feature columns to use (default: all but `label` and `ignore`).
         ignore: columns to leave out.
         categorical, numeric: columns whose kind is given, not inferred.
+        multi_categorical: columns holding lists of values, split at
+            `list_separator` (`ak.MultiCategorical`).
+        dense_numeric: numeric columns fed as values (`ak.DenseNumeric`).
         delimiter: one character (default: from the extension, ".tsv" tab
             and ".csv" comma, else the more frequent of the two in the header).
         sample_rows: rows read to infer the kinds.
@@ -75,6 +85,9 @@ def infer_format(path: str, label: str = "label", columns: Sequence[str] | str |
     Raises:
         ValueError naming a column that is not in the header (and listing
         the header), or a column given two kinds.
+
+    `why` says "hint: ..." for a categorical column where a quarter or more
+    of the sampled cells hold `list_separator`.
 
     Example:
 
@@ -111,12 +124,19 @@ def infer_format(path: str, label: str = "label", columns: Sequence[str] | str |
 
     check("--label", [label])
     ignore, categorical, numeric = _names(ignore), _names(categorical), _names(numeric)
-    for flag, names in (("--columns", _names(columns)), ("--ignore", ignore), ("--categorical", categorical),
-                        ("--numeric", numeric)):
+    multi, dense = _names(multi_categorical), _names(dense_numeric)
+    given = (("--categorical", categorical), ("--numeric", numeric), ("--multi-categorical", multi),
+             ("--dense-numeric", dense))
+    for flag, names in (("--columns", _names(columns)), ("--ignore", ignore), *given):
         check(flag, names)
-    both = sorted(set(categorical) & set(numeric))
-    if both:
-        raise ValueError(f"--categorical and --numeric both name column(s) {both}")
+    for i, (flag, names) in enumerate(given):
+        for other, other_names in given[i + 1:]:
+            both = sorted(set(names) & set(other_names))
+            if both:
+                raise ValueError(f"{flag} and {other} both name column(s) {both}")
+    if not isinstance(list_separator, str) or len(list_separator) != 1 or list_separator == sep:
+        raise ValueError("--list-separator must be one character other than the delimiter. "
+                         f"Received: {list_separator!r}")
     features = _names(columns) or [h for h in header if h != label and h not in ignore]
     if label in features:
         raise ValueError(f"--columns: the label column {label!r} cannot also be a feature")
@@ -128,7 +148,11 @@ def infer_format(path: str, label: str = "label", columns: Sequence[str] | str |
             continue
         values = [r[j].strip() for r in rows]
         present = [v for v in values if v not in _MISSING]
-        if name in categorical:
+        if name in multi:
+            kinds[name], why[name] = MULTI_CATEGORICAL, f"--multi-categorical, split at {list_separator!r}"
+        elif name in dense:
+            kinds[name], why[name] = DENSE_NUMERIC, "--dense-numeric"
+        elif name in categorical:
             kinds[name], why[name] = CATEGORICAL, "--categorical"
         elif name in numeric:
             kinds[name], why[name] = NUMERIC, "--numeric"
@@ -139,6 +163,10 @@ def infer_format(path: str, label: str = "label", columns: Sequence[str] | str |
                 kinds[name], why[name] = NUMERIC, "every sampled value is a number"
         else:
             kinds[name], why[name] = CATEGORICAL, "has non-numeric values" if present else "no values sampled"
+            lists = sum(list_separator in v for v in present)
+            if present and lists >= 0.25 * len(present):
+                why[name] += (f"; hint: {lists} of {len(present)} sampled cells hold {list_separator!r}: "
+                              f"--multi-categorical {name} reads them as lists")
     label_values = [r[header.index(label)].strip() for r in rows]
     bad = [v for v in label_values if not _NUMBER.match(v)]
     if bad:
@@ -146,7 +174,7 @@ def infer_format(path: str, label: str = "label", columns: Sequence[str] | str |
                          f"{path} has e.g. {bad[0]!r}")
     spec = tuple((h, LABEL if h == label else kinds.get(h, SKIP)) for h in header)
     name = os.path.basename(path).split(".")[0] or "csv"
-    return TextFormat(name, sep, spec, header="always", strip=True), why
+    return TextFormat(name, sep, spec, header="always", strip=True, list_separator=list_separator), why
 
 
 def check_last_lines(paths: Sequence[str], strict: bool = False) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from aefs_keras.datasets.formats import FORMATS, FRAPPE_FIELDS, LibsvmFormat
+from aefs_keras.datasets.formats import FORMATS, FRAPPE_FIELDS, MULTI_CATEGORICAL, LibsvmFormat, TextFormat
 from aefs_keras.datasets.preprocess import Preprocessing
 from aefs_keras.datasets.readers import read_text
 from aefs_keras.datasets.records import read_tfrecord
@@ -53,6 +53,10 @@ def load(format, paths, batch_size: int = 2048, strict: bool = False, shuffle: b
     ds, report = read_text(format, paths, batch_size=batch_size, strict=strict, split=split,
                            split_mode=split_mode, split_seed=split_seed)
     if shuffle:
-        ds = ds.unbatch().shuffle(100_000, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+        ds = ds.unbatch().shuffle(100_000, seed=seed, reshuffle_each_iteration=True)
+        # List columns differ in length between batches: pad again, with ""
+        # (the model's padding for string lists).
+        lists = isinstance(format, TextFormat) and any(k == MULTI_CATEGORICAL for _, k in format.columns)
+        ds = ds.padded_batch(batch_size) if lists else ds.batch(batch_size)
         ds = ds.prefetch(tf.data.AUTOTUNE)
     return ds, report

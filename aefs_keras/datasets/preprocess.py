@@ -1,9 +1,10 @@
 """The preprocessing artifact: fitted in one streaming pass over the
 training files, saved as JSON, reused by training, evaluation and export.
 
-It holds the schema (vocabularies with a minimum count, numeric bucket
-boundaries, hashing for fields above a size) and the format it was read
-with. The schema is what the model's `FieldIds` layer carries into the
+It holds the schema (vocabularies with a minimum count, counted over list
+elements for multi-valued columns; numeric bucket boundaries; mean and
+standard deviation of numbers fed as values; hashing for fields above a
+size) and the format it was read with. The schema is what the model's `FieldIds` layer carries into the
 SavedModel, so a model never sees ids mapped two ways.
 """
 
@@ -19,9 +20,10 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from aefs_keras.datasets.formats import CATEGORICAL, FORMATS, NUMERIC, ReadReport, TextFormat
+from aefs_keras.datasets.formats import (DENSE_NUMERIC, FORMATS, MULTI_CATEGORICAL, NUMERIC, STRING_KINDS,
+                                         ReadReport, TextFormat)
 from aefs_keras.datasets.readers import _check_paths, read_text
-from aefs_keras.schema import Categorical, Numeric, Schema
+from aefs_keras.schema import NORMALIZATIONS, Categorical, DenseNumeric, MultiCategorical, Numeric, Schema
 
 ARTIFACT_VERSION = 1
 NUMERIC_TRANSFORMS = ("log_squared", "quantile")
@@ -130,7 +132,7 @@ class Preprocessing:
             "format": {"name": self.format.name, "delimiter": self.format.delimiter,
                        "columns": [list(c) for c in self.format.columns], "header": self.format.header,
                        "positive_label": self.format.positive_label, "strip": self.format.strip,
-                       "split_time": self.format.split_time},
+                       "split_time": self.format.split_time, "list_separator": self.format.list_separator},
             "schema": self.schema.get_config(), "rows": self.rows, "skipped": self.skipped,
             "options": self.options,
         })
@@ -155,7 +157,7 @@ class Preprocessing:
         fmt = d["format"]
         return cls(TextFormat(fmt["name"], fmt["delimiter"], tuple(tuple(c) for c in fmt["columns"]),
                               fmt["header"], fmt.get("positive_label"), fmt.get("strip", False),
-                              fmt.get("split_time")),
+                              fmt.get("split_time"), fmt.get("list_separator", "|")),
                    Schema.from_config(d["schema"]), d["rows"], d["skipped"], d["options"])
 
 
@@ -167,7 +169,7 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
                       seed: int = 0, progress: bool = True, strict: bool = False,
                       engine: str = "auto", split=None, split_mode: str = "random",
                       split_seed: int = 0, max_vocab: int | None = None,
-                      oov_buckets: int = 1) -> Preprocessing:
+                      oov_buckets: int = 1, dense_normalization: str = "standard") -> Preprocessing:
     """One streaming pass over `paths`: vocabularies and numeric boundaries.
 
     Args:
@@ -195,6 +197,12 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
             served lookup tables however many values a field has.
         oov_buckets: hashed ids per vocabulary field for values not in its
             vocabulary (default 1: one OOV id).
+        dense_normalization: for "dense_numeric" columns: "standard"
+            (default; mean and standard deviation of the training rows),
+            "log" or "none" (see `DenseNumeric`).
+
+    A "multi_categorical" column's vocabulary counts each list element
+    (not the cell), and the field becomes a `MultiCategorical`.
     """
     from aefs_keras.datasets import arrow_scan  # pyarrow only when installed
 
@@ -208,6 +216,9 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
             raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
     if not isinstance(min_count, int) or min_count < 1:
         raise ValueError(f"`min_count` must be a positive integer. Received: min_count={min_count!r}")
+    if dense_normalization not in NORMALIZATIONS:
+        raise ValueError(f"`dense_normalization` must be one of {NORMALIZATIONS}. "
+                         f"Received: dense_normalization={dense_normalization!r}")
     if engine not in ENGINES:
         raise ValueError(f"`engine` must be one of {ENGINES}. Received: engine={engine!r}")
     if engine == "arrow" and not arrow_scan.available():
@@ -217,13 +228,19 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
     if engine == "auto":
         engine = "arrow" if arrow_scan.available() and split is None else "tf"
     rng = np.random.default_rng(seed)
-    cat_names = [n for n, k in fmt.features if k == CATEGORICAL]
+    cat_names = [n for n, k in fmt.features if k in STRING_KINDS]
     maxima = {n: -math.inf for n, k in fmt.features if k == NUMERIC}
     reservoirs = {n: np.empty(0, "float32") for n in maxima}
     seen = {n: 0 for n in maxima}
+    # count, sum, sum of squares (float64) of each dense column's values
+    moments = {n: np.zeros(3) for n, k in fmt.features if k == DENSE_NUMERIC}
 
     def add_numeric(name, x):
         x = x[~np.isnan(x)]
+        if name in moments:
+            x = x.astype("float64")
+            moments[name] += (x.size, x.sum(), np.square(x).sum())
+            return
         if x.size:
             maxima[name] = max(maxima[name], float(x.max()))
             if numeric == "quantile":
@@ -247,7 +264,8 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
         counts, rows = arrow_scan.scan(fmt, paths, report, strict, add_numeric, min_count=min_count,
                                        progress=show, max_size=max_vocab)
     else:
-        counts, rows, report = _tf_scan(fmt, paths, batch_size, strict, cat_names, maxima, add_numeric, show,
+        counts, rows, report = _tf_scan(fmt, paths, batch_size, strict, cat_names, [*maxima, *moments],
+                                        add_numeric, show,
                                         dict(split=split, split_mode=split_mode, split_seed=split_seed))
     if progress:
         print(f"{chr(13) if tty else ''}preprocess: {rows:,} rows in {time.perf_counter() - start:.1f} s ({engine} engine); "
@@ -258,19 +276,35 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
     for name, kind in fmt.features:
         if kind == NUMERIC:
             fields.append(_numeric_field(name, numeric, maxima[name], reservoirs[name], buckets))
-        elif kind == CATEGORICAL:
+        elif kind == DENSE_NUMERIC:
+            fields.append(_dense_field(name, dense_normalization, *moments[name]))
+        elif kind in STRING_KINDS:
             vocab = vocabulary({v.decode("utf-8", "replace"): k for v, k in counts[name].items()}, min_count,
                                max_vocab)
+            cls, extra = ((MultiCategorical, dict(separator=fmt.list_separator)) if kind == MULTI_CATEGORICAL
+                          else (Categorical, {}))
+            if not vocab:  # a list column whose lists were all empty
+                vocab = [""]
             if hash_above is not None and len(vocab) > hash_above:
-                fields.append(Categorical(name, hash_buckets=hash_above))
+                fields.append(cls(name, hash_buckets=hash_above, **extra))
             else:
-                fields.append(Categorical(name, vocabulary=vocab, oov_buckets=oov_buckets))
+                fields.append(cls(name, vocabulary=vocab, oov_buckets=oov_buckets, **extra))
     options = dict(min_count=min_count, numeric=numeric, buckets=buckets, hash_above=hash_above,
-                   sample=sample, seed=seed, max_vocab=max_vocab, oov_buckets=oov_buckets)
+                   sample=sample, seed=seed, max_vocab=max_vocab, oov_buckets=oov_buckets,
+                   dense_normalization=dense_normalization)
     return Preprocessing(fmt, Schema(fields), rows, report.total_skipped, options)
 
 
-def _tf_scan(fmt, paths, batch_size, strict, cat_names, maxima, add_numeric, show, split):
+def _dense_field(name, normalization, n, total, squares):
+    if normalization != "standard":
+        return DenseNumeric(name, normalization=normalization)
+    mean = total / n if n else 0.0
+    var = squares / n - mean * mean if n else 0.0
+    std = math.sqrt(var) if var > 1e-12 else 1.0  # a constant column: only centred
+    return DenseNumeric(name, normalization="standard", mean=mean, std=std)
+
+
+def _tf_scan(fmt, paths, batch_size, strict, cat_names, float_names, add_numeric, show, split):
     """The pass on the TensorFlow reader: counts live in a TensorFlow hash
     table keyed "field index|value" (one C++ update per batch)."""
     ds, report = read_text(fmt, paths, batch_size=batch_size, strict=strict, **split)
@@ -278,7 +312,14 @@ def _tf_scan(fmt, paths, batch_size, strict, cat_names, maxima, add_numeric, sho
 
     @tf.function(reduce_retracing=True)  # batches differ in size where rows were skipped
     def count(features):
-        keys = tf.concat([tf.strings.join([f"{j}|", features[n]]) for j, n in enumerate(cat_names)], 0)
+        def values(name):
+            x = features[name]
+            if x.shape.rank == 2:  # a list column: its elements, less the "" padding
+                x = tf.reshape(x, [-1])
+                x = tf.boolean_mask(x, tf.strings.length(x) > 0)
+            return x
+
+        keys = tf.concat([tf.strings.join([f"{j}|", values(n)]) for j, n in enumerate(cat_names)], 0)
         unique, _, n = tf.unique_with_counts(keys, out_idx=tf.int64)
         table.insert(unique, table.lookup(unique) + n)
 
@@ -287,7 +328,7 @@ def _tf_scan(fmt, paths, batch_size, strict, cat_names, maxima, add_numeric, sho
         rows += int(label.shape[0])
         if cat_names:
             count(features)
-        for name in maxima:
+        for name in float_names:
             add_numeric(name, features[name].numpy())
         show(rows)
     counts = {n: {} for n in cat_names}

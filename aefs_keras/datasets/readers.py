@@ -9,7 +9,8 @@ the first line numbers kept per file (`ReadReport`), or, with `strict=True`,
 an error naming the file and line.
 
 Features come out raw (strings for categorical fields, float32 with NaN for
-missing numbers): the model's `FieldIds` maps them with the schema of the
+missing numbers, a padded (batch, length) string tensor for a
+multi-valued column): the model's `FieldIds` maps them with the schema of the
 preprocessing artifact (`aefs_keras.datasets.preprocess`), so training,
 evaluation and serving map ids one way only.
 """
@@ -24,8 +25,8 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from aefs_keras.datasets.formats import (_NUMBER, CATEGORICAL, LABEL, NUMERIC, REASONS, SPLIT_MODES, LibsvmFormat,
-                                         ReadReport, TextFormat, libsvm_schema)
+from aefs_keras.datasets.formats import (_NUMBER, FLOAT_KINDS, LABEL, MULTI_CATEGORICAL, REASONS, SPLIT_MODES,
+                                         STRING_KINDS, LibsvmFormat, ReadReport, TextFormat, libsvm_schema)
 from aefs_keras.schema import Schema
 
 def _open_text(path):
@@ -55,8 +56,9 @@ def _parse_batch(fmt: TextFormat, crlf: bool = False):
     label_col = label_col[0]
     numeric_label = fmt.positive_label is None
     # Whole column blocks per op (one regex, one to_number, one mask), not one op per column.
-    num_idx = [i for i, k in enumerate(kinds) if k == NUMERIC] + ([label_col] if numeric_label else [])
-    cat_idx = [i for i, k in enumerate(kinds) if k == CATEGORICAL]
+    num_idx = [i for i, k in enumerate(kinds) if k in FLOAT_KINDS] + ([label_col] if numeric_label else [])
+    cat_idx = [i for i, k in enumerate(kinds) if k in STRING_KINDS]
+    multi = {n for n, k in fmt.columns if k == MULTI_CATEGORICAL}
     num_names = [fmt.columns[i][0] for i in num_idx]
     cat_names = [fmt.columns[i][0] for i in cat_idx]
     if fmt.split_time is not None and fmt.split_time not in cat_names:
@@ -101,6 +103,8 @@ def _parse_batch(fmt: TextFormat, crlf: bool = False):
                 if name == fmt.split_time:
                     features[f"{name}_of_day"] = tf.boolean_mask(of_day, ok)
                     features["weekday"] = tf.boolean_mask(weekday, ok)
+                elif name in multi:
+                    features[name] = split_list_cells(cats[:, j], fmt.list_separator)
                 else:
                     features[name] = cats[:, j]
         if numeric_label:
@@ -113,6 +117,16 @@ def _parse_batch(fmt: TextFormat, crlf: bool = False):
         return features, label, tf.boolean_mask(line_numbers, bad), tf.boolean_mask(code, bad)
 
     return parse
+
+
+def split_list_cells(cells, separator):
+    """Text cells "a|b|c" -> a (rows, longest list) string tensor padded
+    with "" (the model's padding): values stripped, empty values dropped,
+    so "" is an empty list."""
+    values = tf.strings.split(cells, separator)
+    values = tf.ragged.map_flat_values(tf.strings.strip, values)
+    values = tf.ragged.boolean_mask(values, tf.strings.length(values) > 0)
+    return values.to_tensor(default_value="", shape=[None, None])
 
 
 def _split_time(text):

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from aefs_keras.datasets.formats import CATEGORICAL, LABEL, SKIP, csv_format
+from aefs_keras.datasets.formats import CATEGORICAL, LABEL, MULTI_CATEGORICAL, SKIP, csv_format
 from aefs_keras.datasets.readers import _check_paths
 from aefs_keras.schema import dense_features, example_feature_spec
 
@@ -74,8 +74,14 @@ def write_tfrecord_shards(dataset, directory: str, rows_per_shard: int = 1_000_0
 def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 2048):
     """Streams Parquet files (pyarrow, the `parquet` extra) as (features,
     label) batches; `columns` are (name, kind) pairs as in `csv_format`.
-    Nulls become NaN (numeric) or "" (categorical)."""
+    Nulls become NaN (numeric) or "" (categorical).
+
+    A "multi_categorical" column is a Parquet list column (list<string> or
+    list<integer>; null elements and a null list are dropped) or a text
+    column split at "|"; it comes out as the model takes it, a (batch,
+    length) tensor padded with "" (strings) or -1 (integers)."""
     try:
+        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError as e:
         raise ImportError("Parquet needs pyarrow: pip install 'aefs-keras[parquet]'") from e
@@ -83,6 +89,33 @@ def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 20
     fmt = csv_format(columns, name="parquet")
     label_name = [n for n, k in fmt.columns if k == LABEL][0]
     wanted = [(n, k) for n, k in fmt.columns if k != SKIP]
+    first = pq.ParquetFile(paths[0]).schema_arrow
+
+    def is_list(t):
+        return pa.types.is_list(t) or pa.types.is_large_list(t)
+
+    # The first file decides a list column's dtype (integer ids or strings).
+    int_lists = {n for n, k in wanted if k == MULTI_CATEGORICAL and n in first.names
+                 and is_list(first.field(n).type) and pa.types.is_integer(first.field(n).type.value_type)}
+
+    def pad(path, name, col):
+        if not is_list(col.type):
+            if name in int_lists:
+                raise ValueError(f"{path}: column {name!r} is {col.type}, not a list of integers as in {paths[0]}")
+            text = ["" if v is None else str(v) for v in col.to_pylist()]
+            lists = [[p.strip() for p in t.split(fmt.list_separator) if p.strip()] for t in text]
+        else:
+            lists = [[v for v in (row or []) if v is not None] for row in col.to_pylist()]
+            if name not in int_lists:
+                lists = [[str(v) for v in row if str(v)] for row in lists]
+            elif any(not isinstance(v, int) for row in lists for v in row):
+                raise ValueError(f"{path}: column {name!r} is {col.type}, not a list of integers as in {paths[0]}")
+        width = max([len(r) for r in lists] + [1])
+        fill = -1 if name in int_lists else ""
+        out = np.full((len(lists), width), fill, dtype="int64" if name in int_lists else object)
+        for i, row in enumerate(lists):
+            out[i, :len(row)] = row
+        return out
 
     def batches():
         for path in paths:
@@ -94,7 +127,9 @@ def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 20
                 out = {}
                 for n, k in wanted:
                     col = rb.column(n)
-                    if k == CATEGORICAL:
+                    if k == MULTI_CATEGORICAL:
+                        out[n] = pad(path, n, col)
+                    elif k == CATEGORICAL:
                         out[n] = np.array(["" if v is None else str(v) for v in col.to_pylist()], dtype=object)
                     else:
                         out[n] = np.array([np.nan if v is None else float(v) for v in col.to_pylist()],
@@ -104,6 +139,10 @@ def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 20
                     raise ValueError(f"{path}: the label column {label_name!r} has missing values")
                 yield out, (y > 0).astype("float32")
 
-    spec = ({n: tf.TensorSpec([None], tf.string if k == CATEGORICAL else tf.float32)
-             for n, k in wanted if k != LABEL}, tf.TensorSpec([None], tf.float32))
-    return tf.data.Dataset.from_generator(batches, output_signature=spec).prefetch(tf.data.AUTOTUNE)
+    def spec(n, k):
+        if k == MULTI_CATEGORICAL:
+            return tf.TensorSpec([None, None], tf.int64 if n in int_lists else tf.string)
+        return tf.TensorSpec([None], tf.string if k == CATEGORICAL else tf.float32)
+
+    signature = ({n: spec(n, k) for n, k in wanted if k != LABEL}, tf.TensorSpec([None], tf.float32))
+    return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(tf.data.AUTOTUNE)
