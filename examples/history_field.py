@@ -2,7 +2,10 @@
 which fields AEFS keeps (the table in docs/data.md, "A planted signal in a
 history field").
 
-    python examples/history_field.py [--seed 0]
+    python examples/history_field.py [--seed 0] [--export saved_models/serving]
+
+With --export, the model with every field is exported as `history` for TF
+Serving (examples/serving/history_request_*.json are requests for it).
 
 About a minute on 2 cores.
 """
@@ -21,6 +24,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rows", type=int, default=30_000)
+    parser.add_argument("--export", help="TF Serving base directory for the model with every field")
     args = parser.parse_args(argv)
     data = ak.datasets.history_data(num_rows=args.rows, num_items=100, num_groups=4)
     x, y = data.test_arrays
@@ -42,6 +46,8 @@ def main(argv=None):
     print("| model | test AUC | rows keeping `history` / `item` |\n|---|---|---|")
     full, auc, _ = run(data.schema)
     print(f"| DeepFM, all {data.schema.num_fields} fields | {auc:.3f} | - |")
+    if args.export:
+        print(f"Exported to {ak.export(full, args.export, 'history')}")
     names = [n for n in data.schema.names if n != "history"]
     _, auc, _ = run(data.schema.select(names), fields=names)
     print(f"| DeepFM without `history` | {auc:.3f} | - |")

@@ -4,7 +4,6 @@ the REST example files, the tf.Example signature and named input errors."""
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import textwrap
@@ -158,66 +157,15 @@ def test_tf_example_regress_signature(exported):
     assert sig.method_name == "tensorflow/serving/regress" and list(sig.inputs) == ["inputs"]
 
 
-def _tensorflow_dir():
-    return os.path.dirname(tf.__file__)
-
-
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
 def test_c_api_loader_matches_python(exported, tmp_path):
+    from c_api import run_c_api
+
     model, data, path = exported
-    tf_dir = _tensorflow_dir()
-    lib = os.path.join(tf_dir, "libtensorflow_cc.so.2")
-    assert os.path.exists(lib), f"the tensorflow wheel has no {lib}"
-    binary = str(tmp_path / "run_saved_model")
-    # No libtensorflow_cc.so symlink ships in the wheel: link the .so.2 by path.
-    build = subprocess.run(
-        ["gcc", "-O1", "-o", binary, os.path.join(ROOT, "tests", "native", "run_saved_model.c"),
-         f"-I{os.path.join(tf_dir, 'include')}", lib, os.path.join(tf_dir, "libtensorflow_framework.so.2"),
-         f"-Wl,-rpath,{tf_dir}"],
-        capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr[-3000:]
-
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    proto = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
-        proto.ParseFromString(f.read())
-    sig = proto.meta_graphs[0].signature_def["serving_default"]
     x = {k: v[:16].copy() for k, v in data.test_arrays[0].items()}
     x["C3"][0] = "never-seen-before"
     x["C4"][1] = ""
-    lines = []
-    for key, info in sig.inputs.items():
-        op, index = info.name.split(":")
-        file = str(tmp_path / f"in_{key}")
-        values = x[key]
-        with open(file, "wb") as f:
-            if values.dtype == object:
-                for s in values:
-                    b = s.encode()
-                    f.write(struct.pack("<I", len(b)) + b)
-                dtype = "string"
-            else:
-                dtype = {"float32": "float", "int64": "int64"}[values.dtype.name]
-                f.write(values.astype("<" + values.dtype.str[1:]).tobytes())
-        lines.append(f"input {op} {index} {dtype} {len(values)} {file}")
-    keys = {}
-    for key, info in sig.outputs.items():
-        if info.dtype == tf.string.as_datatype_enum:
-            continue  # selected_field_names: the loader prints numbers only
-        op, index = info.name.split(":")
-        lines.append(f"output {op} {index}")
-        keys[f"{op}:{index}"] = key
-    spec = tmp_path / "spec.txt"
-    spec.write_text("\n".join(lines) + "\n")
-    run = subprocess.run([binary, path, str(spec)], capture_output=True, text=True,
-                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert run.returncode == 0, run.stderr[-3000:]
-    got = {}
-    for line in run.stdout.strip().splitlines():
-        name, n, *values = line.split()
-        got[keys[name]] = np.array(values, dtype="float64")
-        assert len(values) == int(n)
+    got = run_c_api(path, x, tmp_path)
     expected = model.predict(x, verbose=0)
     np.testing.assert_allclose(got["probability"], expected[:, 0], atol=1e-5)
     python_selected = tf.saved_model.load(path).signatures["serving_default"](

@@ -62,11 +62,19 @@ def request_to_tensors(request: dict, input_dtypes: dict[str, str]) -> dict[str,
     tensors = {}
     for name, dtype in input_dtypes.items():
         values = columns[name]
+        # A list feature sends one list per row; TF Serving batches them into
+        # one dense tensor, so every row's list must have one length (pad
+        # with "" or -1).
+        lengths = {len(v) if isinstance(v, list) else None for v in values}
+        if len(lengths) != 1:
+            raise ValueError(f"input {name!r}: every row must send a list of one length, or every row a "
+                             f"single value (pad lists with \"\" or -1); got lengths {sorted(map(str, lengths))}")
         for j, v in enumerate(values):
-            if isinstance(v, bool) or not isinstance(v, _JSON_TYPES[dtype]):
-                raise ValueError(
-                    f"input {name!r}, element {j}: JSON value {v!r} is not of the expected type {dtype}"
-                )
+            for item in (v if isinstance(v, list) else [v]):
+                if isinstance(item, bool) or not isinstance(item, _JSON_TYPES[dtype]):
+                    raise ValueError(
+                        f"input {name!r}, element {j}: JSON value {item!r} is not of the expected type {dtype}"
+                    )
         tensors[name] = np.array(values, dtype=object if dtype == "string" else dtype)
     return tensors
 

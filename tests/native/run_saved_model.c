@@ -3,10 +3,11 @@
  *
  * usage: run_saved_model EXPORT_DIR SPEC_FILE
  * SPEC_FILE lines (tensor names come from the signature def):
- *   input  OP_NAME INDEX DTYPE COUNT DATA_FILE   DTYPE: float | int64 | string
+ *   input  OP_NAME INDEX DTYPE SHAPE DATA_FILE   DTYPE: float | int64 | string
+ *     SHAPE: ROWS (a vector) or ROWSxCOLS (a matrix, e.g. a list feature)
  *   output OP_NAME INDEX
- * Numeric data files hold COUNT little-endian values; string files hold
- * COUNT records of (uint32 length, bytes). Each output is printed on stdout
+ * Numeric data files hold ROWS*COLS little-endian values (row-major); string
+ * files hold as many records of (uint32 length, bytes). Each output is printed on stdout
  * as: OP_NAME:INDEX NUM_VALUES v1 v2 ...
  */
 #include <stdint.h>
@@ -36,19 +37,22 @@ static char *read_file(const char *path, long *size) {
   return buf;
 }
 
-static TF_Tensor *make_tensor(const char *dtype, int64_t count, const char *path) {
+static TF_Tensor *make_tensor(const char *dtype, const char *shape, const char *path) {
   long size;
   char *data = read_file(path, &size);
-  int64_t dims[1] = {count};
+  int64_t dims[2] = {0, 1};
+  int rank = sscanf(shape, "%ldx%ld", (long *)&dims[0], (long *)&dims[1]);
+  if (rank < 1 || dims[0] < 0 || dims[1] < 0) { fprintf(stderr, "bad shape %s\n", shape); exit(1); }
+  int64_t count = dims[0] * dims[1];
   TF_Tensor *t = NULL;
   if (strcmp(dtype, "float") == 0 || strcmp(dtype, "int64") == 0) {
     int is_float = dtype[0] == 'f';
     size_t width = is_float ? sizeof(float) : sizeof(int64_t);
     if ((size_t)size != width * count) { fprintf(stderr, "%s: expected %ld bytes\n", path, (long)(width * count)); exit(1); }
-    t = TF_AllocateTensor(is_float ? TF_FLOAT : TF_INT64, dims, 1, size);
+    t = TF_AllocateTensor(is_float ? TF_FLOAT : TF_INT64, dims, rank, size);
     memcpy(TF_TensorData(t), data, size);
   } else if (strcmp(dtype, "string") == 0) {
-    t = TF_AllocateTensor(TF_STRING, dims, 1, sizeof(TF_TString) * count);
+    t = TF_AllocateTensor(TF_STRING, dims, rank, sizeof(TF_TString) * count);
     TF_TString *out = (TF_TString *)TF_TensorData(t);
     long pos = 0;
     for (int64_t i = 0; i < count; ++i) {
@@ -100,16 +104,15 @@ int main(int argc, char **argv) {
   int n_in = 0, n_out = 0;
   FILE *spec = fopen(argv[2], "r");
   if (!spec) { fprintf(stderr, "cannot open %s\n", argv[2]); return 1; }
-  char kind[16], name[512], dtype[16], path[4096];
+  char kind[16], name[512], dtype[16], shape[64], path[4096];
   int index;
-  long count;
   while (fscanf(spec, "%15s %511s %d", kind, name, &index) == 3) {
     TF_Operation *op = TF_GraphOperationByName(graph, name);
     if (!op) { fprintf(stderr, "no operation named %s in the graph\n", name); return 1; }
     if (strcmp(kind, "input") == 0) {
-      if (fscanf(spec, "%15s %ld %4095s", dtype, &count, path) != 3 || n_in >= MAX_TENSORS) return 1;
+      if (fscanf(spec, "%15s %63s %4095s", dtype, shape, path) != 3 || n_in >= MAX_TENSORS) return 1;
       inputs[n_in] = (TF_Output){op, index};
-      input_values[n_in++] = make_tensor(dtype, count, path);
+      input_values[n_in++] = make_tensor(dtype, shape, path);
     } else {
       if (n_out >= MAX_TENSORS) return 1;
       outputs[n_out] = (TF_Output){op, index};
