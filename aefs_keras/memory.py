@@ -101,14 +101,24 @@ def memory_plan(schema, d_main: int = 32, d_aux: int = 4, selection: str | None 
     >>> plan = memory_plan(Schema([Categorical("ad", hash_buckets=1_000_000)]), d_main=16)
     >>> plan.table_bytes  # 10^6 rows x 16 values x 4 bytes
     64000000
+    >>> narrow = Schema([Categorical("ad", hash_buckets=1_000_000, embedding_dim=4)])
+    >>> memory_plan(narrow, d_main=16).table_bytes  # each field at its own width
+    16000000
     """
     from aefs_keras.schema import as_schema
 
     if embedding_optimizer not in _SLOTS:
         raise ValueError(f"`embedding_optimizer` must be one of {EMBEDDING_OPTIMIZERS}. "
                          f"Received: embedding_optimizer={embedding_optimizer!r}")
-    rows = as_schema(schema).total_size
+    from aefs_keras.layers.field_embedding import width_groups
+
+    schema = as_schema(schema)
+    rows = schema.total_size
     tables = [("main_embedding", rows, d_main)]
+    if schema.field_dims:  # per-field widths: one main table per width
+        dims = [d or d_main for d in schema.field_dims]
+        tables = [("main_embedding" if w == d_main else f"main_embedding_{w}", r, w)
+                  for w, _, _, r in width_groups(schema.field_sizes, schema.offsets, dims)]
     if uses_linear:
         tables.append(("linear_embedding", rows, 1))
     if selection == "aefs":

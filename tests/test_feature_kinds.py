@@ -3,12 +3,7 @@ lookups against numpy, the ids a selecting model reads, and models that
 train, reload and serve with them."""
 
 import dataclasses
-import json
 import os
-import shutil
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -17,8 +12,6 @@ import tensorflow as tf
 
 import aefs_keras as ak
 from aefs_keras.layers import ConditionalEmbedding, FieldEmbedding, FieldIds
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _schema():
@@ -191,92 +184,6 @@ def test_field_dims_project_each_field_to_one_width():
                    ak.Categorical("b", share_embedding_with="a", embedding_dim=8)])
 
 
-MODELS = [(b, s) for b in ("deepfm", "dcn", "wide_deep", "dnn", "mlcc") for s in (None, "adafs", "aefs")]
-
-
-def _dataset():
-    f = _features()
-    return tf.data.Dataset.from_tensor_slices((f, tf.constant([1.0, 0.0, 1.0, 0.0]))).repeat(4).batch(4)
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """Every backbone x selection on the mixed schema: trained, saved as
-    .keras and exported; {(backbone, selection): (model, .keras path,
-    export path)}."""
-    base = tmp_path_factory.mktemp("mixed")
-    out = {}
-    for backbone, selection in MODELS:
-        keras.utils.set_random_seed(0)
-        kw = {"k": 3} if selection else {}
-        model = ak.default_compile(ak.build_model(_mixed_schema(), backbone, selection, hidden_units=[8],
-                                                  d_main=8, **kw))
-        hist = model.fit(_dataset(), epochs=2, verbose=0)
-        assert np.isfinite(hist.history["loss"]).all(), (backbone, selection)
-        name = f"{backbone}_{selection}"
-        model.save(str(base / f"{name}.keras"))
-        out[backbone, selection] = (model, str(base / f"{name}.keras"), ak.export(model, str(base), name))
-    return out
-
-
-@pytest.mark.parametrize("backbone, selection", MODELS)
-def test_mixed_schema_trains_and_reloads(exported, backbone, selection):
-    model, path, _ = exported[backbone, selection]
-    before = model(_features())
-    after = keras.saving.load_model(path)(_features())
-    for a, b in zip(tf.nest.flatten(before), tf.nest.flatten(after)):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
-
-
-_REQUEST = """dict(item=tf.constant(["a", "b", "zz", "d"]),
-             history=tf.constant([["a", "b", ""], ["", "", ""], ["c", "c", "d"], ["q", "", ""]]),
-             tags=tf.constant([["x", "y"], ["", ""], ["z", ""], ["x", ""]]),
-             price=tf.constant([1.0, float("nan"), 3.0, 0.0]),
-             user=tf.constant([1, 2, 3, 40], tf.int64),
-             age=tf.constant([10.0, 20.0, 40.0, float("nan")]))"""
-
-
-def test_mixed_schema_serves_in_a_fresh_process(exported):
-    """All 15 exports, in one process that imports TensorFlow only; the
-    request has an empty list, unseen values ("zz", "q", user 40) and NaNs."""
-    paths = {f"{b}/{s}": e for (b, s), (_, _, e) in exported.items()}
-    script = textwrap.dedent(f"""
-        import json, sys, tensorflow as tf
-        out = {{}}
-        for key, path in {paths!r}.items():
-            answer = tf.saved_model.load(path).signatures["serving_default"](**{_REQUEST})
-            out[key] = answer["probability"].numpy().ravel().tolist()
-            if "selected_fields" in answer:
-                out[key + "/selected"] = answer["selected_fields"].numpy().tolist()
-        print(json.dumps(out))
-        print(any(m.startswith("aefs_keras") for m in sys.modules))
-    """)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
-    assert out.returncode == 0, out.stderr[-3000:]
-    lines = out.stdout.strip().splitlines()
-    assert lines[-1] == "False"
-    served = json.loads(lines[-2])
-    for (backbone, selection), (model, _, _) in exported.items():
-        want = model(_features())
-        want = want["probability"] if isinstance(want, dict) else want  # no selection: the probability only
-        key = f"{backbone}/{selection}"
-        np.testing.assert_allclose(served[key], want.numpy().ravel(), atol=1e-6, err_msg=key)
-        if selection:
-            assert np.array(served[key + "/selected"]).shape == (4, 3), key
-
-
-@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
-def test_c_api_loader_takes_lists(exported, tmp_path):
-    """TF Serving's loader (the C API) with (rows, length) list inputs."""
-    from c_api import run_c_api
-
-    model, _, path = exported["deepfm", "aefs"]
-    x = {k: v.numpy() for k, v in _features().items()}
-    got = run_c_api(path, x, tmp_path)
-    np.testing.assert_allclose(got["probability"], model(_features())["probability"].numpy().ravel(), atol=1e-6)
-
-
 def test_multi_valued_example_signature(tmp_path):
     schema = ak.Schema([ak.MultiCategorical("tags", vocabulary=["x", "y"]), ak.Categorical("u", vocabulary_size=3)])
     spec = ak.example_feature_spec(schema)
@@ -341,30 +248,3 @@ def test_csv_list_column_through_read_text(tmp_path):
     with pytest.raises(Exception, match="weights"):  # one weight per value
         FieldIds(schema)({**x, "weights": tf.constant([[1.0], [1.0], [1.0]])})
 
-
-@pytest.mark.parametrize("name", ["history_request_instances.json", "history_request_inputs.json"])
-def test_rest_list_requests_give_the_models_answer(name, tmp_path):
-    """examples/serving/history_request_*.json (lists of one length, -1
-    padding, an empty history, unseen ids, a NaN price) through TF Serving's
-    JSON rules give what the model gives."""
-    sys.path.insert(0, os.path.join(ROOT, "examples", "serving"))
-    import client
-
-    data = ak.datasets.history_data(num_rows=500)
-    keras.utils.set_random_seed(0)
-    model = ak.default_compile(ak.build_model(data.schema, "deepfm", hidden_units=[8], d_main=8))
-    model.fit(data.pipelines(0)[0], epochs=1, verbose=0)
-    path = ak.export(model, str(tmp_path), "history")
-    with open(os.path.join(ROOT, "examples", "serving", name)) as f:
-        request = json.load(f)
-    answer = client.predict_local(path, request)
-    got = ([r["probability"] for r in answer["predictions"]] if "instances" in request
-           else answer["outputs"]["probability"])
-    columns = (request["inputs"] if "inputs" in request
-               else {k: [r[k] for r in request["instances"]] for k in request["instances"][0]})
-    x = {k: np.array(v, "float32" if k == "price" else "int64") for k, v in columns.items()}
-    np.testing.assert_allclose(np.array(got).ravel(), model.predict(x, verbose=0).ravel(), atol=1e-6)
-    assert np.isnan(x["price"][1]) and (x["history"][1] == -1).all()
-    with pytest.raises(ValueError, match="input 'history': every row must send a list of one length"):
-        client.request_to_tensors({"inputs": {**columns, "history": [[1, 2], [3], [4, 5]]}},
-                                  {k: ("float32" if k == "price" else "int64") for k in columns})
