@@ -93,7 +93,16 @@ def fit(
         model = build_fn()
     callbacks = list(callbacks)
     if backup_dir is not None:
-        callbacks.insert(0, keras.callbacks.BackupAndRestore(
-            worker_backup_dir(backup_dir), save_freq=save_freq, delete_checkpoint=True))
+        own = worker_backup_dir(backup_dir)
+        meta = os.path.join(own, "training_metadata.json")
+        if os.path.exists(meta):  # say so: a user rerunning a killed job should see it continue
+            with open(meta) as f:
+                done = json.load(f)
+            epoch = int(done.get("epoch", 0)) + 1
+            # Keras restores the weights and optimizer state saved after that
+            # step, then runs the saved epoch again from its first batch.
+            print(f"Resuming from the backup in {own}: the weights after step {int(done.get('batch', -1)) + 1} "
+                  f"of epoch {epoch}; training continues with epoch {epoch} of {epochs}", flush=True)
+        callbacks.insert(0, keras.callbacks.BackupAndRestore(own, save_freq=save_freq, delete_checkpoint=True))
     history = model.fit(train, epochs=epochs, callbacks=callbacks, **fit_kwargs)
     return model, history

@@ -1,6 +1,11 @@
 """A user's own CSV through the documented commands: errors, training, export."""
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import keras
 import numpy as np
@@ -97,7 +102,10 @@ def test_preprocess_own_csv(clicks, tmp_path, capsys):
     assert "StringToHashBucketFast" in ops and not [op for op in ops if op_def_registry.get(op) is None]
 
 
-def test_synth_file_through_preprocess_and_train(tmp_path, capsys):
+def test_synth_preprocess_train_killed_resumed_and_export(tmp_path, capsys):
+    """The 10^7-row job's command chain at 2*10^4 rows: synth, preprocess,
+    `train` SIGKILLed after its first step-level backup and run again with
+    the same command (it resumes, reusing the artifact), then `export`."""
     path = tmp_path / "synth.tsv.gz"
     assert cli.main(["synth", str(path), "--rows", "20000", "--max-values", "20000"]) == 0
     rate = float(re.search(r"click rate (0\.\d+)", capsys.readouterr().out).group(1))
@@ -105,11 +113,33 @@ def test_synth_file_through_preprocess_and_train(tmp_path, capsys):
     artifact = tmp_path / "synth.json"
     assert cli.main(["preprocess", "criteo", str(path), "--out", str(artifact)]) == 0
     assert "(0 bad rows skipped)" in capsys.readouterr().out  # every row is valid Criteo
-    assert cli.main(["train", "--format", "criteo", "--train", str(path), "--artifact", str(artifact),
-                     "--epochs", "2", "--batch-size", "1024", "--hidden-units", "16", "--d-main", "8",
-                     "--out", str(tmp_path)]) == 0
-    auc = float(re.search(r"test AUC (0\.\d+)", capsys.readouterr().out).group(1))
-    assert auc > 0.6  # the planted label model is learnt
+    backup = tmp_path / "backup"
+    command = [sys.executable, "-m", "aefs_keras.cli", "train", "--format", "criteo", "--train", str(path),
+               "--artifact", str(artifact), "--selection", "aefs", "--epochs", "2", "--patience", "5",
+               "--batch-size", "256", "--hidden-units", "16", "--d-main", "8", "--backup-dir", str(backup),
+               "--save-freq", "10", "--out", str(tmp_path / "models"), "--name", "synth"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        meta = backup / "training_metadata.json"
+        deadline = time.time() + 300
+        while first.poll() is None and not meta.exists() and time.time() < deadline:
+            time.sleep(0.01)
+        killed = first.poll() is None
+        if killed:
+            os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert killed, "training ended before its first backup: " + (tmp_path / "first.log").read_text()[-2000:]
+    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    out = second.stdout
+    assert f"Using the preprocessing artifact {artifact}" in out
+    assert re.search(r"Resuming from the backup in .*backup: the weights after step \d+ of epoch 1", out), out
+    auc = float(re.search(r"test AUC (0\.\d+)", out).group(1))
+    assert auc > 0.6, out  # the planted label model is learnt
+    assert not (backup / "latest.weights.h5").exists()  # deleted once training finished
+    assert cli.main(["export", str(tmp_path / "models" / "synth.keras"), str(tmp_path / "serving"), "synth"]) == 0
+    assert (tmp_path / "serving" / "synth" / "1" / "saved_model.pb").exists()
 
 
 @pytest.fixture(scope="module")
