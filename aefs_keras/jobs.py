@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 
 # Selection options that `train` passes on only when given (so that one that
@@ -103,11 +104,16 @@ def train(args) -> int:
     best = int(max(range(len(history.history["val_auc"])), key=history.history["val_auc"].__getitem__))
     print(f"Best epoch by validation AUC: {best + 1} of {len(history.history['val_auc'])} "
           "(its weights are kept)")
+    from aefs_keras.progress import RateLine
+
     labels, probs = [], []
+    line = RateLine("evaluate")
     for x, y in data.test:
         probs.append(keras.ops.convert_to_numpy(model.predict_on_batch(x)).ravel())
         labels.append(keras.ops.convert_to_numpy(y).ravel())
+        line.update(line.count + len(labels[-1]))
     labels, probs = np.concatenate(labels), np.concatenate(probs)
+    line.done(f"{len(labels):,} test rows in {line.seconds:.1f} s")
     for report in data.reports:
         if report.total_skipped:
             print(report)
@@ -125,7 +131,7 @@ def train(args) -> int:
     model.save(path)
     print(f"Saved {path}")
     if args.export:
-        print(f"Exported to {ak.export(model, args.export, args.name, overwrite=False)}")
+        _export(ak, model, args.export, args.name, overwrite=False)
     return 0
 
 
@@ -217,8 +223,21 @@ def export(args) -> int:
 
     import aefs_keras as ak
 
+    start = time.perf_counter()
+    print(f"Loading {args.model} ...", flush=True)
     model = keras.models.load_model(args.model)
-    path = ak.export(model, args.base_dir, args.name, version=args.version,
-                     overwrite=args.overwrite, example_signature=False if args.no_example_signature else None)
-    print(f"Exported {args.model} to {path}")
+    print(f"Loaded in {time.perf_counter() - start:.1f} s", flush=True)
+    _export(ak, model, args.base_dir, args.name, version=args.version, overwrite=args.overwrite,
+            example_signature=False if args.no_example_signature else None)
     return 0
+
+
+def _export(ak, model, base_dir, name, **options):
+    """Export with a line before (it takes a while with big tables: the
+    lookups are traced and every table is written) and one after."""
+    start = time.perf_counter()
+    print(f"Exporting {name} to {base_dir} (tracing the signatures, writing the tables) ...", flush=True)
+    path = ak.export(model, base_dir, name, **options)
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+    print(f"Exported to {path} in {time.perf_counter() - start:.1f} s ({size / 1e6:,.1f} MB)", flush=True)
+    return path

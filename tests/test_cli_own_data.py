@@ -193,6 +193,8 @@ def test_own_csv_with_lists_and_values(tagged, tmp_path, capsys):
     out = capsys.readouterr().out
     assert re.search(r"tags\s+multi_categorical\s+\(--multi-categorical, split at '\|'\)", out)
     assert re.search(r"price\s+dense_numeric\s+\(--dense-numeric\)", out)
+    assert re.search(r"evaluate: [\d,]+ test rows in [\d.]+ s", out)
+    assert re.search(r"Exported to .*tagged.1 in [\d.]+ s \([\d.,]+ MB\)", out)
     auc = float(re.search(r"test AUC (0\.\d+)", out).group(1))
     assert auc > 0.68, out  # price alone gives 0.63, the planted logit 0.80
     shares = re.search(r"Share of test rows that kept each field \(k = 2 of 3\):\n  (.*)\n", out).group(1)
@@ -205,3 +207,27 @@ def test_own_csv_with_lists_and_values(tagged, tmp_path, capsys):
          "tags": tf.constant([["t1", "t3", "t30"], ["", "", ""], ["t2", "unseen-tag", ""]]),
          "price": tf.constant([3.0, float("nan"), 12.5])}
     np.testing.assert_allclose(serve(**x)["probability"].numpy(), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_progress_lines_in_a_log_have_rate_and_eta(monkeypatch, capsys):
+    """In a log file (not a terminal): a plain line every 10 s with the
+    rate and, against an estimated total, the share done and the time left."""
+    from aefs_keras import progress
+
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(progress.sys.stdout, "isatty", lambda: False, raising=False)
+    calls = []
+    line = progress.RateLine("preprocess", lambda: calls.append(1) or 1_000_000)
+    clock[0] = 105.0
+    line.update(50_000)  # 5 s: no line yet
+    clock[0] = 120.0
+    line.update(200_000)  # 20 s: 10,000 rows/s, 800,000 left
+    clock[0] = 125.0
+    line.update(250_000)  # 5 s since the last line: none
+    line.done("250,000 rows")
+    out = capsys.readouterr().out
+    assert out == ("preprocess: 200,000 rows, 10,000 rows/s, about 20 % of about 1,000,000; about 80 s left\n"
+                   "preprocess: 250,000 rows\n")
+    assert calls == [1]  # the estimate is made once, at the first line
+    assert progress.duration(59) == "59 s" and progress.duration(600) == "10 min" and progress.duration(9000) == "2.5 h"

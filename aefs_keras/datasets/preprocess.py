@@ -14,15 +14,14 @@ import dataclasses
 import json
 import math
 import os
-import sys
-import time
 
 import numpy as np
 import tensorflow as tf
 
 from aefs_keras.datasets.formats import (DENSE_NUMERIC, FORMATS, MULTI_CATEGORICAL, NUMERIC, STRING_KINDS,
                                          ReadReport, TextFormat)
-from aefs_keras.datasets.readers import _check_paths, read_text
+from aefs_keras.datasets.readers import _check_paths, estimate_rows, read_text
+from aefs_keras.progress import RateLine
 from aefs_keras.schema import NORMALIZATIONS, Categorical, DenseNumeric, MultiCategorical, Numeric, Schema
 
 ARTIFACT_VERSION = 1
@@ -246,17 +245,11 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
             if numeric == "quantile":
                 reservoirs[name], seen[name] = _reservoir(reservoirs[name], seen[name], x, sample, rng)
 
-    start, last = time.perf_counter(), [0.0]
-    # On a terminal one line redrawn each second; in a log file, a plain
-    # line every 10 s.
-    tty = sys.stdout.isatty()
-
-    def show(rows):
-        now = time.perf_counter()
-        if progress and now - last[0] > (1.0 if tty else 10.0):
-            text = f"preprocess: {rows:,} rows, {rows / (now - start):,.0f} rows/s"
-            print(f"\r{text}" if tty else text, end="" if tty else "\n", flush=True)
-            last[0] = now
+    share = 1.0 if split is None else float(split[1]) - float(split[0])
+    # The ETA comes from an estimate of the rows (file sizes over the bytes
+    # per line of the first lines), made at the first progress line.
+    line = RateLine("preprocess", lambda: share * estimate_rows(_check_paths(paths)), enabled=progress)
+    show = line.update
 
     if engine == "arrow":
         paths = _check_paths(paths)
@@ -267,9 +260,7 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
         counts, rows, report = _tf_scan(fmt, paths, batch_size, strict, cat_names, [*maxima, *moments],
                                         add_numeric, show,
                                         dict(split=split, split_mode=split_mode, split_seed=split_seed))
-    if progress:
-        print(f"{chr(13) if tty else ''}preprocess: {rows:,} rows in {time.perf_counter() - start:.1f} s ({engine} engine); "
-              f"{report.total_skipped} bad rows skipped")
+    line.done(f"{rows:,} rows in {line.seconds:.1f} s ({engine} engine); {report.total_skipped} bad rows skipped")
     if rows == 0:
         raise ValueError(f"No valid rows in {paths!r}:\n{report}")
     fields = []
