@@ -231,3 +231,44 @@ def test_progress_lines_in_a_log_have_rate_and_eta(monkeypatch, capsys):
                    "preprocess: 250,000 rows\n")
     assert calls == [1]  # the estimate is made once, at the first line
     assert progress.duration(59) == "59 s" and progress.duration(600) == "10 min" and progress.duration(9000) == "2.5 h"
+
+
+def test_own_parquet_file_with_a_list_column(tagged, tmp_path, capsys):
+    """The same rows as a Parquet file: kinds from the column types (the
+    tags a list<string> column, found without a flag), a seeded split of
+    the one file, training with AEFS and an export."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    import aefs_keras as ak
+
+    lines = tagged.read_text().splitlines()[1:]
+    cells = [line.split(",") for line in lines]
+    path = tmp_path / "tagged.parquet"
+    pq.write_table(pa.table({
+        "label": pa.array([int(c[0]) for c in cells], pa.int8()),
+        "user": [c[1] for c in cells],
+        "tags": pa.array([c[2].split("|") if c[2] else [] for c in cells], pa.list_(pa.string())),
+        "price": pa.array([float(c[3]) for c in cells], pa.float32()),
+    }), path)
+    artifact = tmp_path / "artifact.json"
+    code = cli.main(["train", "--train", str(path), "--dense-numeric", "price", "--selection", "aefs", "--k", "2",
+                     "--epochs", "6", "--batch-size", "128", "--hidden-units", "16", "--d-main", "8",
+                     "--artifact", str(artifact), "--out", str(tmp_path / "models"),
+                     "--export", str(tmp_path / "serving"), "--name", "tagged"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert re.search(r"tags\s+multi_categorical\s+\(a Parquet list column \(list<item: string>\)\)", out)
+    assert re.search(r"user\s+categorical\s+\(a string column\)", out)
+    pp = ak.datasets.Preprocessing.load(str(artifact))
+    assert isinstance(pp.schema.field("tags"), ak.MultiCategorical) and 4500 < pp.rows < 5100  # ~80 % of 6,000
+    test_rows = int(re.search(r"\(([\d,]+) rows; exact\)", out).group(1).replace(",", ""))
+    assert 500 < test_rows < 700  # ~10 %
+    auc = float(re.search(r"test AUC (0\.\d+)", out).group(1))
+    assert auc > 0.68, out  # as from the CSV
+    assert (tmp_path / "serving" / "tagged" / "1" / "saved_model.pb").exists()
+    # The split is a fixed function of (seed, file, row): the parts never share a row.
+    from aefs_keras.datasets.records import parquet_split_mask
+
+    parts = [parquet_split_mask(0, 0, 6000, s, "random", 0, 6000) for s in ((0, 0.8), (0.8, 0.9), (0.9, 1.0))]
+    assert (sum(p.astype(int) for p in parts) == 1).all()

@@ -112,6 +112,23 @@ def test_exploration_samples_in_training_only():
         ExploringSelector([5] * 6, k=3, exploration=-1)
 
 
+def test_always_keep_fields_are_on_every_row_and_the_rest_by_score():
+    ids = np.random.default_rng(3).integers(0, 5, size=(64, 6))
+    keras.utils.set_random_seed(0)
+    sel = ExploringSelector([5] * 6, k=3, always_keep=[4, 1])
+    for training in (False, True):
+        out = sel(ids, training=training)
+        scores, idx = out["scores"].numpy(), out["indices"].numpy()
+        # Fields 1 and 4 in every row; the third is the best-scoring of the others.
+        rest = np.where(np.isin(np.arange(6), [1, 4]), -np.inf, scores).argmax(1)
+        np.testing.assert_array_equal(idx, np.sort(np.stack([np.full(64, 1), np.full(64, 4), rest], 1), 1))
+        w = np.take_along_axis(scores, idx, 1)  # the weights are still the scores
+        np.testing.assert_allclose(out["weights"].numpy(), 3 * w / w.sum(1, keepdims=True), rtol=1e-5)
+    assert ExploringSelector.from_config(sel.get_config()).always_keep == (4, 1)
+    with pytest.raises(ValueError, match="always_keep"):
+        ExploringSelector([5] * 6, k=2, always_keep=[0, 1, 2])
+
+
 def test_warmup_is_soft_over_all_fields_then_hard():
     ids = np.random.default_rng(3).integers(0, 5, size=(8, 6))
     sel = L.AuxiliarySelector([5] * 6, k=3, warmup_steps=2)

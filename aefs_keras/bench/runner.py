@@ -100,6 +100,13 @@ def _model_args(spec: RunSpec, settings, importance=None):
     options["k_ratio"] = spec.k_ratio
     if options.get("field_prior") == "importance":  # AEFS started from a no-selection model's ranking
         options["field_prior"] = importance_prior(importance())
+    if options.get("always_keep") == "importance":
+        # The `always_keep_share` x k most important fields (validation
+        # permutation importance of a no-selection model) on every row.
+        share = float(options.pop("always_keep_share", 0.5))
+        drops = np.array(importance())
+        m = int(round(share * resolve_k(len(drops), None, spec.k_ratio)))
+        options["always_keep"] = tuple(sorted(int(i) for i in np.argsort(-drops, kind="stable")[:m]))
     research = kind == "aefs" and any(name in experimental.OPTIONS for name in options)
     args["selection"] = as_selection(kind, options) if not research else experimental.ResearchAEFS(**options)
     return args

@@ -27,6 +27,7 @@ REASONS = {1: "wrong number of columns", 2: "non-numeric value in a numeric colu
            4: "bad libsvm token (expected index:value)", 5: "libsvm index outside its field's range",
            6: "bad time value (expected YYMMDDHH)"}
 SPLIT_MODES = ("random", "sequential")
+PARQUET_SUFFIXES = (".parquet", ".parq")
 
 
 @dataclasses.dataclass(frozen=True)

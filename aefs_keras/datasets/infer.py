@@ -22,8 +22,8 @@ import re
 from typing import Sequence
 
 from aefs_keras.datasets.formats import _NUMBER as NUMBER_PATTERN
-from aefs_keras.datasets.formats import (CATEGORICAL, DENSE_NUMERIC, LABEL, MULTI_CATEGORICAL, NUMERIC, SKIP,
-                                         TextFormat)
+from aefs_keras.datasets.formats import (CATEGORICAL, DENSE_NUMERIC, LABEL, MULTI_CATEGORICAL, NUMERIC,
+                                         PARQUET_SUFFIXES, SKIP, TextFormat)
 
 _NUMBER = re.compile(rf"^\s*{NUMBER_PATTERN}\s*$")  # the readers' rule for a number
 _MISSING = {""}  # as the reader: a blank numeric cell is missing; "NA" is not a number
@@ -58,6 +58,59 @@ def _names(value):
     return [v.strip() for v in value if v.strip()]
 
 
+def _text_header(path, delimiter, sample_rows):
+    """The header, the delimiter and up to `sample_rows` well-formed rows."""
+    with _open(path) as f:
+        first = f.readline()
+        if not first.strip():
+            raise ValueError(f"{path}: the first line is empty; a header row with the column names is needed")
+        sep = _delimiter(path, first, delimiter)
+        header = next(csv.reader([first.rstrip("\r\n")], delimiter=sep))
+        header = [h.strip() for h in header]
+        if len(set(header)) != len(header):
+            dup = sorted({h for h in header if header.count(h) > 1})
+            raise ValueError(f"{path}: the header repeats column(s) {dup}")
+        rows = []
+        reader = csv.reader(f, delimiter=sep)
+        for row in reader:
+            if len(rows) >= sample_rows:
+                break
+            if len(row) == len(header):
+                rows.append(row)
+    return header, sep, rows
+
+
+def _parquet_header(path):
+    """The column names and Arrow types of a Parquet file (its schema; no
+    rows are read)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No such file: {path}")
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise ImportError("Parquet needs pyarrow: pip install 'aefs-keras[parquet]'") from e
+    try:
+        schema = pq.read_schema(path)
+    except Exception as e:  # noqa: BLE001 (pyarrow raises several kinds for a bad file)
+        raise ValueError(f"{path} is not a readable Parquet file ({e})") from e
+    return list(schema.names), {n: schema.field(n).type for n in schema.names}
+
+
+def _parquet_kind(name, t):
+    """A Parquet column's kind from its Arrow type."""
+    import pyarrow as pa
+
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return MULTI_CATEGORICAL, f"a Parquet list column ({t})"
+    if pa.types.is_integer(t):
+        if name.lower().endswith("id"):
+            return CATEGORICAL, f"{t}, but the name ends in 'id'"
+        return NUMERIC, f"an {t} column"
+    if pa.types.is_floating(t):
+        return NUMERIC, f"a {t} column"
+    return CATEGORICAL, f"a {t} column"
+
+
 def infer_format(path: str, label: str = "label", columns: Sequence[str] | str | None = None,
                  ignore: Sequence[str] | str = (), categorical: Sequence[str] | str = (),
                  numeric: Sequence[str] | str = (), delimiter: str | None = None,
@@ -67,7 +120,10 @@ def infer_format(path: str, label: str = "label", columns: Sequence[str] | str |
     """The `TextFormat` of a delimited file with a header row.
 
     Args:
-        path: the (first) file; ".gz" is decompressed.
+        path: the (first) file; ".gz" is decompressed. A ".parquet" file's
+            kinds come from its column types: a list column is
+            multi-categorical, integers numeric (categorical when the name
+            ends in "id"), floats numeric, anything else categorical.
         label: the label column (numbers; > 0 is a click).
         columns: feature columns to use (default: all but `label` and `ignore`).
         ignore: columns to leave out.
@@ -98,23 +154,10 @@ def infer_format(path: str, label: str = "label", columns: Sequence[str] | str |
     >>> fmt.features
     [('user_id', 'categorical'), ('price', 'numeric'), ('city', 'categorical')]
     """
-    with _open(path) as f:
-        first = f.readline()
-        if not first.strip():
-            raise ValueError(f"{path}: the first line is empty; a header row with the column names is needed")
-        sep = _delimiter(path, first, delimiter)
-        header = next(csv.reader([first.rstrip("\r\n")], delimiter=sep))
-        header = [h.strip() for h in header]
-        if len(set(header)) != len(header):
-            dup = sorted({h for h in header if header.count(h) > 1})
-            raise ValueError(f"{path}: the header repeats column(s) {dup}")
-        rows = []
-        reader = csv.reader(f, delimiter=sep)
-        for row in reader:
-            if len(rows) >= sample_rows:
-                break
-            if len(row) == len(header):
-                rows.append(row)
+    if str(path).endswith(PARQUET_SUFFIXES):  # kinds from the column types, not from a sample
+        (header, types), sep, rows = _parquet_header(path), ",", []
+    else:
+        (header, sep, rows), types = _text_header(path, delimiter, sample_rows), None
 
     def check(flag, names):
         unknown = [n for n in names if n not in header]
@@ -148,7 +191,9 @@ def infer_format(path: str, label: str = "label", columns: Sequence[str] | str |
             continue
         values = [r[j].strip() for r in rows]
         present = [v for v in values if v not in _MISSING]
-        if name in multi:
+        if types is not None and name not in (*multi, *dense, *categorical, *numeric):
+            kinds[name], why[name] = _parquet_kind(name, types[name])
+        elif name in multi:
             kinds[name], why[name] = MULTI_CATEGORICAL, f"--multi-categorical, split at {list_separator!r}"
         elif name in dense:
             kinds[name], why[name] = DENSE_NUMERIC, "--dense-numeric"
@@ -167,6 +212,13 @@ def infer_format(path: str, label: str = "label", columns: Sequence[str] | str |
             if present and lists >= 0.25 * len(present):
                 why[name] += (f"; hint: {lists} of {len(present)} sampled cells hold {list_separator!r}: "
                               f"--multi-categorical {name} reads them as lists")
+    if types is not None:
+        import pyarrow as pa
+
+        t = types[label]
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
+            raise ValueError(f"--label {label!r}: must be a number or boolean column (> 0 is a click); "
+                             f"{path} has {t}")
     label_values = [r[header.index(label)].strip() for r in rows]
     bad = [v for v in label_values if not _NUMBER.match(v)]
     if bad:
@@ -184,7 +236,7 @@ def check_last_lines(paths: Sequence[str], strict: bool = False) -> list[str]:
     error of the reader, naming the file.)"""
     cut = []
     for path in paths:
-        if str(path).endswith(".gz"):
+        if str(path).endswith((".gz", *PARQUET_SUFFIXES)):
             continue
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from aefs_keras.datasets.formats import FORMATS, FRAPPE_FIELDS, MULTI_CATEGORICAL, LibsvmFormat, TextFormat
+from aefs_keras.datasets.formats import (FORMATS, FRAPPE_FIELDS, MULTI_CATEGORICAL, LibsvmFormat, ReadReport,
+                                         TextFormat)
 from aefs_keras.datasets.preprocess import Preprocessing
-from aefs_keras.datasets.readers import read_text
-from aefs_keras.datasets.records import read_tfrecord
+from aefs_keras.datasets.readers import _check_paths, read_text
+from aefs_keras.datasets.records import is_parquet, read_parquet, read_tfrecord
 
 
 def load(format, paths, batch_size: int = 2048, strict: bool = False, shuffle: bool = False,
@@ -21,7 +22,8 @@ def load(format, paths, batch_size: int = 2048, strict: bool = False, shuffle: b
 
     Args:
         format: "criteo", "avazu", "kdd12", "frappe" (libsvm with Frappe's
-            field ranges), a `TextFormat` (see `csv_format`), a
+            field ranges), a `TextFormat` (see `csv_format`; for ".parquet"
+            files, its columns and kinds are what `read_parquet` reads), a
             `LibsvmFormat` (any field ranges), "tfrecord" (needs `schema`),
             or a path to a preprocessing artifact JSON (its format is used).
         paths: one file or several, read in order; ".gz" text is decompressed.
@@ -50,13 +52,34 @@ def load(format, paths, batch_size: int = 2048, strict: bool = False, shuffle: b
             raise ValueError(f"`format` must be one of {sorted(FORMATS) + ['tfrecord']}, a TextFormat "
                              f"or an artifact path. Received: format={format!r}")
         format = FORMATS[format]
-    ds, report = read_text(format, paths, batch_size=batch_size, strict=strict, split=split,
-                           split_mode=split_mode, split_seed=split_seed)
+    if is_parquet(paths):  # a format inferred from a Parquet file (or its artifact): its columns
+        if not isinstance(format, TextFormat):
+            raise ValueError(f"Parquet files need a format with their columns (`infer_format`, an "
+                             f"artifact or `csv_format`). Received: format={format!r}")
+        paths = _check_paths(paths)
+        ds = read_parquet(paths, format.columns, batch_size=batch_size, split=split, split_mode=split_mode,
+                          split_seed=split_seed, list_separator=format.list_separator)
+        report = ReadReport(paths)  # Parquet rows are typed: none is skipped
+    else:
+        ds, report = read_text(format, paths, batch_size=batch_size, strict=strict, split=split,
+                               split_mode=split_mode, split_seed=split_seed)
     if shuffle:
         ds = ds.unbatch().shuffle(100_000, seed=seed, reshuffle_each_iteration=True)
         # List columns differ in length between batches: pad again, with ""
         # (the model's padding for string lists).
         lists = isinstance(format, TextFormat) and any(k == MULTI_CATEGORICAL for _, k in format.columns)
-        ds = ds.padded_batch(batch_size) if lists else ds.batch(batch_size)
+        ds = ds.padded_batch(batch_size, padding_values=_list_padding(ds.element_spec)) if lists \
+            else ds.batch(batch_size)
         ds = ds.prefetch(tf.data.AUTOTUNE)
     return ds, report
+
+
+def _list_padding(spec):
+    """padded_batch's values: "" for strings, -1 for integer ids (the
+    model's padding), 0 for the rest."""
+    def pad(t):
+        if t.dtype == tf.string:
+            return tf.constant("", tf.string)
+        return tf.constant(-1 if t.dtype.is_integer else 0, t.dtype)
+
+    return tf.nest.map_structure(pad, spec)

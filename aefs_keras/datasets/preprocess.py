@@ -18,8 +18,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from aefs_keras.datasets.formats import (DENSE_NUMERIC, FORMATS, MULTI_CATEGORICAL, NUMERIC, STRING_KINDS,
-                                         ReadReport, TextFormat)
+from aefs_keras.datasets.formats import (DENSE_NUMERIC, FORMATS, LABEL, MULTI_CATEGORICAL, NUMERIC,
+                                         STRING_KINDS, ReadReport, TextFormat)
+from aefs_keras.datasets.records import is_parquet
 from aefs_keras.datasets.readers import _check_paths, estimate_rows, read_text
 from aefs_keras.progress import RateLine
 from aefs_keras.schema import NORMALIZATIONS, Categorical, DenseNumeric, MultiCategorical, Numeric, Schema
@@ -251,7 +252,11 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
     line = RateLine("preprocess", lambda: share * estimate_rows(_check_paths(paths)), enabled=progress)
     show = line.update
 
-    if engine == "arrow":
+    if is_parquet(_check_paths(paths)):  # pyarrow reads the columns; no text engine applies
+        counts, rows, report = _parquet_scan(fmt, _check_paths(paths), cat_names, [*maxima, *moments],
+                                             add_numeric, show, batch_size, split, split_mode, split_seed)
+        engine = "parquet"
+    elif engine == "arrow":
         paths = _check_paths(paths)
         report = ReadReport(paths)
         counts, rows = arrow_scan.scan(fmt, paths, report, strict, add_numeric, min_count=min_count,
@@ -293,6 +298,44 @@ def _dense_field(name, normalization, n, total, squares):
     var = squares / n - mean * mean if n else 0.0
     std = math.sqrt(var) if var > 1e-12 else 1.0  # a constant column: only centred
     return DenseNumeric(name, normalization="standard", mean=mean, std=std)
+
+
+def _parquet_scan(fmt, paths, cat_names, float_names, add_numeric, show, batch_size, split, split_mode,
+                  split_seed):
+    """The pass over Parquet files: value counts in Arrow (list columns over
+    their elements, as `read_parquet` reads them), numbers as float32."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from aefs_keras.datasets.arrow_scan import _Counts
+    from aefs_keras.datasets.records import parquet_batches
+
+    kinds = dict(fmt.columns)
+    label = [n for n, k in fmt.columns if k == LABEL][0]
+    counts = {n: _Counts() for n in cat_names}
+    report = ReadReport(paths)
+    rows = 0
+    for path, rb in parquet_batches(paths, [*cat_names, *float_names, label], max(batch_size, 65_536), split,
+                                    split_mode, split_seed):
+        if rb.column(label).null_count:
+            raise ValueError(f"{path}: the label column {label!r} has missing values")
+        for name in cat_names:
+            col = rb.column(name)
+            if kinds[name] == MULTI_CATEGORICAL:
+                if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
+                    col = pc.split_pattern(pc.cast(col, pa.string()), fmt.list_separator)
+                col = pc.cast(pc.list_flatten(col), pa.string())
+                col = pc.utf8_trim_whitespace(col.drop_null())
+                col = col.filter(pc.not_equal(col, ""))
+            else:
+                col = pc.fill_null(pc.cast(col, pa.string()), "")
+            counts[name].add(pc.value_counts(pc.cast(col, pa.binary())))
+        for name in float_names:
+            add_numeric(name, np.asarray(rb.column(name).to_numpy(zero_copy_only=False), "float32"))
+        rows += rb.num_rows
+        report.rows[path] += rb.num_rows
+        show(rows)
+    return {n: c.result(1) for n, c in counts.items()}, rows, report
 
 
 def _tf_scan(fmt, paths, batch_size, strict, cat_names, float_names, add_numeric, show, split):

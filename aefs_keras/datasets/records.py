@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from aefs_keras.datasets.formats import CATEGORICAL, LABEL, MULTI_CATEGORICAL, SKIP, csv_format
+from aefs_keras.datasets.formats import CATEGORICAL, LABEL, MULTI_CATEGORICAL, PARQUET_SUFFIXES, SKIP, csv_format
 from aefs_keras.datasets.readers import _check_paths
 from aefs_keras.schema import dense_features, example_feature_spec
 
@@ -71,7 +71,67 @@ def write_tfrecord_shards(dataset, directory: str, rows_per_shard: int = 1_000_0
     return paths
 
 
-def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 2048):
+def is_parquet(paths) -> bool:
+    """True when every path is a Parquet file (by its suffix); mixing
+    Parquet with text files is an error."""
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    flags = [str(p).endswith(PARQUET_SUFFIXES) for p in paths]
+    if any(flags) and not all(flags):
+        raise ValueError(f"`paths` mixes Parquet and text files: {[str(p) for p in paths]}")
+    return bool(flags) and all(flags)
+
+
+def _mix64(x):
+    """splitmix64's finaliser on uint64 (numpy): a fixed hash, so a row's
+    part of a split is the same in every pass and every run."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def parquet_split_mask(file_index, first_row, n, split, split_mode, split_seed, total_rows):
+    """Which of rows first_row .. first_row + n - 1 of file `file_index`
+    fall in `split` = (start, end): by a seeded hash of (seed, file, row)
+    ("random") or by position among all `total_rows` ("sequential", where
+    `first_row` counts from the start of the first file)."""
+    if split is None:
+        return np.ones(n, bool)
+    lo, hi = float(split[0]), float(split[1])
+    rows = np.arange(first_row, first_row + n, dtype=np.uint64)
+    if split_mode == "sequential":
+        u = rows.astype("float64") / float(total_rows)
+    else:
+        with np.errstate(over="ignore"):
+            key = _mix64(rows ^ _mix64(np.uint64(file_index) + np.uint64(split_seed) * np.uint64(1_000_003)))
+        u = (key >> np.uint64(11)).astype("float64") / float(1 << 53)
+    return (u >= lo) & (u < hi)
+
+
+def parquet_batches(paths, names, batch_size, split=None, split_mode="random", split_seed=0):
+    """(path, pyarrow RecordBatch) of the wanted columns, rows outside
+    `split` left out; a missing column is an error naming the file."""
+    import pyarrow.parquet as pq
+
+    total = sum(pq.ParquetFile(p).metadata.num_rows for p in paths) if split_mode == "sequential" else 0
+    before = 0
+    for i, path in enumerate(paths):
+        f = pq.ParquetFile(path)
+        missing = [n for n in names if n not in f.schema_arrow.names]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}")
+        row = before if split_mode == "sequential" else 0
+        for rb in f.iter_batches(batch_size=batch_size, columns=list(names)):
+            keep = parquet_split_mask(i, row, rb.num_rows, split, split_mode, split_seed, total)
+            row += rb.num_rows
+            if not keep.all():
+                rb = rb.filter(keep)
+            if rb.num_rows:
+                yield path, rb
+        before += f.metadata.num_rows
+
+
+def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 2048, split=None,
+                 split_mode: str = "random", split_seed: int = 0, list_separator: str = "|"):
     """Streams Parquet files (pyarrow, the `parquet` extra) as (features,
     label) batches; `columns` are (name, kind) pairs as in `csv_format`.
     Nulls become NaN (numeric) or "" (categorical).
@@ -79,14 +139,18 @@ def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 20
     A "multi_categorical" column is a Parquet list column (list<string> or
     list<integer>; null elements and a null list are dropped) or a text
     column split at "|"; it comes out as the model takes it, a (batch,
-    length) tensor padded with "" (strings) or -1 (integers)."""
+    length) tensor padded with "" (strings) or -1 (integers).
+
+    `split` = (start, end) keeps the rows whose position falls there, as in
+    `read_text`: by a seeded hash of (file, row) ("random", the default) or
+    by order across the files ("sequential")."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError as e:
         raise ImportError("Parquet needs pyarrow: pip install 'aefs-keras[parquet]'") from e
     paths = _check_paths(paths)
-    fmt = csv_format(columns, name="parquet")
+    fmt = csv_format(columns, name="parquet", list_separator=list_separator)
     label_name = [n for n, k in fmt.columns if k == LABEL][0]
     wanted = [(n, k) for n, k in fmt.columns if k != SKIP]
     first = pq.ParquetFile(paths[0]).schema_arrow
@@ -118,26 +182,22 @@ def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 20
         return out
 
     def batches():
-        for path in paths:
-            f = pq.ParquetFile(path)
-            missing = [n for n, _ in wanted if n not in f.schema_arrow.names]
-            if missing:
-                raise ValueError(f"{path}: missing column(s) {missing}")
-            for rb in f.iter_batches(batch_size=batch_size, columns=[n for n, _ in wanted]):
-                out = {}
-                for n, k in wanted:
-                    col = rb.column(n)
-                    if k == MULTI_CATEGORICAL:
-                        out[n] = pad(path, n, col)
-                    elif k == CATEGORICAL:
-                        out[n] = np.array(["" if v is None else str(v) for v in col.to_pylist()], dtype=object)
-                    else:
-                        out[n] = np.array([np.nan if v is None else float(v) for v in col.to_pylist()],
-                                          dtype="float32")
-                y = out.pop(label_name)
-                if np.isnan(y).any():
-                    raise ValueError(f"{path}: the label column {label_name!r} has missing values")
-                yield out, (y > 0).astype("float32")
+        for path, rb in parquet_batches(paths, [n for n, _ in wanted], batch_size, split, split_mode,
+                                        split_seed):
+            out = {}
+            for n, k in wanted:
+                col = rb.column(n)
+                if k == MULTI_CATEGORICAL:
+                    out[n] = pad(path, n, col)
+                elif k == CATEGORICAL:
+                    out[n] = np.array(["" if v is None else str(v) for v in col.to_pylist()], dtype=object)
+                else:
+                    out[n] = np.array([np.nan if v is None else float(v) for v in col.to_pylist()],
+                                      dtype="float32")
+            y = out.pop(label_name)
+            if np.isnan(y).any():
+                raise ValueError(f"{path}: the label column {label_name!r} has missing values")
+            yield out, (y > 0).astype("float32")
 
     def spec(n, k):
         if k == MULTI_CATEGORICAL:

@@ -5,8 +5,10 @@ selection_signal.yaml and others) still run and models saved with them
 still load; off the core path. docs/aefs.md has the measurements.
 
 - `ResearchAEFS`: `AEFS` plus `soft_gradient`, `exploration`,
-  `score_decay`, `aux_input="soft"` and `main_weighting="straight_through"`.
-- `ExploringSelector`: `AuxiliarySelector` with the first three.
+  `score_decay`, `aux_input="soft"`, `main_weighting="straight_through"`
+  and `always_keep` (fields kept on every row).
+- `ExploringSelector`: `AuxiliarySelector` with the first three and
+  `always_keep`.
 - `StraightThroughOnes`: ones forward, identity backward.
 """
 

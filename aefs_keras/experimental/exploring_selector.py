@@ -22,6 +22,10 @@ class ExploringSelector(AuxiliarySelector):
             scores). Inference always keeps the top k.
         score_decay: L2 penalty on the controller's output layer (see
             `SelectionController`; default 0).
+        always_keep: field indices every row keeps (at most k; default
+            none); the other k - len(always_keep) are chosen per row as
+            usual. Their weights are still their scores, so the controller
+            keeps learning how much each matters.
         **kwargs: as `AuxiliarySelector`.
 
     Example:
@@ -32,25 +36,37 @@ class ExploringSelector(AuxiliarySelector):
     TensorShape([1, 2])
     """
 
-    def __init__(self, field_sizes, soft_gradient=False, exploration=0.0, score_decay=0.0, **kwargs):
+    def __init__(self, field_sizes, soft_gradient=False, exploration=0.0, score_decay=0.0, always_keep=(),
+                 **kwargs):
         if isinstance(exploration, bool) or not isinstance(exploration, (int, float)) or exploration < 0:
             raise ValueError(f"`exploration` must be a number >= 0. Received: exploration={exploration!r}")
         self.soft_gradient = bool(soft_gradient)
         self.exploration = float(exploration)
         self.score_decay = score_decay  # checked by SelectionController
         super().__init__(field_sizes, **kwargs)
+        always_keep = tuple(int(f) for f in always_keep)
+        if len(set(always_keep)) != len(always_keep) or len(always_keep) > self.k or any(
+                not 0 <= f < self.num_fields for f in always_keep):
+            raise ValueError(f"`always_keep` must be at most k = {self.k} distinct field indices in "
+                             f"[0, {self.num_fields}). Received: always_keep={always_keep!r}")
+        self.always_keep = always_keep
         self._explore_seed = keras.random.SeedGenerator() if self.exploration > 0 else None
 
     def _controller_options(self):
         return {"score_decay": self.score_decay}
 
     def _rank_keys(self, scores, training):
-        if not (training and self.exploration > 0):
-            return None
-        # Gumbel top-k: k fields drawn without replacement from the scores,
-        # so a dropped field is sometimes kept and its score gets a gradient.
-        u = keras.random.uniform(tf.shape(scores), 1e-9, 1.0, seed=self._explore_seed)
-        return tf.math.log(scores + 1e-12) - self.exploration * tf.math.log(-tf.math.log(u))
+        keys = None
+        if training and self.exploration > 0:
+            # Gumbel top-k: k fields drawn without replacement from the scores,
+            # so a dropped field is sometimes kept and its score gets a gradient.
+            u = keras.random.uniform(tf.shape(scores), 1e-9, 1.0, seed=self._explore_seed)
+            keys = tf.math.log(scores + 1e-12) - self.exploration * tf.math.log(-tf.math.log(u))
+        if self.always_keep:
+            # Far above any score or log-score: these are in every row's top k.
+            lift = [1e4 if f in self.always_keep else 0.0 for f in range(self.num_fields)]
+            keys = (scores if keys is None else keys) + tf.constant(lift, scores.dtype)
+        return keys
 
     def _aux_mask(self, mask, soft):
         if not self.soft_gradient:
@@ -60,5 +76,5 @@ class ExploringSelector(AuxiliarySelector):
     def get_config(self):
         config = super().get_config()
         config.update(soft_gradient=self.soft_gradient, exploration=self.exploration,
-                      score_decay=self._controller.score_decay)
+                      score_decay=self._controller.score_decay, always_keep=list(self.always_keep))
         return config

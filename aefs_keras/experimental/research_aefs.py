@@ -12,7 +12,7 @@ AUX_INPUTS = ("selected", "soft")
 MAIN_WEIGHTINGS = ("scaled", "straight_through")
 # The options this adds to AEFS (the bench runner picks this class when a
 # grid variant sets any of them).
-OPTIONS = ("soft_gradient", "exploration", "score_decay", "aux_input", "main_weighting")
+OPTIONS = ("soft_gradient", "exploration", "score_decay", "aux_input", "main_weighting", "always_keep")
 
 
 @dataclasses.dataclass
@@ -20,7 +20,8 @@ class ResearchAEFS(AEFS):
     """`AEFS` plus research variants; none beat the paper's form on our data.
 
     Args:
-        soft_gradient, exploration, score_decay: see `ExploringSelector`.
+        soft_gradient, exploration, score_decay, always_keep: see
+            `ExploringSelector` (always_keep: field indices every row keeps).
         aux_input: what the small head sees: "selected" (default, the
             paper) or "soft" (all fields, scaled by their soft scores times F).
         main_weighting: "scaled" (default, the paper) or "straight_through":
@@ -39,6 +40,7 @@ class ResearchAEFS(AEFS):
     score_decay: float = 0.0
     aux_input: str = "selected"
     main_weighting: str = "scaled"
+    always_keep: tuple = ()
 
     def __post_init__(self):
         super().__post_init__()
@@ -53,6 +55,7 @@ class ResearchAEFS(AEFS):
 
         return ExploringSelector(field_sizes, k=k, soft_gradient=self.soft_gradient,
                                  exploration=self.exploration, score_decay=self.score_decay,
+                                 always_keep=tuple(self.always_keep),
                                  **self._selector_options(), **layout,
                                  embeddings_initializer=embeddings_initializer, name=name)
 
