@@ -43,13 +43,13 @@ def main(argv=None) -> int:
     p.add_argument("--version", type=int, default=1)
     p.set_defaults(func="aefs_keras.demo:run")
 
-    p = sub.add_parser("train", help="train on your CSV/TSV, files of a known format, or built-in data",
+    p = sub.add_parser("train", help="train on your CSV/TSV/Parquet, files of a known format, or built-in data",
                        description="Train, early-stopped on validation AUC; print exact test AUC and "
                                    "log-loss and (with a selection) each field's share of kept rows; save "
                                    "OUT/NAME.keras and optionally export for TF Serving. Your own data: "
                                    "--train FILE.csv --label COLUMN (a header row; kinds inferred).")
     g = p.add_argument_group("data")
-    g.add_argument("--train", nargs="+", help="training file(s): your CSV/TSV with a header, or --format files")
+    g.add_argument("--train", nargs="+", help="training file(s): your CSV/TSV with a header or Parquet, or --format files")
     g.add_argument("--valid", nargs="+", help="validation file(s) (default: --split of the --train file)")
     g.add_argument("--test", nargs="+", help="test file(s) (default: --split of --train, or --valid)")
     g.add_argument("--label", default="label", help="label column of your file (numbers; > 0 is a click)")
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("preprocess", help="fit the preprocessing artifact in one pass over training files")
     p.add_argument("inputs", nargs="+", help="[FORMAT] PATH ...: a known format (criteo, avazu, avazu_time, "
-                   "kdd12) and its files, or your CSV/TSV file(s) with a header")
+                   "kdd12) and its files, or your CSV/TSV file(s) with a header, or Parquet")
     p.add_argument("--out", required=True, help="artifact JSON to write")
     p.add_argument("--label", default="label", help="label column of your file")
     p.add_argument("--columns", help="comma-separated feature columns of your file")
