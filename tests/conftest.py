@@ -16,3 +16,17 @@ def shared_data(sub: str) -> pathlib.Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (the shared datasets are not beside this checkout)")
     return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_keras_state():
+    """Each test file starts from a clear Keras session: a worker runs many
+    files one after another, and the models and traced functions of earlier
+    files otherwise stay alive (and slow later tracing) until it exits."""
+    import gc
+
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()
+    yield
