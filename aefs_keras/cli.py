@@ -60,8 +60,11 @@ def main(argv=None) -> int:
     g.add_argument("--delimiter", help="one character (default: from the extension or the header)")
     _kind_flags(g)
     g.add_argument("--split", help="train,valid,test fractions of one --train file (default 0.8,0.1,0.1)")
-    g.add_argument("--split-mode", default="random", choices=["random", "sequential"],
-                   help="random (by a seeded hash of each row) or sequential (file order, e.g. time order)")
+    g.add_argument("--split-mode", default="random", choices=["random", "sequential", "time"],
+                   help="random (by a seeded hash of each row), sequential (file order) or time (by the "
+                        "--time-column's value: the earliest rows train, the latest test)")
+    g.add_argument("--time-column", help="for --split-mode time: a column of numbers (epoch seconds, "
+                                         "YYYYMMDD, ...); --ignore it to keep it out of the features")
     g.add_argument("--strict", action="store_true", help="a bad row or a cut-off last line is an error")
     g.add_argument("--format", help="files of a known format instead: criteo, avazu, avazu_time, kdd12")
     g.add_argument("--artifact", help="preprocessing artifact: used if it exists, else fitted and written")

@@ -30,6 +30,25 @@ def _check_own_files(args, numeric_columns):
     return fmt, why
 
 
+def _split_mode(args, fmt):
+    """--split-mode as the readers take it ("time:COLUMN" for time)."""
+    if args.split_mode != "time":
+        if args.time_column:
+            raise ValueError(f"--time-column applies to --split-mode time. Received: --split-mode {args.split_mode}")
+        return args.split_mode
+    if not args.time_column:
+        raise ValueError("--split-mode time needs --time-column COLUMN")
+    if isinstance(fmt, str):
+        from aefs_keras.datasets.formats import FORMATS
+
+        fmt = FORMATS.get(fmt)
+    names = getattr(fmt, "names", None)
+    if names is not None and args.time_column not in names:
+        raise ValueError(f"--time-column: column {args.time_column!r} is not in the files' columns "
+                         f"({', '.join(names)})")
+    return f"time:{args.time_column}"
+
+
 def _split(args):
     if args.valid or args.test:
         if args.split:
@@ -52,6 +71,7 @@ def train(args) -> int:
     own = bool(args.train) and not args.format
     if own:
         fmt, why = _check_own_files(args, args.numeric)  # before TensorFlow: errors come at once
+        _split_mode(args, fmt)
     import aefs_keras as ak
 
     # First, before any other TensorFlow op (multi-worker collectives).
@@ -144,7 +164,7 @@ def _file_data(ak, args, fmt, split):
     if split is not None:
         cut1, cut2 = split[0], split[0] + split[1]
         parts = {"train": (0.0, cut1), "valid": (cut1, cut2), "test": (cut2, 1.0)}
-    read_split = dict(split_mode=args.split_mode, split_seed=args.seed)
+    read_split = dict(split_mode=_split_mode(args, fmt), split_seed=args.seed)
     if args.artifact and os.path.exists(args.artifact):
         pp = ak.datasets.Preprocessing.load(args.artifact)
         print(f"Using the preprocessing artifact {args.artifact} ({pp.rows:,} rows fitted)")

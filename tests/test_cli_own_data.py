@@ -272,3 +272,23 @@ def test_own_parquet_file_with_a_list_column(tagged, tmp_path, capsys):
 
     parts = [parquet_split_mask(0, 0, 6000, s, "random", 0, 6000) for s in ((0, 0.8), (0.8, 0.9), (0.9, 1.0))]
     assert (sum(p.astype(int) for p in parts) == 1).all()
+
+
+def test_split_by_a_time_column(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    n = 3000
+    ts = rng.permutation(n) + 1_700_000_000  # epoch seconds, rows not in time order
+    user = rng.integers(0, 20, n)
+    y = (rng.random(n) < np.where(user < 10, 0.7, 0.2)).astype(int)
+    path = tmp_path / "events.csv"
+    path.write_text("label,ts,user_id\n" + "\n".join(f"{y[i]},{ts[i]},{user[i]}" for i in range(n)) + "\n")
+    err = _error(capsys, ["train", "--train", str(path), "--split-mode", "time"])
+    assert err.endswith("--split-mode time needs --time-column COLUMN")
+    err = _error(capsys, ["train", "--train", str(path), "--split-mode", "time", "--time-column", "when"])
+    assert "--time-column: column 'when' is not in the files' columns (label, ts, user_id)" in err
+    assert cli.main(["train", "--train", str(path), "--split-mode", "time", "--time-column", "ts", "--ignore", "ts",
+                     "--epochs", "1", "--batch-size", "256", "--hidden-units", "8", "--d-main", "4",
+                     "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert int(re.search(r"\(([\d,]+) rows; exact\)", out).group(1)) == 300  # the latest 10 % by ts
+    assert float(re.search(r"test AUC (0\.\d+)", out).group(1)) > 0.7

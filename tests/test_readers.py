@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import aefs_keras as ak
-from aefs_keras.datasets import csv_format, fit_preprocessing, load, Preprocessing
+from aefs_keras.datasets import csv_format, fit_preprocessing, load, Preprocessing, read_text
 from aefs_keras.layers import FieldIds
 
 from conftest import shared_data
@@ -418,3 +418,39 @@ def test_shared_files_same_artifact_on_both_engines():
     for fmt, path in (("criteo", criteo / "train.csv"), ("avazu", avazu / "train.csv")):
         a, t = (fit_preprocessing(fmt, [str(path)], progress=False, engine=e) for e in ("arrow", "tf"))
         assert a.schema == t.schema and a.rows == t.rows and a.skipped == t.skipped == 0
+
+
+def test_split_by_time_column_text_and_parquet(tmp_path):
+    """split_mode="time:COLUMN": the earliest rows train, the latest test,
+    whatever the file order; equal times stay together; a row without a
+    number there is a bad row."""
+    rng = np.random.default_rng(0)
+    n = 1000
+    when = rng.permutation(n) // 2 * 10  # pairs of equal times, shuffled
+    path = tmp_path / "t.csv"
+    rows = [f"{i % 2},{w},u{i % 7}" for i, w in enumerate(when)] + ["1,not-a-time,u1"]
+    path.write_text("label,ts,user\n" + "\n".join(rows) + "\n")
+    fmt = csv_format([("label", "label"), ("ts", "numeric"), ("user", "categorical")], header="always")
+    got = {}
+    for part in ((0.0, 0.8), (0.8, 0.9), (0.9, 1.0)):
+        ds, report = read_text(fmt, [str(path)], batch_size=64, split=part, split_mode="time:ts")
+        got[part] = np.concatenate([x["ts"].numpy() for x, _ in ds])
+        assert report.total_skipped == 1 and "non-numeric" in str(report)
+    train, valid, test = got.values()
+    assert len(train) + len(valid) + len(test) == n
+    assert train.max() < valid.min() and valid.max() < test.min()
+    assert (len(train), len(valid), len(test)) == (800, 100, 100)  # the cuts fall between pairs here
+    with pytest.raises(ValueError, match="no column 'when'"):
+        read_text(fmt, [str(path)], split=(0, 0.5), split_mode="time:when")
+
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"label": [i % 2 for i in range(n)], "ts": when.astype("int64"),
+                             "user": [f"u{i % 7}" for i in range(n)]}), tmp_path / "t.parquet")
+    columns = [("label", "label"), ("ts", "numeric"), ("user", "categorical")]
+    parts = [np.concatenate([x["ts"].numpy() for x, _ in ak.datasets.read_parquet(
+        str(tmp_path / "t.parquet"), columns, batch_size=64, split=part, split_mode="time:ts")])
+        for part in ((0.0, 0.8), (0.8, 0.9), (0.9, 1.0))]
+    for a, b in zip(parts, got.values()):
+        np.testing.assert_array_equal(np.sort(a), np.sort(b))

@@ -47,7 +47,10 @@ def _first_line(path, keep_end=False):
         raise ValueError(f"Cannot read {path}: {e}") from e
 
 
-def _parse_batch(fmt: TextFormat, crlf: bool = False):
+TIME = "__split_time__"  # the time column's value, while a time split filters rows
+
+
+def _parse_batch(fmt: TextFormat, crlf: bool = False, time_column: str | None = None):
     n_cols = len(fmt.columns)
     kinds = [k for _, k in fmt.columns]
     label_col = [i for i, k in enumerate(kinds) if k == LABEL]
@@ -91,8 +94,15 @@ def _parse_batch(fmt: TextFormat, crlf: bool = False):
                 allowed = good | blank
             ok &= tf.reduce_all(allowed, axis=1)
             numbers = tf.where(good, tf.strings.to_number(tf.where(good, text, "0"), tf.float32), float("nan"))
+        if time_column is not None:  # a row without a number there has no place in a time split
+            text = tf.strings.strip(cells[:, fmt.names.index(time_column)])
+            good = tf.strings.regex_full_match(text, _NUMBER)
+            ok &= good
+            when = tf.strings.to_number(tf.where(good, text, "0"), tf.float64)
         # Every output is masked with the final `ok`, so all have the same rows.
         features = {}
+        if time_column is not None:
+            features[TIME] = tf.boolean_mask(when, ok)
         if num_idx:
             numbers = tf.boolean_mask(numbers, ok)
         for j, name in enumerate(num_names[:len(num_names) - int(numeric_label)]):
@@ -227,6 +237,25 @@ def _count_lines(path):
     return count + (last != b"\n")  # a last line without its newline still counts
 
 
+_TIME_VALUES = {}
+
+
+def _time_cuts(fmt, paths, column, lo, hi):
+    """The `lo` and `hi` quantiles of `column` over every valid row of
+    `paths` (one pass, cached per process by file, size and mtime)."""
+    key = (column, tuple((p, os.path.getsize(p), os.path.getmtime(p)) for p in paths), fmt.delimiter)
+    if key not in _TIME_VALUES:
+        ds, _ = read_text(fmt, paths, batch_size=65_536, _time_column=column)
+        parts = [features[TIME].numpy() for features, _ in ds]
+        values = np.sort(np.concatenate(parts)) if parts else np.empty(0)
+        if not values.size:
+            raise ValueError(f"split by time: no row of {paths} has a number in column {column!r}")
+        _TIME_VALUES.clear()  # one file set at a time: 8 bytes a row
+        _TIME_VALUES[key] = values
+    values = _TIME_VALUES[key]
+    return tuple(float(values[min(int(q * len(values)), len(values) - 1)]) for q in (lo, hi))
+
+
 def estimate_rows(paths, sample_lines: int = 2000) -> int:
     """About how many lines `paths` hold, from each file's size and the
     bytes per line of its first `sample_lines` lines (compressed bytes for
@@ -260,7 +289,7 @@ def _check_paths(paths):
 
 
 def read_text(fmt, paths, batch_size=2048, strict=False, report=None, split=None, split_mode="random",
-              split_seed=0, num_parallel_calls=tf.data.AUTOTUNE):
+              split_seed=0, num_parallel_calls=tf.data.AUTOTUNE, _time_column=None):
     """Streams text files (plain or .gz) as (features, label) batches.
 
     Args:
@@ -268,7 +297,13 @@ def read_text(fmt, paths, batch_size=2048, strict=False, report=None, split=None
         split: None (every row) or (start, end) fractions: the rows whose
             position falls in [start, end). "random" places each row by a
             hash of (file, line, split_seed); "sequential" by its order in
-            the files (time order when the files are). Both are the same
+            the files (time order when the files are); "time:COLUMN" by the
+            value of a column holding numbers (epoch seconds, YYYYMMDD,
+            YYMMDDHH ...): the rows between the start and end quantiles of
+            that column over all rows, so the earliest rows train and the
+            latest test (rows with equal times stay together, so the parts'
+            sizes are about, not exactly, the fractions; the column's values
+            are read in a first pass, once per process). All are the same
             in every run, so (0, 0.8) and (0.8, 1.0) never share a row.
 
     Returns (dataset, report). Batches hold up to `batch_size` rows (fewer
@@ -281,15 +316,23 @@ def read_text(fmt, paths, batch_size=2048, strict=False, report=None, split=None
         lo, hi = (float(v) for v in split)
         if not 0.0 <= lo < hi <= 1.0:
             raise ValueError(f"`split` must be (start, end) with 0 <= start < end <= 1. Received: split={split!r}")
-        if split_mode not in SPLIT_MODES:
-            raise ValueError(f"`split_mode` must be one of {SPLIT_MODES}. Received: split_mode={split_mode!r}")
-        if split_mode == "sequential":
+        by_time = isinstance(split_mode, str) and split_mode.startswith("time:")
+        if split_mode not in SPLIT_MODES and not by_time:
+            raise ValueError(f"`split_mode` must be one of {SPLIT_MODES} or 'time:COLUMN'. "
+                             f"Received: split_mode={split_mode!r}")
+        if by_time:
+            _time_column = split_mode[len("time:"):]
+            if not isinstance(fmt, TextFormat) or _time_column not in fmt.names:
+                raise ValueError(f"split_mode={split_mode!r}: no column {_time_column!r} in the files' columns "
+                                 f"({', '.join(getattr(fmt, 'names', []))})")
+            cut_lo, cut_hi = _time_cuts(fmt, paths, _time_column, lo, hi)
+        elif split_mode == "sequential":
             counts = [_count_lines(p) for p in paths]
             offsets = np.cumsum([0] + counts[:-1]).tolist()
             total = float(sum(counts))
 
     def select(i, n, lines):
-        if split is None:
+        if split is None or _time_column is not None:
             return n, lines
         if split_mode == "random":
             key = tf.strings.join([str(split_seed), str(i), tf.strings.as_string(n)], ":")
@@ -314,11 +357,19 @@ def read_text(fmt, paths, batch_size=2048, strict=False, report=None, split=None
     def one_file(i, path):
         # Windows line ends: strip the "\r" only where the file has them.
         crlf = _first_line(path, keep_end=True).endswith("\r\n")
-        parse = _parse_libsvm(fmt) if isinstance(fmt, LibsvmFormat) else _parse_batch(fmt, crlf)
+        parse = _parse_libsvm(fmt) if isinstance(fmt, LibsvmFormat) else _parse_batch(fmt, crlf, _time_column)
         skip = 1 if fmt.header == "always" or (fmt.header == "auto" and _first_line(path) == header) else 0
         def parse_batch(first, lines):
             n = first + tf.range(tf.size(lines, out_type=tf.int64))
-            return (first, *parse(*select(i, n, lines)))
+            features, label, bad_lines, bad_codes = parse(*select(i, n, lines))
+            if split is not None and _time_column is not None:
+                when = features.pop(TIME)
+                keep = tf.ones_like(when, tf.bool) if lo == 0.0 else when >= cut_lo
+                if hi < 1.0:
+                    keep &= when < cut_hi
+                features = {k: tf.boolean_mask(v, keep) for k, v in features.items()}
+                label = tf.boolean_mask(label, keep)
+            return first, features, label, bad_lines, bad_codes
 
         ds = _line_batches(path, batch_size, skip, errors).map(parse_batch, num_parallel_calls=num_parallel_calls)
 

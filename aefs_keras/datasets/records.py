@@ -112,16 +112,36 @@ def parquet_batches(paths, names, batch_size, split=None, split_mode="random", s
     `split` left out; a missing column is an error naming the file."""
     import pyarrow.parquet as pq
 
+    time_column = split_mode[len("time:"):] if split is not None and str(split_mode).startswith("time:") else None
+    if time_column is not None:  # the split's quantiles of that column over every file, as in read_text
+        values = []
+        for path in paths:
+            if time_column not in pq.ParquetFile(path).schema_arrow.names:
+                raise ValueError(f"split_mode={split_mode!r}: {path} has no column {time_column!r}")
+            col = pq.read_table(path, columns=[time_column]).column(0)
+            if col.null_count:
+                raise ValueError(f"split by time: column {time_column!r} of {path} has missing values")
+            values.append(np.asarray(col.to_numpy(), "float64"))
+        values = np.sort(np.concatenate(values))
+        cuts = [values[min(int(q * len(values)), len(values) - 1)] for q in split]
     total = sum(pq.ParquetFile(p).metadata.num_rows for p in paths) if split_mode == "sequential" else 0
     before = 0
+    columns = list(names) + ([time_column] if time_column is not None and time_column not in names else [])
     for i, path in enumerate(paths):
         f = pq.ParquetFile(path)
         missing = [n for n in names if n not in f.schema_arrow.names]
         if missing:
             raise ValueError(f"{path}: missing column(s) {missing}")
         row = before if split_mode == "sequential" else 0
-        for rb in f.iter_batches(batch_size=batch_size, columns=list(names)):
-            keep = parquet_split_mask(i, row, rb.num_rows, split, split_mode, split_seed, total)
+        for rb in f.iter_batches(batch_size=batch_size, columns=columns):
+            if time_column is not None:
+                when = np.asarray(rb.column(time_column).to_numpy(), "float64")
+                keep = (when >= cuts[0]) | (float(split[0]) == 0.0)
+                if float(split[1]) < 1.0:
+                    keep &= when < cuts[1]
+                rb = rb.select(list(names))
+            else:
+                keep = parquet_split_mask(i, row, rb.num_rows, split, split_mode, split_seed, total)
             row += rb.num_rows
             if not keep.all():
                 rb = rb.filter(keep)
