@@ -198,6 +198,11 @@ def test_straight_through_ones():
         loss = tf.reduce_sum(out * tf.constant([[1.0, 2.0, 3.0]]))
     assert out.numpy().tolist() == [[1.0, 1.0, 1.0]]
     assert tape.gradient(loss, w).numpy().tolist() == [[1.0, 2.0, 3.0]]
+    with tf.GradientTape() as tape:  # gradient=False: plain ones, nothing flows back
+        out = StraightThroughOnes(gradient=False)(w)
+        loss = tf.reduce_sum(out * tf.constant([[1.0, 2.0, 3.0]]))
+    assert out.numpy().tolist() == [[1.0, 1.0, 1.0]] and tape.gradient(loss, w) is None
+    assert StraightThroughOnes.from_config(StraightThroughOnes(gradient=False).get_config()).gradient is False
 
 
 def test_selector_argument_errors():

@@ -9,7 +9,7 @@ import keras
 from aefs_keras.selection import AEFS
 
 AUX_INPUTS = ("selected", "soft")
-MAIN_WEIGHTINGS = ("scaled", "straight_through")
+MAIN_WEIGHTINGS = ("scaled", "straight_through", "unit")
 # The options this adds to AEFS (the bench runner picks this class when a
 # grid variant sets any of them).
 OPTIONS = ("soft_gradient", "exploration", "score_decay", "aux_input", "main_weighting", "always_keep")
@@ -26,7 +26,8 @@ class ResearchAEFS(AEFS):
             paper) or "soft" (all fields, scaled by their soft scores times F).
         main_weighting: "scaled" (default, the paper) or "straight_through":
             the kept main embeddings enter unscaled in the forward pass and
-            differentiate as if scaled (`StraightThroughOnes`).
+            differentiate as if scaled (`StraightThroughOnes`); "unit":
+            unscaled and no gradient to the controller from the main loss.
         **AEFS options.
 
     Example:
@@ -60,10 +61,10 @@ class ResearchAEFS(AEFS):
                                  embeddings_initializer=embeddings_initializer, name=name)
 
     def main_weights(self, weights, name):
-        if self.main_weighting == "straight_through":
+        if self.main_weighting in ("straight_through", "unit"):
             from aefs_keras.experimental.straight_through_ones import StraightThroughOnes
 
-            return StraightThroughOnes(name=name)(weights)
+            return StraightThroughOnes(gradient=self.main_weighting == "straight_through", name=name)(weights)
         return weights
 
     def aux_embeddings(self, selected):

@@ -22,10 +22,24 @@ class StraightThroughOnes(keras.layers.Layer):
     >>> import numpy as np
     >>> StraightThroughOnes()(np.array([[0.2, 1.8]], "float32")).numpy()
     array([[1., 1.]], dtype=float32)
+
+    Args:
+        gradient: False returns plain ones (no gradient to the weights:
+            `main_weighting="unit"`, where the controller learns only from
+            the auxiliary head and the alignment losses).
     """
 
+    def __init__(self, gradient: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.gradient = bool(gradient)
+
     def call(self, weights):
+        if not self.gradient:
+            return tf.ones_like(weights)
         return weights - tf.stop_gradient(weights) + tf.ones_like(weights)
+
+    def get_config(self):
+        return {**super().get_config(), "gradient": self.gradient}
 
     def compute_output_shape(self, input_shape):
         return input_shape
