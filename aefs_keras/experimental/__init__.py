@@ -9,7 +9,7 @@ still load; off the core path. docs/aefs.md has the measurements.
   and `always_keep` (fields kept on every row).
 - `ExploringSelector`: `AuxiliarySelector` with the first three and
   `always_keep`.
-- `StraightThroughOnes`: ones forward, identity backward.
+- `StraightThroughOnes`: ones forward, identity backward (or none).
 """
 
 from aefs_keras.experimental.exploring_selector import ExploringSelector
