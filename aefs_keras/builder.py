@@ -172,7 +172,7 @@ def build_model(
 
     selected = sel.selector(sizes, k, embeddings_initializer, name="selector", **layout)(ids)
     # The selector scales `weights` by its weight_scale already.
-    main_weights = sel.main_weights(selected["weights"], "main_weights")
+    main_weights = sel.main_weights(selected["weights"], "main_weights", indices=selected["indices"])
     warmup = ()
     if sel.warmup_steps:
         # While warming, the selector's mask is every field's soft score

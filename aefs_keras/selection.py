@@ -155,8 +155,9 @@ class AEFS(AdaFS):
                     output_layer=self.output_layer, warmup_steps=self.warmup_steps,
                     field_prior=None if self.field_prior is None else list(self.field_prior))
 
-    def main_weights(self, weights, name):
-        """The weights that scale the kept main embeddings."""
+    def main_weights(self, weights, name, indices=None):
+        """The weights that scale the kept main embeddings (`indices`: the
+        kept fields, for variants that treat fields apart)."""
         return weights
 
     def aux_embeddings(self, selected):

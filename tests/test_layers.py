@@ -205,6 +205,19 @@ def test_straight_through_ones():
     assert StraightThroughOnes.from_config(StraightThroughOnes(gradient=False).get_config()).gradient is False
 
 
+def test_fixed_fields_unscaled_weights_and_gradient():
+    from aefs_keras.experimental import FixedFieldsUnscaled
+
+    w = tf.Variable([[0.5, 1.5, 1.0], [2.0, 0.4, 0.6]])
+    idx = tf.constant([[0, 2, 3], [1, 2, 4]])
+    with tf.GradientTape() as tape:
+        out = FixedFieldsUnscaled([2, 4])(w, idx)  # field 2 in both rows, field 4 in the second
+        loss = tf.reduce_sum(out * tf.constant([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]))
+    np.testing.assert_allclose(out.numpy(), [[0.5, 1.0, 1.0], [2.0, 1.0, 1.0]])
+    np.testing.assert_allclose(tape.gradient(loss, w).numpy(), [[1.0, 0.0, 3.0], [4.0, 0.0, 0.0]])
+    assert FixedFieldsUnscaled.from_config(FixedFieldsUnscaled([2, 4]).get_config()).fields == (2, 4)
+
+
 def test_selector_argument_errors():
     with pytest.raises(ValueError, match="k=7"):
         L.AuxiliarySelector([3] * 6, k=7)
@@ -293,6 +306,7 @@ LAYER_CASES = [
     (lambda: L.FieldEmbedding([3, 4], 5), lambda: (np.array([[1, 2]]),)),
     (lambda: L.AuxiliarySelector([3, 4, 5], k=2, d_aux=3), lambda: (np.array([[1, 2, 0]]),)),
     (lambda: ExploringSelector([3, 4, 5], k=2, soft_gradient=True), lambda: (np.array([[1, 2, 0]]),)),
+    (lambda: ExploringSelector([3, 4, 5], k=2, always_keep=[1]), lambda: (np.array([[1, 2, 0]]),)),
     (lambda: L.ConditionalEmbedding([3, 4, 5], 6), lambda: (np.array([[1, 2, 0]]), np.array([[0, 2]]))),
     (lambda: L.DeepFM(hidden_units=[4]), lambda: (np.ones((2, 3, 4), "float32"),)),
     (lambda: L.DCN(num_cross_layers=2, structure="parallel", projection_dim=2, hidden_units=[4]),

@@ -454,3 +454,24 @@ def test_split_by_time_column_text_and_parquet(tmp_path):
         for part in ((0.0, 0.8), (0.8, 0.9), (0.9, 1.0))]
     for a, b in zip(parts, got.values()):
         np.testing.assert_array_equal(np.sort(a), np.sort(b))
+
+
+def test_parquet_categories_are_read_as_they_were_counted(tmp_path):
+    """Booleans, floats and integers read as categories: the reader's text
+    is the text the preprocessing counted (Arrow's), so none is OOV."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = str(tmp_path / "kinds.parquet")
+    pq.write_table(pa.table({"flag": [True, False, None, True], "score": [1.0, 2.5, 1.0, None],
+                             "code": pa.array([3, 4, 3, 3], pa.int32()), "click": [1, 0, 1, 0]}), path)
+    fmt = csv_format([("flag", "categorical"), ("score", "categorical"), ("code", "categorical"),
+                      ("click", "label")], header="always")
+    pp = fit_preprocessing(fmt, [path], min_count=1, progress=False)
+    ds, _ = load(fmt, [path], batch_size=4)
+    x, _ = next(iter(ds))
+    for name in ("flag", "score", "code"):
+        values = [v.decode() for v in x[name].numpy()]
+        vocab = pp.schema.field(name).vocabulary
+        assert all(v in vocab for v in values), (name, values, vocab)
+    assert [v.decode() for v in x["flag"].numpy()] == ["true", "false", "", "true"]

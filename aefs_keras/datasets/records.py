@@ -166,6 +166,7 @@ def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 20
     by order across the files ("sequential")."""
     try:
         import pyarrow as pa
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
     except ImportError as e:
         raise ImportError("Parquet needs pyarrow: pip install 'aefs-keras[parquet]'") from e
@@ -183,22 +184,27 @@ def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 20
                  and is_list(first.field(n).type) and pa.types.is_integer(first.field(n).type.value_type)}
 
     def pad(path, name, col):
+        """A list column (or text split at the separator) -> (rows, longest)
+        padded array, in Arrow and numpy (no Python object per value)."""
         if not is_list(col.type):
             if name in int_lists:
                 raise ValueError(f"{path}: column {name!r} is {col.type}, not a list of integers as in {paths[0]}")
-            text = ["" if v is None else str(v) for v in col.to_pylist()]
-            lists = [[p.strip() for p in t.split(fmt.list_separator) if p.strip()] for t in text]
-        else:
-            lists = [[v for v in (row or []) if v is not None] for row in col.to_pylist()]
-            if name not in int_lists:
-                lists = [[str(v) for v in row if str(v)] for row in lists]
-            elif any(not isinstance(v, int) for row in lists for v in row):
-                raise ValueError(f"{path}: column {name!r} is {col.type}, not a list of integers as in {paths[0]}")
-        width = max([len(r) for r in lists] + [1])
-        fill = -1 if name in int_lists else ""
-        out = np.full((len(lists), width), fill, dtype="int64" if name in int_lists else object)
-        for i, row in enumerate(lists):
-            out[i, :len(row)] = row
+            col = pc.split_pattern(pc.fill_null(pc.cast(col, pa.string()), ""), fmt.list_separator)
+        elif (name in int_lists) != pa.types.is_integer(col.type.value_type):
+            raise ValueError(f"{path}: column {name!r} is {col.type}, unlike in {paths[0]}")
+        values, parent = pc.list_flatten(col), pc.list_parent_indices(col)
+        if name in int_lists:
+            keep = pc.is_valid(values)
+        else:  # as the text reader: values stripped, empty ones dropped
+            values = pc.utf8_trim_whitespace(pc.cast(values, pa.string()))
+            keep = pc.and_(pc.is_valid(values), pc.not_equal(pc.fill_null(values, ""), ""))
+        values = values.filter(keep).to_numpy(zero_copy_only=False)
+        parent = np.asarray(parent.filter(keep).to_numpy(zero_copy_only=False), "int64")
+        lengths = np.bincount(parent, minlength=len(col))
+        starts = np.cumsum(lengths) - lengths
+        out = np.full((len(col), max(int(lengths.max(initial=0)), 1)), -1 if name in int_lists else "",
+                      dtype="int64" if name in int_lists else object)
+        out[parent, np.arange(len(parent)) - starts[parent]] = values
         return out
 
     def batches():
@@ -209,11 +215,10 @@ def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 20
                 col = rb.column(n)
                 if k == MULTI_CATEGORICAL:
                     out[n] = pad(path, n, col)
-                elif k == CATEGORICAL:
-                    out[n] = np.array(["" if v is None else str(v) for v in col.to_pylist()], dtype=object)
-                else:
-                    out[n] = np.array([np.nan if v is None else float(v) for v in col.to_pylist()],
-                                      dtype="float32")
+                elif k == CATEGORICAL:  # Arrow's text for any type, as the preprocessing counted it
+                    out[n] = pc.fill_null(pc.cast(col, pa.string()), "").to_numpy(zero_copy_only=False)
+                else:  # nulls become NaN
+                    out[n] = np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), "float32")
             y = out.pop(label_name)
             if np.isnan(y).any():
                 raise ValueError(f"{path}: the label column {label_name!r} has missing values")

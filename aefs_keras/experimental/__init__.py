@@ -10,10 +10,12 @@ still load; off the core path. docs/aefs.md has the measurements.
 - `ExploringSelector`: `AuxiliarySelector` with the first three and
   `always_keep`.
 - `StraightThroughOnes`: ones forward, identity backward (or none).
+- `FixedFieldsUnscaled`: weight 1 for the always-kept fields.
 """
 
 from aefs_keras.experimental.exploring_selector import ExploringSelector
+from aefs_keras.experimental.fixed_fields_unscaled import FixedFieldsUnscaled
 from aefs_keras.experimental.research_aefs import OPTIONS, ResearchAEFS
 from aefs_keras.experimental.straight_through_ones import StraightThroughOnes
 
-__all__ = ["ExploringSelector", "OPTIONS", "ResearchAEFS", "StraightThroughOnes"]
+__all__ = ["ExploringSelector", "FixedFieldsUnscaled", "OPTIONS", "ResearchAEFS", "StraightThroughOnes"]

@@ -9,7 +9,7 @@ import keras
 from aefs_keras.selection import AEFS
 
 AUX_INPUTS = ("selected", "soft")
-MAIN_WEIGHTINGS = ("scaled", "straight_through", "unit")
+MAIN_WEIGHTINGS = ("scaled", "straight_through", "unit", "unit_fixed")
 # The options this adds to AEFS (the bench runner picks this class when a
 # grid variant sets any of them).
 OPTIONS = ("soft_gradient", "exploration", "score_decay", "aux_input", "main_weighting", "always_keep")
@@ -27,7 +27,9 @@ class ResearchAEFS(AEFS):
         main_weighting: "scaled" (default, the paper) or "straight_through":
             the kept main embeddings enter unscaled in the forward pass and
             differentiate as if scaled (`StraightThroughOnes`); "unit":
-            unscaled and no gradient to the controller from the main loss.
+            unscaled and no gradient to the controller from the main loss;
+            "unit_fixed": that for the `always_keep` fields only, the
+            per-row choices scaled (`FixedFieldsUnscaled`).
         **AEFS options.
 
     Example:
@@ -60,7 +62,12 @@ class ResearchAEFS(AEFS):
                                  **self._selector_options(), **layout,
                                  embeddings_initializer=embeddings_initializer, name=name)
 
-    def main_weights(self, weights, name):
+    def main_weights(self, weights, name, indices=None):
+        if self.main_weighting == "unit_fixed":
+            from aefs_keras.experimental.fixed_fields_unscaled import FixedFieldsUnscaled
+
+            layer = FixedFieldsUnscaled(tuple(self.always_keep), name=name)
+            return layer(weights) if indices is None else layer(weights, indices)
         if self.main_weighting in ("straight_through", "unit"):
             from aefs_keras.experimental.straight_through_ones import StraightThroughOnes
 
