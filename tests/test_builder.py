@@ -70,6 +70,12 @@ def test_research_options_round_trip(data, tmp_path):
     assert isinstance(loaded.get_layer("selector"), ak.experimental.ExploringSelector)
     assert loaded.get_layer("selector").soft_gradient
     assert isinstance(loaded.get_layer("main_weights"), ak.experimental.StraightThroughOnes)
+    fixed = small(data.schema, "deepfm", research(always_keep=(0, 3), main_weighting="unit_fixed"))
+    fixed.save(tmp_path / "fixed.keras")
+    loaded = keras.models.load_model(tmp_path / "fixed.keras")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), fixed.predict(x, verbose=0))
+    assert loaded.get_layer("selector").always_keep == (0, 3)
+    assert loaded.get_layer("main_weights").fields == (0, 3)
     # The core path has none of it.
     core = small(data.schema, "deepfm", "aefs")
     assert type(core.get_layer("selector")) is ak.layers.AuxiliarySelector

@@ -37,8 +37,8 @@ class FixedFieldsUnscaled(keras.layers.Layer):
                                        tf.constant(self.fields or (-1,), tf.int32)), axis=-1)
         return tf.where(fixed, tf.ones_like(weights), weights)
 
-    def compute_output_shape(self, input_shape, indices_shape=None):
-        return input_shape
+    def compute_output_shape(self, weights_shape, indices_shape=None):
+        return weights_shape
 
     def get_config(self):
         return {**super().get_config(), "fields": list(self.fields)}
