@@ -35,19 +35,20 @@ def exported(tmp_path_factory):
     .keras and exported; {(backbone, selection): (model, .keras path,
     export path)}.
 
-    AEFS models train in graph mode and export the tf.Example signature
-    too; the others train eagerly and export `serving_default` only (the
-    same ops, at a third of the tracing time, which is most of this
-    fixture's cost)."""
+    DeepFM + AEFS trains in graph mode and exports the tf.Example
+    signature too; the others train eagerly and export `serving_default`
+    only (the same ops, at a third of the tracing time, which is most of
+    this fixture's cost; graph-mode training with these kinds is also in
+    test_cli_own_data_kinds.py and test_readers.py)."""
     base = tmp_path_factory.mktemp("mixed")
     out = {}
     for backbone, selection in MODELS:
         keras.utils.set_random_seed(0)
         kw = {"k": 3} if selection else {}
-        full = selection == "aefs"
+        full = (backbone, selection) == ("deepfm", "aefs")
         model = ak.default_compile(ak.build_model(_mixed_schema(), backbone, selection, hidden_units=[8],
                                                   d_main=8, **kw), run_eagerly=not full)
-        hist = model.fit(_dataset(), epochs=2, verbose=0)
+        hist = model.fit(_dataset(), epochs=1, verbose=0)  # 4 steps
         assert np.isfinite(hist.history["loss"]).all(), (backbone, selection)
         name = f"{backbone}_{selection}"
         model.save(str(base / f"{name}.keras"))
