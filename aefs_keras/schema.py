@@ -594,6 +594,17 @@ def list_padding(dtype) -> Any:
     return {"string": "", "int64": -1, "float32": 0.0}[str(dtype)]
 
 
+def split_list_cells(cells, separator):
+    """Text cells "a|b|c" -> ragged lists of their values: stripped, empty
+    values dropped, so "" is an empty list. The one rule for text lists
+    (the CSV reader and `dense_features` both use it)."""
+    import tensorflow as tf
+
+    values = tf.strings.split(cells, separator)
+    values = tf.ragged.map_flat_values(tf.strings.strip, values)
+    return tf.ragged.boolean_mask(values, tf.strings.length(values) > 0)
+
+
 def dense_features(features: dict, schema) -> dict:
     """List features in the form the model takes: padded (batch, length)
     tensors. Accepts ragged or sparse lists (`tf.io.parse_example` with
@@ -624,8 +635,7 @@ def dense_features(features: dict, schema) -> dict:
             if value.shape.rank != 1 or value.dtype != tf.string:
                 continue  # already padded lists
             field = multi.get(name) or next(f for f in multi.values() if f.weight == name)
-            value = tf.strings.split(tf.strings.strip(value), field.separator)
-            value = tf.ragged.boolean_mask(value, tf.strings.length(value) > 0)
+            value = split_list_cells(value, field.separator)
             if dtype != "string":
                 value = tf.strings.to_number(value, tf.as_dtype(dtype))
         out[name] = value.to_tensor(default_value=list_padding(dtype))

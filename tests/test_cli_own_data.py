@@ -110,6 +110,9 @@ def test_synth_preprocess_train_killed_resumed_and_export(tmp_path, capsys):
     assert cli.main(["synth", str(path), "--rows", "20000", "--max-values", "20000"]) == 0
     rate = float(re.search(r"click rate (0\.\d+)", capsys.readouterr().out).group(1))
     assert 0.15 < rate < 0.35
+    from aefs_keras.datasets.readers import estimate_rows
+
+    assert abs(estimate_rows([str(path)]) - 20_000) < 1_000  # preprocessing's ETA rests on this estimate
     artifact = tmp_path / "synth.json"
     assert cli.main(["preprocess", "criteo", str(path), "--out", str(artifact)]) == 0
     assert "(0 bad rows skipped)" in capsys.readouterr().out  # every row is valid Criteo

@@ -15,6 +15,7 @@ shuffling, so the spread over seeds is training noise.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -148,7 +149,9 @@ def run_one(spec: RunSpec, data: CTRData, settings: dict[str, Any]) -> dict[str,
     started = time.perf_counter()
     fields = _static_fields(spec, data, settings) if spec.selection == "static" else None
     schema = data.schema.select(fields) if fields is not None else data.schema
-    args = _model_args(spec, settings, importance=lambda: _importance(spec, data, settings))
+    # Trained at most once per run, however many options use it.
+    importance = functools.lru_cache(maxsize=None)(lambda: tuple(_importance(spec, data, settings)))
+    args = _model_args(spec, settings, importance=importance)
     keras.utils.set_random_seed(spec.seed)
     model = default_compile(build_model(schema, spec.backbone, **args),
                             learning_rate=float(settings["learning_rate"]))

@@ -30,6 +30,29 @@ SPLIT_MODES = ("random", "sequential")
 PARQUET_SUFFIXES = (".parquet", ".parq")
 
 
+def check_split_mode(split_mode) -> str | None:
+    """The time column of split_mode "time:COLUMN", None for "random" and
+    "sequential"; any other value is an error naming it."""
+    if isinstance(split_mode, str) and split_mode.startswith("time:") and len(split_mode) > 5:
+        return split_mode[len("time:"):]
+    if split_mode not in SPLIT_MODES:
+        raise ValueError(f"`split_mode` must be one of {SPLIT_MODES} or 'time:COLUMN'. "
+                         f"Received: split_mode={split_mode!r}")
+    return None
+
+
+def time_cuts(sorted_times, split) -> tuple[float, float]:
+    """(low, high) such that the rows of part `split` = (start, end) of a
+    time split are those with low <= time < high: the start and end
+    quantiles of all rows' times (-inf / +inf at the ends), so equal times
+    stay in one part. The text and Parquet readers share it."""
+    n = len(sorted_times)
+    lo, hi = float(split[0]), float(split[1])
+    low = float(sorted_times[min(int(lo * n), n - 1)]) if lo > 0.0 else -float("inf")
+    high = float(sorted_times[min(int(hi * n), n - 1)]) if hi < 1.0 else float("inf")
+    return low, high
+
+
 @dataclasses.dataclass(frozen=True)
 class TextFormat:
     """A delimited text format: its columns in order and how to read them.

@@ -13,6 +13,7 @@ from aefs_keras.datasets.formats import (FORMATS, FRAPPE_FIELDS, MULTI_CATEGORIC
 from aefs_keras.datasets.preprocess import Preprocessing
 from aefs_keras.datasets.readers import _check_paths, read_text
 from aefs_keras.datasets.records import is_parquet, read_parquet, read_tfrecord
+from aefs_keras.schema import list_padding
 
 
 def load(format, paths, batch_size: int = 2048, strict: bool = False, shuffle: bool = False,
@@ -75,11 +76,10 @@ def load(format, paths, batch_size: int = 2048, strict: bool = False, shuffle: b
 
 
 def _list_padding(spec):
-    """padded_batch's values: "" for strings, -1 for integer ids (the
-    model's padding), 0 for the rest."""
+    """padded_batch's values: the model's list padding ("" or -1), 0 for
+    the rest (scalars, never padded)."""
     def pad(t):
-        if t.dtype == tf.string:
-            return tf.constant("", tf.string)
-        return tf.constant(-1 if t.dtype.is_integer else 0, t.dtype)
+        value = list_padding(t.dtype.name) if t.dtype in (tf.string, tf.int64) else 0
+        return tf.constant(value, t.dtype)
 
     return tf.nest.map_structure(pad, spec)

@@ -249,15 +249,15 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
     share = 1.0 if split is None else float(split[1]) - float(split[0])
     # The ETA comes from an estimate of the rows (file sizes over the bytes
     # per line of the first lines), made at the first progress line.
-    line = RateLine("preprocess", lambda: share * estimate_rows(_check_paths(paths)), enabled=progress)
+    line = RateLine("preprocess", lambda: share * estimate_rows(paths), enabled=progress)
     show = line.update
 
-    if is_parquet(_check_paths(paths)):  # pyarrow reads the columns; no text engine applies
-        counts, rows, report = _parquet_scan(fmt, _check_paths(paths), cat_names, [*maxima, *moments],
-                                             add_numeric, show, batch_size, split, split_mode, split_seed)
+    paths = _check_paths(paths)
+    if is_parquet(paths):  # pyarrow reads the columns; no text engine applies
+        counts, rows, report = _parquet_scan(fmt, paths, cat_names, [*maxima, *moments], add_numeric, show,
+                                             batch_size, split, split_mode, split_seed, min_count, max_vocab)
         engine = "parquet"
     elif engine == "arrow":
-        paths = _check_paths(paths)
         report = ReadReport(paths)
         counts, rows = arrow_scan.scan(fmt, paths, report, strict, add_numeric, min_count=min_count,
                                        progress=show, max_size=max_vocab)
@@ -279,7 +279,7 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
                                max_vocab)
             cls, extra = ((MultiCategorical, dict(separator=fmt.list_separator)) if kind == MULTI_CATEGORICAL
                           else (Categorical, {}))
-            if not vocab:  # a list column whose lists were all empty
+            if not vocab and kind == MULTI_CATEGORICAL:  # every list was empty
                 vocab = [""]
             if hash_above is not None and len(vocab) > hash_above:
                 fields.append(cls(name, hash_buckets=hash_above, **extra))
@@ -301,14 +301,14 @@ def _dense_field(name, normalization, n, total, squares):
 
 
 def _parquet_scan(fmt, paths, cat_names, float_names, add_numeric, show, batch_size, split, split_mode,
-                  split_seed):
+                  split_seed, min_count, max_vocab):
     """The pass over Parquet files: value counts in Arrow (list columns over
     their elements, as `read_parquet` reads them), numbers as float32."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from aefs_keras.datasets.arrow_scan import _Counts
-    from aefs_keras.datasets.records import parquet_batches
+    from aefs_keras.datasets.records import arrow_list_values, arrow_text, parquet_batches
 
     kinds = dict(fmt.columns)
     label = [n for n, k in fmt.columns if k == LABEL][0]
@@ -321,21 +321,19 @@ def _parquet_scan(fmt, paths, cat_names, float_names, add_numeric, show, batch_s
             raise ValueError(f"{path}: the label column {label!r} has missing values")
         for name in cat_names:
             col = rb.column(name)
-            if kinds[name] == MULTI_CATEGORICAL:
-                if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
-                    col = pc.split_pattern(pc.cast(col, pa.string()), fmt.list_separator)
-                col = pc.cast(pc.list_flatten(col), pa.string())
-                col = pc.utf8_trim_whitespace(col.drop_null())
-                col = col.filter(pc.not_equal(col, ""))
+            if kinds[name] == MULTI_CATEGORICAL:  # the elements, as read_parquet reads them
+                col = arrow_list_values(col, fmt.list_separator)[0]
             else:
-                col = pc.fill_null(pc.cast(col, pa.string()), "")
+                col = arrow_text(col)
             counts[name].add(pc.value_counts(pc.cast(col, pa.binary())))
         for name in float_names:
             add_numeric(name, np.asarray(rb.column(name).to_numpy(zero_copy_only=False), "float32"))
         rows += rb.num_rows
         report.rows[path] += rb.num_rows
         show(rows)
-    return {n: c.result(1) for n, c in counts.items()}, rows, report
+    # As the Arrow text engine: only values that can enter the vocabulary
+    # become Python objects.
+    return {n: c.result(min_count, max_vocab) for n, c in counts.items()}, rows, report
 
 
 def _tf_scan(fmt, paths, batch_size, strict, cat_names, float_names, add_numeric, show, split):

@@ -25,9 +25,10 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from aefs_keras.datasets.formats import (_NUMBER, FLOAT_KINDS, LABEL, MULTI_CATEGORICAL, REASONS, SPLIT_MODES,
-                                         STRING_KINDS, LibsvmFormat, ReadReport, TextFormat, libsvm_schema)
-from aefs_keras.schema import Schema
+from aefs_keras.datasets.formats import (_NUMBER, FLOAT_KINDS, LABEL, MULTI_CATEGORICAL, REASONS, STRING_KINDS,
+                                         LibsvmFormat, ReadReport, TextFormat, check_split_mode, libsvm_schema,
+                                         time_cuts)
+from aefs_keras.schema import Schema, split_list_cells
 
 def _open_text(path):
     if str(path).endswith(".gz"):
@@ -114,7 +115,8 @@ def _parse_batch(fmt: TextFormat, crlf: bool = False, time_column: str | None = 
                     features[f"{name}_of_day"] = tf.boolean_mask(of_day, ok)
                     features["weekday"] = tf.boolean_mask(weekday, ok)
                 elif name in multi:
-                    features[name] = split_list_cells(cats[:, j], fmt.list_separator)
+                    features[name] = split_list_cells(cats[:, j], fmt.list_separator).to_tensor(
+                        default_value="", shape=[None, None])
                 else:
                     features[name] = cats[:, j]
         if numeric_label:
@@ -127,16 +129,6 @@ def _parse_batch(fmt: TextFormat, crlf: bool = False, time_column: str | None = 
         return features, label, tf.boolean_mask(line_numbers, bad), tf.boolean_mask(code, bad)
 
     return parse
-
-
-def split_list_cells(cells, separator):
-    """Text cells "a|b|c" -> a (rows, longest list) string tensor padded
-    with "" (the model's padding): values stripped, empty values dropped,
-    so "" is an empty list."""
-    values = tf.strings.split(cells, separator)
-    values = tf.ragged.map_flat_values(tf.strings.strip, values)
-    values = tf.ragged.boolean_mask(values, tf.strings.length(values) > 0)
-    return values.to_tensor(default_value="", shape=[None, None])
 
 
 def _split_time(text):
@@ -240,9 +232,9 @@ def _count_lines(path):
 _TIME_VALUES = {}
 
 
-def _time_cuts(fmt, paths, column, lo, hi):
-    """The `lo` and `hi` quantiles of `column` over every valid row of
-    `paths` (one pass, cached per process by file, size and mtime)."""
+def _sorted_times(fmt, paths, column):
+    """`column`'s values over every valid row of `paths`, sorted (one pass,
+    cached per process by file, size and mtime)."""
     key = (column, tuple((p, os.path.getsize(p), os.path.getmtime(p)) for p in paths), fmt.delimiter)
     if key not in _TIME_VALUES:
         ds, _ = read_text(fmt, paths, batch_size=65_536, _time_column=column)
@@ -252,8 +244,7 @@ def _time_cuts(fmt, paths, column, lo, hi):
             raise ValueError(f"split by time: no row of {paths} has a number in column {column!r}")
         _TIME_VALUES.clear()  # one file set at a time: 8 bytes a row
         _TIME_VALUES[key] = values
-    values = _TIME_VALUES[key]
-    return tuple(float(values[min(int(q * len(values)), len(values) - 1)]) for q in (lo, hi))
+    return _TIME_VALUES[key]
 
 
 def estimate_rows(paths, sample_lines: int = 2000) -> int:
@@ -316,16 +307,12 @@ def read_text(fmt, paths, batch_size=2048, strict=False, report=None, split=None
         lo, hi = (float(v) for v in split)
         if not 0.0 <= lo < hi <= 1.0:
             raise ValueError(f"`split` must be (start, end) with 0 <= start < end <= 1. Received: split={split!r}")
-        by_time = isinstance(split_mode, str) and split_mode.startswith("time:")
-        if split_mode not in SPLIT_MODES and not by_time:
-            raise ValueError(f"`split_mode` must be one of {SPLIT_MODES} or 'time:COLUMN'. "
-                             f"Received: split_mode={split_mode!r}")
-        if by_time:
-            _time_column = split_mode[len("time:"):]
+        _time_column = check_split_mode(split_mode)
+        if _time_column is not None:
             if not isinstance(fmt, TextFormat) or _time_column not in fmt.names:
                 raise ValueError(f"split_mode={split_mode!r}: no column {_time_column!r} in the files' columns "
                                  f"({', '.join(getattr(fmt, 'names', []))})")
-            cut_lo, cut_hi = _time_cuts(fmt, paths, _time_column, lo, hi)
+            cut_lo, cut_hi = time_cuts(_sorted_times(fmt, paths, _time_column), (lo, hi))
         elif split_mode == "sequential":
             counts = [_count_lines(p) for p in paths]
             offsets = np.cumsum([0] + counts[:-1]).tolist()
@@ -364,9 +351,7 @@ def read_text(fmt, paths, batch_size=2048, strict=False, report=None, split=None
             features, label, bad_lines, bad_codes = parse(*select(i, n, lines))
             if split is not None and _time_column is not None:
                 when = features.pop(TIME)
-                keep = tf.ones_like(when, tf.bool) if lo == 0.0 else when >= cut_lo
-                if hi < 1.0:
-                    keep &= when < cut_hi
+                keep = (when >= cut_lo) & (when < cut_hi)
                 features = {k: tf.boolean_mask(v, keep) for k, v in features.items()}
                 label = tf.boolean_mask(label, keep)
             return first, features, label, bad_lines, bad_codes

@@ -8,7 +8,8 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from aefs_keras.datasets.formats import CATEGORICAL, LABEL, MULTI_CATEGORICAL, PARQUET_SUFFIXES, SKIP, csv_format
+from aefs_keras.datasets.formats import (CATEGORICAL, LABEL, MULTI_CATEGORICAL, PARQUET_SUFFIXES, SKIP,
+                                         check_split_mode, csv_format, time_cuts)
 from aefs_keras.datasets.readers import _check_paths
 from aefs_keras.schema import dense_features, example_feature_spec
 
@@ -107,12 +108,39 @@ def parquet_split_mask(file_index, first_row, n, split, split_mode, split_seed, 
     return (u >= lo) & (u < hi)
 
 
+def arrow_text(col):
+    """A column's values as the category text both the Parquet reader and
+    the preprocessing use (Arrow's cast: "true", "1.5"), nulls as ""."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.fill_null(pc.cast(col, pa.string()), "")
+
+
+def arrow_list_values(col, separator, integers=False):
+    """The values of a list column (or of text split at `separator`) and
+    the row each comes from: nulls dropped; strings stripped and empty ones
+    dropped, as the text reader splits cells."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
+        col = pc.split_pattern(arrow_text(col), separator)
+    values, parent = pc.list_flatten(col), pc.list_parent_indices(col)
+    if integers:
+        keep = pc.is_valid(values)
+    else:
+        values = pc.utf8_trim_whitespace(pc.cast(values, pa.string()))
+        keep = pc.and_(pc.is_valid(values), pc.not_equal(pc.fill_null(values, ""), ""))
+    return values.filter(keep), parent.filter(keep)
+
+
 def parquet_batches(paths, names, batch_size, split=None, split_mode="random", split_seed=0):
     """(path, pyarrow RecordBatch) of the wanted columns, rows outside
     `split` left out; a missing column is an error naming the file."""
     import pyarrow.parquet as pq
 
-    time_column = split_mode[len("time:"):] if split is not None and str(split_mode).startswith("time:") else None
+    time_column = check_split_mode(split_mode) if split is not None else None
     if time_column is not None:  # the split's quantiles of that column over every file, as in read_text
         values = []
         for path in paths:
@@ -122,8 +150,7 @@ def parquet_batches(paths, names, batch_size, split=None, split_mode="random", s
             if col.null_count:
                 raise ValueError(f"split by time: column {time_column!r} of {path} has missing values")
             values.append(np.asarray(col.to_numpy(), "float64"))
-        values = np.sort(np.concatenate(values))
-        cuts = [values[min(int(q * len(values)), len(values) - 1)] for q in split]
+        low, high = time_cuts(np.sort(np.concatenate(values)), split)
     total = sum(pq.ParquetFile(p).metadata.num_rows for p in paths) if split_mode == "sequential" else 0
     before = 0
     columns = list(names) + ([time_column] if time_column is not None and time_column not in names else [])
@@ -136,9 +163,7 @@ def parquet_batches(paths, names, batch_size, split=None, split_mode="random", s
         for rb in f.iter_batches(batch_size=batch_size, columns=columns):
             if time_column is not None:
                 when = np.asarray(rb.column(time_column).to_numpy(), "float64")
-                keep = (when >= cuts[0]) | (float(split[0]) == 0.0)
-                if float(split[1]) < 1.0:
-                    keep &= when < cuts[1]
+                keep = (when >= low) & (when < high)
                 rb = rb.select(list(names))
             else:
                 keep = parquet_split_mask(i, row, rb.num_rows, split, split_mode, split_seed, total)
@@ -189,17 +214,11 @@ def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 20
         if not is_list(col.type):
             if name in int_lists:
                 raise ValueError(f"{path}: column {name!r} is {col.type}, not a list of integers as in {paths[0]}")
-            col = pc.split_pattern(pc.fill_null(pc.cast(col, pa.string()), ""), fmt.list_separator)
         elif (name in int_lists) != pa.types.is_integer(col.type.value_type):
             raise ValueError(f"{path}: column {name!r} is {col.type}, unlike in {paths[0]}")
-        values, parent = pc.list_flatten(col), pc.list_parent_indices(col)
-        if name in int_lists:
-            keep = pc.is_valid(values)
-        else:  # as the text reader: values stripped, empty ones dropped
-            values = pc.utf8_trim_whitespace(pc.cast(values, pa.string()))
-            keep = pc.and_(pc.is_valid(values), pc.not_equal(pc.fill_null(values, ""), ""))
-        values = values.filter(keep).to_numpy(zero_copy_only=False)
-        parent = np.asarray(parent.filter(keep).to_numpy(zero_copy_only=False), "int64")
+        values, parent = arrow_list_values(col, fmt.list_separator, integers=name in int_lists)
+        values = values.to_numpy(zero_copy_only=False)
+        parent = np.asarray(parent.to_numpy(zero_copy_only=False), "int64")
         lengths = np.bincount(parent, minlength=len(col))
         starts = np.cumsum(lengths) - lengths
         out = np.full((len(col), max(int(lengths.max(initial=0)), 1)), -1 if name in int_lists else "",
@@ -216,7 +235,7 @@ def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 20
                 if k == MULTI_CATEGORICAL:
                     out[n] = pad(path, n, col)
                 elif k == CATEGORICAL:  # Arrow's text for any type, as the preprocessing counted it
-                    out[n] = pc.fill_null(pc.cast(col, pa.string()), "").to_numpy(zero_copy_only=False)
+                    out[n] = arrow_text(col).to_numpy(zero_copy_only=False)
                 else:  # nulls become NaN
                     out[n] = np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), "float32")
             y = out.pop(label_name)
