@@ -99,7 +99,8 @@ def main(argv=None):
         "dense over all F, TF gradient": None,
         "TF gradient of scatter_nd + dense": with_backward(
             lambda rows, idx, w: tf.matmul(tf.reshape(scatter_fields(rows, idx, F), [-1, F * D]), w)),
-        "grouped": with_backward(lambda rows, idx, w: fields_matmul(rows, idx, w, F, dense_share=2.0)),
+        "grouped": with_backward(lambda rows, idx, w: fields_matmul(rows, idx, w, F, dense_share=2.0,
+                                                                    backward_share=2.0)),
         f"fields_matmul (dense_share {DENSE_SHARE})": with_backward(
             lambda rows, idx, w: fields_matmul(rows, idx, w, F)),
     }
