@@ -184,8 +184,9 @@ def _file_data(ak, args, fmt, split):
         if not paths:
             return None
         extra = dict(split=parts[part], **read_split) if part else {}
+        # lists_as_text: Parquet integer lists as the artifact counted them.
         ds, report = ak.datasets.load(pp.format, paths, batch_size=args.batch_size, shuffle=shuffle,
-                                      seed=args.seed, strict=args.strict, **extra)
+                                      seed=args.seed, strict=args.strict, lists_as_text=True, **extra)
         reports.append(report)
         return ds
 

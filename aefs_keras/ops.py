@@ -156,8 +156,8 @@ def _placed(rows, slot, dense_fields):
     return tf.reshape(placed, [tf.shape(rows)[0], tf.shape(dense_fields)[0] * d])
 
 
-def fields_matmul(rows, indices, kernel, num_fields: int, dense_share: float = DENSE_SHARE,
-                  backward_share: float = DENSE_SHARE_BACKWARD, small_batch: int | None = None):
+def fields_matmul(rows, indices, kernel, num_fields: int, dense_share: float | None = None,
+                  backward_share: float | None = None, small_batch: int | None = None):
     """`flatten(place_fields(rows, indices, F)) @ kernel`, computed on the
     kept fields only.
 
@@ -172,7 +172,9 @@ def fields_matmul(rows, indices, kernel, num_fields: int, dense_share: float = D
             dense product; 0 puts every kept field there, a value above 1
             none. Smaller batches take one product on all placed fields.
         backward_share: the same for the backward pass.
-        small_batch: `SMALL_BATCH` unless given.
+        small_batch: the batch size from which the forward pass splits.
+        The three default to the module's `DENSE_SHARE`,
+        `DENSE_SHARE_BACKWARD` and `SMALL_BATCH`, read when called.
 
     The fields of each batch are split in two. The common ones: their rows
     are placed into a (B, C*d) input (zeros where a row did not keep one) and
@@ -185,6 +187,8 @@ def fields_matmul(rows, indices, kernel, num_fields: int, dense_share: float = D
     keep some fields on most rows and others rarely, which is where this pays.
     """
     indices = tf.cast(indices, tf.int32)
+    dense_share = DENSE_SHARE if dense_share is None else dense_share
+    backward_share = DENSE_SHARE_BACKWARD if backward_share is None else backward_share
     small_batch = SMALL_BATCH if small_batch is None else small_batch
     d = rows.shape[-1]
     h = kernel.shape[-1] if kernel.shape[-1] is not None else tf.shape(kernel)[-1]

@@ -475,3 +475,33 @@ def test_parquet_categories_are_read_as_they_were_counted(tmp_path):
         vocab = pp.schema.field(name).vocabulary
         assert all(v in vocab for v in values), (name, values, vocab)
     assert [v.decode() for v in x["flag"].numpy()] == ["true", "false", "", "true"]
+
+
+def test_parquet_integer_lists_through_the_artifact(tmp_path):
+    """A list<integer> column fitted by the preprocessing has a text
+    vocabulary; read as the artifact reads it (`lists_as_text`, what the
+    CLI and an artifact path ask for) it feeds the artifact's model, ids
+    matching the vocabulary."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = str(tmp_path / "ids.parquet")
+    pq.write_table(pa.table({"items": pa.array([[3, 1], [2], [], [3, None, 7]], pa.list_(pa.int64())),
+                             "click": [1, 0, 0, 1]}), path)
+    fmt = csv_format([("items", "multi_categorical"), ("click", "label")], header="always")
+    pp = fit_preprocessing(fmt, [path], min_count=1, progress=False)
+    vocab = list(pp.schema.field("items").vocabulary)
+    assert sorted(vocab) == ["1", "2", "3", "7"]
+    ds, _ = load(fmt, [path], batch_size=4, lists_as_text=True)
+    x, _ = next(iter(ds))
+    assert x["items"].numpy().tolist() == [[b"3", b"1"], [b"2", b""], [b"", b""], [b"3", b"7"]]  # null dropped
+    pp.save(str(tmp_path / "pp.json"))
+    ds_artifact, _ = load(str(tmp_path / "pp.json"), [path], batch_size=4)  # an artifact: text by default
+    np.testing.assert_array_equal(next(iter(ds_artifact))[0]["items"], x["items"])
+    ids = FieldIds(pp.schema)(x)["bag_ids"].numpy()[:, 0]
+    first = [1 + vocab.index(v) for v in ("3", "1")]  # ids from 1 after the OOV id 0
+    assert ids[0, :2].tolist() == first and (ids[2] == -1).all()
+    model = ak.build_model(pp.schema, "deepfm", None, d_main=4, hidden_units=[4])
+    assert np.isfinite(model(x)).all()
+    # Without lists_as_text the ids stay integers (for schemas with integer ids).
+    assert next(iter(load(fmt, [path], batch_size=4)[0]))[0]["items"].dtype == tf.int64

@@ -18,7 +18,7 @@ from aefs_keras.schema import list_padding
 
 def load(format, paths, batch_size: int = 2048, strict: bool = False, shuffle: bool = False,
          seed: int = 0, schema=None, label: str = "label", split=None, split_mode: str = "random",
-         split_seed: int = 0):
+         split_seed: int = 0, lists_as_text: bool | None = None):
     """One entry point for every file format.
 
     Args:
@@ -36,12 +36,16 @@ def load(format, paths, batch_size: int = 2048, strict: bool = False, shuffle: b
         split, split_mode, split_seed: a deterministic part of the rows,
             e.g. split=(0.0, 0.8) for training and (0.8, 1.0) for testing
             (see `read_text`).
+        lists_as_text: Parquet list<integer> columns as text, as a
+            preprocessing artifact's vocabulary holds them (see
+            `read_parquet`); by default, True when `format` is an artifact.
 
     Returns:
         (dataset of (features, label) batches, `ReadReport` or None).
     """
     if isinstance(format, str) and format.endswith(".json"):
         format = Preprocessing.load(format).format
+        lists_as_text = True if lists_as_text is None else lists_as_text
     if format == "tfrecord":
         if schema is None:
             raise ValueError("format='tfrecord' needs `schema` (the artifact's schema).")
@@ -59,7 +63,8 @@ def load(format, paths, batch_size: int = 2048, strict: bool = False, shuffle: b
                              f"artifact or `csv_format`). Received: format={format!r}")
         paths = _check_paths(paths)
         ds = read_parquet(paths, format.columns, batch_size=batch_size, split=split, split_mode=split_mode,
-                          split_seed=split_seed, list_separator=format.list_separator)
+                          split_seed=split_seed, list_separator=format.list_separator,
+                          lists_as_text=bool(lists_as_text))
         report = ReadReport(paths)  # Parquet rows are typed: none is skipped
     else:
         ds, report = read_text(format, paths, batch_size=batch_size, strict=strict, split=split,

@@ -176,7 +176,8 @@ def parquet_batches(paths, names, batch_size, split=None, split_mode="random", s
 
 
 def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 2048, split=None,
-                 split_mode: str = "random", split_seed: int = 0, list_separator: str = "|"):
+                 split_mode: str = "random", split_seed: int = 0, list_separator: str = "|",
+                 lists_as_text: bool = False):
     """Streams Parquet files (pyarrow, the `parquet` extra) as (features,
     label) batches; `columns` are (name, kind) pairs as in `csv_format`.
     Nulls become NaN (numeric) or "" (categorical).
@@ -184,7 +185,9 @@ def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 20
     A "multi_categorical" column is a Parquet list column (list<string> or
     list<integer>; null elements and a null list are dropped) or a text
     column split at "|"; it comes out as the model takes it, a (batch,
-    length) tensor padded with "" (strings) or -1 (integers).
+    length) tensor padded with "" (strings) or -1 (integers). With
+    `lists_as_text`, integer lists come out as their text too (padded with
+    ""), as a preprocessing artifact counts them: its vocabulary is text.
 
     `split` = (start, end) keeps the rows whose position falls there, as in
     `read_text`: by a seeded hash of (file, row) ("random", the default) or
@@ -207,6 +210,7 @@ def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 20
     # The first file decides a list column's dtype (integer ids or strings).
     int_lists = {n for n, k in wanted if k == MULTI_CATEGORICAL and n in first.names
                  and is_list(first.field(n).type) and pa.types.is_integer(first.field(n).type.value_type)}
+    as_ids = set() if lists_as_text else int_lists
 
     def pad(path, name, col):
         """A list column (or text split at the separator) -> (rows, longest)
@@ -216,13 +220,13 @@ def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 20
                 raise ValueError(f"{path}: column {name!r} is {col.type}, not a list of integers as in {paths[0]}")
         elif (name in int_lists) != pa.types.is_integer(col.type.value_type):
             raise ValueError(f"{path}: column {name!r} is {col.type}, unlike in {paths[0]}")
-        values, parent = arrow_list_values(col, fmt.list_separator, integers=name in int_lists)
+        values, parent = arrow_list_values(col, fmt.list_separator, integers=name in as_ids)
         values = values.to_numpy(zero_copy_only=False)
         parent = np.asarray(parent.to_numpy(zero_copy_only=False), "int64")
         lengths = np.bincount(parent, minlength=len(col))
         starts = np.cumsum(lengths) - lengths
-        out = np.full((len(col), max(int(lengths.max(initial=0)), 1)), -1 if name in int_lists else "",
-                      dtype="int64" if name in int_lists else object)
+        out = np.full((len(col), max(int(lengths.max(initial=0)), 1)), -1 if name in as_ids else "",
+                      dtype="int64" if name in as_ids else object)
         out[parent, np.arange(len(parent)) - starts[parent]] = values
         return out
 
@@ -245,7 +249,7 @@ def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 20
 
     def spec(n, k):
         if k == MULTI_CATEGORICAL:
-            return tf.TensorSpec([None, None], tf.int64 if n in int_lists else tf.string)
+            return tf.TensorSpec([None, None], tf.int64 if n in as_ids else tf.string)
         return tf.TensorSpec([None], tf.string if k == CATEGORICAL else tf.float32)
 
     signature = ({n: spec(n, k) for n, k in wanted if k != LABEL}, tf.TensorSpec([None], tf.float32))
