@@ -97,69 +97,42 @@ def _place_fields(values, indices, num_fields):
     return tf.autograph.experimental.do_not_convert(place)(values)
 
 
-# How `fields_matmul` splits each batch's fields. A field that at least
-# DENSE_SHARE of the rows kept goes through one dense product on the placed
-# rows; rarer fields through products grouped by field. On CPU a grouped
-# (row, field) pair costs about 3x a dense one in the forward pass (it writes
-# an h-wide partial output per pair and sums them) and about 1.5x in the
-# backward pass, hence two break-even shares (`benchmarks/first_layer.py`).
-# Below SMALL_BATCH rows the split's fixed cost (its bookkeeping and one small
-# product per field) outweighs what it saves, and the forward pass is the
-# one matmul on all placed fields.
-DENSE_SHARE = 0.35
-DENSE_SHARE_BACKWARD = 0.65
-SMALL_BATCH = 1024
+def _group_by_field(indices, num_fields):
+    """A stable counting sort of the (row, slot) pairs by field.
 
-
-def _split_by_share(indices, num_fields, dense_share):
-    """The bookkeeping of `fields_matmul` for one batch.
-
-    Returns `slot` (B, F): 1 + the position of field f among row b's kept
-    fields, 0 where f is not kept; `dense_fields` (C,): the fields kept by
-    at least `dense_share` of the rows (and by one row at least); `column`
-    (F,): each dense field's position among them; `rest` (B, m) bool: the
-    pairs of the other fields; `order` (n,): those pairs (as row * m +
-    slot) grouped by field, rows in order within a field (a counting sort: a
-    field occurs once per row at most, so its rank in its group is the
-    number of earlier rows that kept it); `counts` (F,): the pairs per group
-    (0 for dense fields); `rest_pos` (B * m,): each pair's position in
-    `order`, n for dense pairs.
+    Returns `dest` (B*m,), each pair's position when the pairs are grouped
+    by field (rows in order within a field), and the pairs per field (F,).
+    A field occurs at most once per row, so its rank within its group is the
+    number of earlier rows that kept it: an exclusive cumsum over (B, F),
+    far cheaper than sorting B*m keys.
     """
     shape = tf.shape(indices)
-    b, m = shape[0], shape[1]
-    slot = tf.scatter_nd(_row_field_pairs(indices), tf.broadcast_to(tf.range(1, m + 1)[None], shape),
-                         tf.stack([b, num_fields]))
-    kept = tf.cast(slot > 0, tf.int32)
-    rows_kept = tf.cast(tf.reduce_sum(kept, 0), tf.float32)
-    dense = rows_kept >= tf.maximum(dense_share * tf.cast(b, tf.float32), 1.0)
-    dense_fields = tf.cast(tf.where(dense)[:, 0], tf.int32)
-    column = tf.cumsum(tf.cast(dense, tf.int32), exclusive=True)
-    kept_rest = kept * tf.cast(~dense, tf.int32)[None]
-    counts = tf.reduce_sum(kept_rest, 0)
+    kept = tf.scatter_nd(_row_field_pairs(indices), tf.ones(shape, tf.int32),
+                         tf.stack([shape[0], num_fields]))
+    counts = tf.reduce_sum(kept, 0)
     start = tf.cumsum(counts, exclusive=True)
-    rank = tf.gather(tf.cumsum(kept_rest, axis=0, exclusive=True), indices, batch_dims=1)
-    rest = tf.gather(~dense, indices)  # (B, m)
-    flat_rest = tf.reshape(rest, [-1])
-    n = tf.reduce_sum(counts)
-    rest_pos = tf.where(flat_rest, tf.reshape(rank + tf.gather(start, indices), [-1]), n)
-    pair_ids = tf.cast(tf.where(flat_rest)[:, 0], tf.int32)
-    order = tf.scatter_nd(tf.gather(rest_pos, pair_ids)[:, None], pair_ids, n[None])
-    return slot, dense_fields, column, rest, order, counts, rest_pos
+    rank = tf.gather(tf.cumsum(kept, axis=0, exclusive=True), indices, batch_dims=1)
+    return tf.reshape(rank + tf.gather(start, indices), [-1]), counts
 
 
-def _placed(rows, slot, dense_fields):
-    """The dense fields' rows placed side by side: (B, C * d), zeros where a
-    row did not keep one."""
-    d = rows.shape[-1]
-    placed = tf.gather(tf.pad(rows, [[0, 0], [1, 0], [0, 0]]), tf.gather(slot, dense_fields, axis=1),
-                       batch_dims=1)
-    return tf.reshape(placed, [tf.shape(rows)[0], tf.shape(dense_fields)[0] * d])
+def _fields_matmul_grad(upstream, rows, indices, kernel, num_fields):
+    """Gradients of `fields_matmul` for rows and kernel, grouped by field."""
+    b, m, d = tf.shape(rows)[0], tf.shape(rows)[1], rows.shape[-1]
+    dest, counts = _group_by_field(indices, num_fields)
+    # The pair at (row r, slot j) goes to position dest[r * m + j].
+    order = tf.scatter_nd(dest[:, None], tf.range(b * m), [b * m])
+    x = tf.split(tf.gather(tf.reshape(rows, [b * m, d]), order), counts, num=num_fields)
+    g = tf.split(tf.gather(upstream, order // m), counts, num=num_fields)
+    blocks = tf.reshape(kernel, [num_fields, d, -1])
+    d_kernel = tf.stack([tf.matmul(x[f], g[f], transpose_a=True) for f in range(num_fields)])
+    d_rows = tf.concat([tf.matmul(g[f], blocks[f], transpose_b=True) for f in range(num_fields)], 0)
+    d_rows = tf.gather(d_rows, dest)  # back to (row, slot) order
+    return tf.reshape(d_rows, tf.shape(rows)), tf.reshape(d_kernel, tf.shape(kernel))
 
 
-def fields_matmul(rows, indices, kernel, num_fields: int, dense_share: float | None = None,
-                  backward_share: float | None = None, small_batch: int | None = None):
-    """`flatten(place_fields(rows, indices, F)) @ kernel`, computed on the
-    kept fields only.
+def fields_matmul(rows, indices, kernel, num_fields: int):
+    """`flatten(place_fields(rows, indices, F)) @ kernel`, with a backward
+    pass that touches only the kept fields' kernel blocks.
 
     Args:
         rows: (B, m, d) kept field vectors (m = k, or F while warming up).
@@ -167,87 +140,29 @@ def fields_matmul(rows, indices, kernel, num_fields: int, dense_share: float | N
         kernel: (F * d, h) a dense layer's kernel, field-major (as a Dense
             layer on the flattened (B, F, d) tensor holds it).
         num_fields: F.
-        dense_share: in the forward pass of a batch of SMALL_BATCH rows or
-            more, fields kept by at least this share of the rows take the
-            dense product; 0 puts every kept field there, a value above 1
-            none. Smaller batches take one product on all placed fields.
-        backward_share: the same for the backward pass.
-        small_batch: the batch size from which the forward pass splits.
-        The three default to the module's `DENSE_SHARE`,
-        `DENSE_SHARE_BACKWARD` and `SMALL_BATCH`, read when called.
 
-    The fields of each batch are split in two. The common ones: their rows
-    are placed into a (B, C*d) input (zeros where a row did not keep one) and
-    multiplied by their C kernel blocks in one matmul. The rare ones: their
-    (row, field) pairs are grouped by field, and for each such field f, with
-    X_f its n_f kept vectors, X_f W_f is added to those rows' outputs. Fields
-    no row kept cost nothing. The backward pass splits the same way at its
-    own share (dW_f = X_f^T G_f and dX_f = G_f W_f^T for grouped fields), so
-    a block no row kept gets an exactly zero gradient. Trained selectors
-    keep some fields on most rows and others rarely, which is where this pays.
+    The forward pass is the dense matmul on the placed rows (on CPU one big
+    matmul beats the grouped form: `benchmarks/first_layer.py`). The backward pass groups
+    the B*m kept (row, field) pairs by field: for each field f, with X_f its
+    n_f kept vectors and G_f the output gradients of their rows,
+    dW_f = X_f^T G_f and dX_f = G_f W_f^T: half the multiply-adds of the
+    dense backward at k = F/2 and no gradient for the zero blocks.
     """
     indices = tf.cast(indices, tf.int32)
-    dense_share = DENSE_SHARE if dense_share is None else dense_share
-    backward_share = DENSE_SHARE_BACKWARD if backward_share is None else backward_share
-    small_batch = SMALL_BATCH if small_batch is None else small_batch
     d = rows.shape[-1]
-    h = kernel.shape[-1] if kernel.shape[-1] is not None else tf.shape(kernel)[-1]
-    blocks = tf.reshape(kernel, [num_fields, d, h])
-
-    def grouped(per_field, total, width):
-        # One product per field on its group; empty groups cost a no-op, and
-        # a batch with no grouped pair skips them all.
-        def run():
-            return tf.concat([per_field(f) for f in range(num_fields)], 0)
-        return tf.cond(total > 0, run, lambda: tf.zeros([0, width], rows.dtype))
-
-    def split_forward(rows, blocks):
-        b, m = tf.shape(rows)[0], tf.shape(rows)[1]
-        slot, dense_fields, _, _, order, counts, _ = _split_by_share(indices, num_fields, dense_share)
-        w_dense = tf.reshape(tf.gather(blocks, dense_fields), [-1, h])
-        out = tf.matmul(_placed(rows, slot, dense_fields), w_dense)
-        x = tf.split(tf.gather(tf.reshape(rows, [-1, d]), order), counts, num=num_fields)
-        partial = grouped(lambda f: tf.matmul(x[f], blocks[f]), tf.size(order), h)
-        return out + tf.math.unsorted_segment_sum(partial, order // m, b)
 
     @tf.custom_gradient
-    def matmul(rows, blocks):
-        b, m = tf.shape(rows)[0], tf.shape(rows)[1]
-        out = tf.cond(
-            b < small_batch,
-            lambda: tf.matmul(tf.reshape(_place_fields(rows, indices, num_fields), [b, num_fields * d]),
-                              tf.reshape(blocks, [num_fields * d, h])),
-            lambda: split_forward(rows, blocks))
+    def matmul(rows, kernel):
+        placed = _place_fields(rows, indices, num_fields)
+        out = tf.matmul(tf.reshape(placed, [-1, num_fields * d]), kernel)
 
         def grad(upstream):
             with tf.name_scope("fields_matmul_grad"):
-                slot, dense_fields, column, rest, order, counts, rest_pos = _split_by_share(
-                    indices, num_fields, backward_share)
-                c = tf.shape(dense_fields)[0]
-                placed = _placed(rows, slot, dense_fields)
-                w_dense = tf.reshape(tf.gather(blocks, dense_fields), [-1, h])
-                d_w_dense = tf.reshape(tf.matmul(placed, upstream, transpose_a=True), [c, d, h])
-                d_placed = tf.reshape(tf.matmul(upstream, w_dense, transpose_b=True), [b, c, d])
-                # A dense pair's gradient is its column of d_placed; grouped
-                # pairs read the zero column appended at C.
-                where = tf.where(rest, c, tf.gather(column, indices))
-                d_rows = tf.gather(tf.pad(d_placed, [[0, 0], [0, 1], [0, 0]]), where, batch_dims=1)
-                x = tf.split(tf.gather(tf.reshape(rows, [-1, d]), order), counts, num=num_fields)
-                g = tf.split(tf.gather(upstream, order // m), counts, num=num_fields)
-                n = tf.size(order)
-                d_blocks = tf.cond(
-                    n > 0,
-                    lambda: tf.stack([tf.matmul(x[f], g[f], transpose_a=True) for f in range(num_fields)]),
-                    lambda: tf.zeros_like(blocks))
-                d_rest = grouped(lambda f: tf.matmul(g[f], blocks[f], transpose_b=True), n, d)
-                d_rest = tf.gather(tf.pad(d_rest, [[0, 1], [0, 0]]), rest_pos)  # n: the zero row
-                d_rows = d_rows + tf.reshape(d_rest, tf.shape(rows))
-                d_blocks = d_blocks + tf.scatter_nd(dense_fields[:, None], d_w_dense, tf.shape(blocks))
-                return d_rows, d_blocks
+                return _fields_matmul_grad(upstream, rows, indices, kernel, num_fields)
 
         return out, grad
 
-    return tf.autograph.experimental.do_not_convert(matmul)(rows, blocks)
+    return tf.autograph.experimental.do_not_convert(matmul)(rows, kernel)
 
 
 def warmup_fields(indices, weights, warmup_weights, warming, num_fields: int, dtype):

@@ -4,7 +4,6 @@ lookup-bound size.
     python benchmarks/scale.py steps --out benchmarks/results/scale_steps.json
     python benchmarks/scale.py aefs  --out benchmarks/results/scale_aefs.json
     python benchmarks/scale.py profile --out benchmarks/results/scale_profile.json
-    python benchmarks/scale.py split --rows-per-field 100000 --rounds 5 --out benchmarks/results/scale_split.json
 
 `steps`: DeepFM (39 fields, width 32, MLP 400-400-400, batch 4096, Zipf ids)
 with one embedding table of 10^4 .. 10^7 rows in all; median step time of
@@ -19,10 +18,6 @@ models live in one process: `--rounds` interleaved rounds of training
 and their `serving_default` signatures timed in interleaved rounds (batch
 512). Each round gives one AEFS / none ratio; the mean and sd over rounds
 are reported.
-`split`: one DeepFM + AEFS model, its training step timed with the first
-MLP layer's forms switched in interleaved rounds (`ops.fields_matmul`: the
-one placed matmul forward and grouped backward it had before, the split
-forward, the split forward and backward).
 `profile`: op time by model stage (forward, backward, optimizer) of one
 training step and of one serving call of the exported model, from TF
 profiler traces, with the wall time of each.
@@ -277,36 +272,6 @@ def run_profile(cfg):
             "serve_call_ms": serve_ms, "serve_op_ms_by_stage": serve}
 
 
-def run_split(cfg):
-    """The first MLP layer's forms in one AEFS model, rounds interleaved;
-    each form retraces the training step (the split is read when traced)."""
-    import numpy as np
-
-    import aefs_keras as ak
-    from aefs_keras import ops
-
-    _, _, ds = _data(cfg["rows_per_field"], cfg["batch"], 4)
-    model = _model(cfg["rows_per_field"], "aefs", cfg["d_main"], "rowwise_adagrad", [400, 400, 400])
-    model.fit(ds, epochs=1, verbose=0)
-    shares = ak.selection_frequency(model, ds.take(1))
-    forms = {"placed matmul forward, grouped backward (before)": (10 ** 9, ops.DENSE_SHARE, 2.0),
-             "split forward, grouped backward": (ops.SMALL_BATCH, ops.DENSE_SHARE, 2.0),
-             "split forward and backward (now)": (ops.SMALL_BATCH, ops.DENSE_SHARE, ops.DENSE_SHARE_BACKWARD)}
-    saved = ops.SMALL_BATCH, ops.DENSE_SHARE, ops.DENSE_SHARE_BACKWARD
-    ms = {n: [] for n in forms}
-    try:
-        for r in range(cfg["rounds"]):
-            for name in (list(forms) if r % 2 == 0 else list(forms)[::-1]):
-                ops.SMALL_BATCH, ops.DENSE_SHARE, ops.DENSE_SHARE_BACKWARD = forms[name]
-                model.make_train_function(force=True)
-                model.fit(ds, epochs=1, verbose=0)  # trace
-                ms[name].append(1e3 * _median_step(model, ds, cfg["epochs"]))
-    finally:
-        ops.SMALL_BATCH, ops.DENSE_SHARE, ops.DENSE_SHARE_BACKWARD = saved
-    return {**cfg, "fields_kept_share": sorted(np.round(shares, 3).tolist(), reverse=True),
-            "train_step_ms": {n: _summary(v) for n, v in ms.items()}}
-
-
 def _child(kind, cfg):
     out = subprocess.run([sys.executable, __file__, "_child", kind, json.dumps(cfg)], capture_output=True,
                          text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
@@ -317,7 +282,7 @@ def _child(kind, cfg):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["steps", "aefs", "profile", "split", "_child"])
+    parser.add_argument("what", choices=["steps", "aefs", "profile", "_child"])
     parser.add_argument("child_kind", nargs="?")
     parser.add_argument("child_cfg", nargs="?")
     parser.add_argument("--table-rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000, 10_000_000])
@@ -335,7 +300,7 @@ def main(argv=None):
     if args.what == "_child":
         cfg = json.loads(args.child_cfg)
         fn = {"steps": run_steps, "aefs": run_aefs, "serve": run_serve,
-              "profile": run_profile, "split": run_split}[args.child_kind]
+              "profile": run_profile}[args.child_kind]
         print(json.dumps(fn(cfg)))
         return
     results = []
@@ -356,12 +321,6 @@ def main(argv=None):
                                           "rounds": args.rounds, "repeat": r})
                     results.append(res)
                     print(json.dumps(res), flush=True)
-        elif args.what == "split":
-            for d in args.d_main:
-                res = _child("split", {"rows_per_field": args.rows_per_field, "d_main": d, "batch": 4096,
-                                       "epochs": args.epochs, "rounds": args.rounds, "repeat": r})
-                results.append(res)
-                print(json.dumps(res), flush=True)
         else:
             for d in args.d_main:
                 for selection in (None, "aefs"):

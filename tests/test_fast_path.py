@@ -12,9 +12,7 @@ import tensorflow as tf
 import aefs_keras as ak
 from aefs_keras import builder
 from aefs_keras import layers as L
-from aefs_keras import ops
-from aefs_keras.ops import (DENSE_SHARE, DENSE_SHARE_BACKWARD, _split_by_share, fields_matmul, place_fields,
-                            scatter_fields)
+from aefs_keras.ops import fields_matmul, place_fields, scatter_fields
 
 BACKBONES = ["dnn", "deepfm", "dcn", "wide_deep", "mlcc", "mc_mlcc"]
 F = 7
@@ -24,7 +22,7 @@ def _schema():
     return ak.Schema([ak.Categorical(f"c{i}", vocabulary_size=30) for i in range(F)])
 
 
-def _x(n=96, seed=0):
+def _x(n=48, seed=0):
     rng = np.random.default_rng(seed)
     return {f"c{i}": rng.integers(0, 30, n) for i in range(F)}, rng.integers(0, 2, n).astype("float32")
 
@@ -72,15 +70,8 @@ def _assert_same_grads(ga, gb):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * scale)
 
 
-@pytest.fixture
-def split_every_batch(monkeypatch):
-    """The first-layer split (common fields dense, rare fields grouped) for
-    every batch size, so that these small batches take it as 1024+ do."""
-    monkeypatch.setattr(ops, "SMALL_BATCH", 0)
-
-
 @pytest.mark.parametrize("backbone, selection", list(itertools.product(BACKBONES, ["adafs", "aefs"])))
-def test_fast_path_equals_scattered(backbone, selection, split_every_batch):
+def test_fast_path_equals_scattered(backbone, selection):
     fast, ref = _pair(backbone, selection)
     main = fast.get_layer("main_embedding")
     assert selection == "adafs" or main.output_mode == "compact"
@@ -95,7 +86,7 @@ def test_fast_path_equals_scattered(backbone, selection, split_every_batch):
 
 
 @pytest.mark.parametrize("backbone, selection", [("deepfm", "aefs"), ("dcn", "adafs")])
-def test_exported_fast_path_equals_scattered(tmp_path, backbone, selection, split_every_batch):
+def test_exported_fast_path_equals_scattered(tmp_path, backbone, selection):
     fast, ref = _pair(backbone, selection)
     x, _ = _x(seed=4)
     served = tf.saved_model.load(ak.export(fast, str(tmp_path), "m")).signatures["serving_default"]
@@ -158,61 +149,25 @@ def test_place_fields_is_scatter_fields(b, m):
     np.testing.assert_array_equal(tape.gradient(lg, rows), tape.gradient(lw, rows))
 
 
-def _skewed_selection(b, f, m, seed):
-    """Fields 0 and 1 on every row, field 2 on the odd rows, the rest at
-    random: common and rare fields in one batch, as trained selectors give."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for r in range(b):
-        fixed = [0, 1] + ([2] if r % 2 else [])
-        rest = [x for x in rng.permutation(f) if x not in (0, 1, 2)][:m - len(fixed)]
-        rows.append(rng.permutation(fixed + rest))
-    return np.stack(rows).astype("int32")
-
-
-@pytest.mark.parametrize("small_batch", [None, 0])
-@pytest.mark.parametrize("shares", [(0.0, 0.0), (DENSE_SHARE, DENSE_SHARE_BACKWARD), (2.0, 2.0)])
-@pytest.mark.parametrize("b, nf, m, select", [(1, F, 3, _random_selection), (9, F, 3, _random_selection),
-                                              (9, F, F, _random_selection), (80, 30, 6, _skewed_selection)])
-def test_fields_matmul_is_the_dense_layer_on_scattered_rows(b, nf, m, select, shares, small_batch):
-    # Shares 0: every kept field in the dense product; 2.0: every field
-    # grouped; the defaults: the split the layers use (in the skewed case
-    # fields 0, 1 and 2 go dense in the forward pass and 0, 1 in the backward
-    # pass, the others are grouped). small_batch None: these batches are
-    # below SMALL_BATCH and the forward pass is one matmul; 0: split.
-    dense_share, backward_share = shares
-    idx = select(b, nf, m, seed=b * m)
+@pytest.mark.parametrize("b, m", [(1, 3), (9, 3), (9, F)])
+def test_fields_matmul_is_the_dense_layer_on_scattered_rows(b, m):
+    idx = _random_selection(b, F, m, seed=b * m)
     rng = np.random.default_rng(2)
     rows = tf.constant(rng.normal(size=(b, m, 4)).astype("float32"))
-    kernel = tf.constant(rng.normal(size=(nf * 4, 6)).astype("float32"))
+    kernel = tf.constant(rng.normal(size=(F * 4, 6)).astype("float32"))
     upstream = tf.constant(rng.normal(size=(b, 6)).astype("float32"))
     with tf.GradientTape(persistent=True) as tape:
         tape.watch([rows, kernel])
-        got = fields_matmul(rows, idx, kernel, nf, dense_share=dense_share, backward_share=backward_share,
-                            small_batch=small_batch)
-        want = tf.matmul(tf.reshape(scatter_fields(rows, idx, nf), [b, nf * 4]), kernel)
+        got = fields_matmul(rows, idx, kernel, F)
+        want = tf.matmul(tf.reshape(scatter_fields(rows, idx, F), [b, F * 4]), kernel)
         lg, lw = tf.reduce_sum(got * upstream), tf.reduce_sum(want * upstream)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     for a, c in zip(tape.gradient(lg, [rows, kernel]), tape.gradient(lw, [rows, kernel])):
         np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
     # A field no row kept gets an exactly zero kernel gradient block.
-    d_kernel = tape.gradient(lg, kernel).numpy().reshape(nf, 4, 6)
-    for f in set(range(nf)) - set(idx.ravel().tolist()):
+    d_kernel = tape.gradient(lg, kernel).numpy().reshape(F, 4, 6)
+    for f in set(range(F)) - set(idx.ravel().tolist()):
         assert not d_kernel[f].any()
-
-
-def test_fields_matmul_splits_common_fields_from_rare_ones():
-    idx = tf.constant(_skewed_selection(80, 30, 6, seed=0))
-    slot, dense_fields, column, rest, order, counts, rest_pos = _split_by_share(idx, 30, DENSE_SHARE)
-    assert dense_fields.numpy().tolist() == [0, 1, 2]  # kept by 100 %, 100 % and 50 % of the rows
-    assert _split_by_share(idx, 30, DENSE_SHARE_BACKWARD)[1].numpy().tolist() == [0, 1]
-    np.testing.assert_array_equal(rest, ~np.isin(idx, [0, 1, 2]))
-    assert counts.numpy()[:3].tolist() == [0, 0, 0]
-    # `order` lists the rare pairs grouped by field, rows ascending within a field.
-    pairs = [(int(p) // 6, int(idx.numpy().ravel()[p])) for p in order.numpy()]
-    assert [rest_pos.numpy()[p] for p in order.numpy()] == list(range(len(pairs)))
-    assert pairs == sorted(pairs, key=lambda rf: (rf[1], rf[0]))
-    assert len(pairs) == int((~np.isin(idx, [0, 1, 2])).sum())
 
 
 def test_backbone_compact_call_needs_num_fields():
