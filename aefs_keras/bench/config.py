@@ -25,6 +25,17 @@ is the product dataset x backbone x selection x k ratio x variant x seed:
 
 `none` runs once per seed (k does not apply to it). `peer` runs the
 DeepCTR accuracy check after the grid (not with --quick).
+
+A grid's `search` gives each method its own variants, in place of
+`variants`, for a per-method search chosen on validation AUC (the report's
+"validated best" table); a variant may set `learning_rate` as well as
+selection options:
+
+      - name: fair
+        selections: [none, adafs]
+        search:
+          none: {lr_1e-3: {}, lr_3e-3: {learning_rate: 0.003}}
+          adafs: {ours: {}, paper: {weight_scale: sum, output_layer: false}}
 """
 
 from __future__ import annotations
@@ -63,7 +74,9 @@ SETTINGS: dict[str, Any] = {
     "max_train_rows": None,  # cap the training split (e.g. for --quick)
 }
 GRID_KEYS = {"name", "datasets", "backbones", "selections", "k_ratios", "variants", "seeds",
-             "backbone_options"}
+             "backbone_options", "search"}
+# Variant keys that change the run's training settings, not the selection.
+TRAINING_OVERRIDES = ("learning_rate",)
 # --quick may also narrow grids: these keys replace the grids' own lists.
 QUICK_GRID_KEYS = {"datasets", "seeds", "k_ratios"}
 
@@ -192,12 +205,19 @@ def load_config(path_or_dict, quick: bool = False) -> BenchConfig:
         if not isinstance(variants, dict):
             raise ValueError(f"grid {name!r}: `variants` must map names to selection options "
                              f"(AEFS's, or ResearchAEFS's). Received: variants={variants!r}")
+        search = grid.get("search") or {}
+        if not isinstance(search, dict) or not all(isinstance(v, dict) and v for v in search.values()):
+            raise ValueError(f"grid {name!r}: `search` must map methods to non-empty variant mappings. "
+                             f"Received: search={search!r}")
+        bad = sorted(set(search) - set(selections))
+        if bad:
+            raise ValueError(f"grid {name!r}: `search` names method(s) {bad} not in its selections {selections}")
         options = tuple(sorted((grid.get("backbone_options") or {}).items()))
-        for ds, bb, sel, variant, seed in itertools.product(datasets, backbones, selections,
-                                                            variants, seeds):
-            for k in ([None] if sel == "none" else k_ratios):
+        for ds, bb, sel, seed in itertools.product(datasets, backbones, selections, seeds):
+            own = search.get(sel, variants)
+            for variant, k in itertools.product(own, [None] if sel == "none" else k_ratios):
                 spec = RunSpec(name, ds, bb, sel, None if k is None else float(k), variant,
-                               tuple(sorted(variants[variant].items())), options, int(seed))
+                               tuple(sorted(own[variant].items())), options, int(seed))
                 if spec.key not in seen:
                     seen.add(spec.key)
                     runs.append(spec)

@@ -23,7 +23,7 @@ LABELS = {
     "aefs_mvfs": "AEFS (mini-MvFS)",
 }
 CSV_COLUMNS = ["grid", "dataset", "backbone", "selection", "k_ratio", "k", "fields", "variant", "seed", "auc",
-               "logloss", "epochs", "best_epoch", "activated_embedding_parameters", "train_examples_per_s",
+               "val_auc", "logloss", "epochs", "best_epoch", "activated_embedding_parameters", "train_examples_per_s",
                "serving_examples_per_s", "seconds"]
 
 
@@ -181,6 +181,74 @@ def variant_lines(results, grid: str) -> list[str]:
                      f"AUC against the default (2 SE {c['bound']:.4f}): {verdict}; "
                      f"{rs[0]['activated_embedding_parameters']:,} against "
                      f"{base[0]['activated_embedding_parameters']:,} embedding values per example.")
+    return lines
+
+
+def validated(results, grid: str) -> dict[tuple, tuple[str, list[dict]]]:
+    """Per (dataset, backbone, method, k) of `grid`: the variant with the
+    highest mean validation AUC over its seeds, and its runs. The test
+    split plays no part in the choice."""
+    best: dict[tuple, tuple[float, str, list[dict]]] = {}
+    for (g, ds, bb, sel, kr, variant), rs in groups(results).items():
+        val = _stats([r.get("val_auc") for r in rs])[0]
+        if g != grid or math.isnan(val):
+            continue
+        key = (ds, bb, sel, kr)
+        if key not in best or val > best[key][0]:
+            best[key] = (val, variant, rs)
+    return {key: (variant, rs) for key, (_, variant, rs) in best.items()}
+
+
+def _searched(results, grid) -> bool:
+    """True when some method of `grid` ran more than one variant."""
+    seen: dict[tuple, set] = {}
+    for r in results:
+        if r["grid"] == grid:
+            seen.setdefault((r["dataset"], r["backbone"], r["selection"], r["k_ratio"]), set()).add(r["variant"])
+    return any(len(v) > 1 for v in seen.values())
+
+
+def validated_table(results, grid: str) -> str | None:
+    """Each method at its validated best: the chosen variant and its
+    settings, its validation and test AUC, and the other variants'
+    validation AUC."""
+    chosen = validated(results, grid)
+    if not chosen or not _searched(results, grid):
+        return None
+    g = groups(results)
+    rows = ["| dataset | backbone | method | k ratio (k) | chosen variant (settings) | val AUC | test AUC | "
+            "other variants: val AUC | seeds |", "|---|---|---|---|---|---|---|---|---|"]
+    for (ds, bb, sel, kr), (variant, rs) in chosen.items():
+        others = [f"{v} {_stats([r.get('val_auc') for r in ors])[0]:.4f}"
+                  for (gr, d2, b2, s2, k2, v), ors in g.items()
+                  if (gr, d2, b2, s2, k2) == (grid, ds, bb, sel, kr) and v != variant]
+        settings = ", ".join(f"{k}={v}" for k, v in sorted(rs[0].get("overrides", {}).items())) or "defaults"
+        k = "-" if kr is None else f"{kr:g} ({rs[0]['k']})"
+        auc = _stats([r["auc"] for r in rs])
+        rows.append(f"| {ds} | {bb} | {LABELS.get(sel, sel)} | {k} | {variant} ({settings}) | "
+                    f"{_stats([r['val_auc'] for r in rs])[0]:.4f} | {_fmt(*auc[:2])} | "
+                    f"{'; '.join(others) or '-'} | {auc[2]} |")
+    return "\n".join(rows)
+
+
+def validated_verdicts(results, grid: str, k_ratio: float = 0.5) -> list[str]:
+    """AEFS (mini-AdaFS) at its validated best against every other method
+    at its validated best, per dataset and backbone (test AUC, 2 SE)."""
+    chosen = validated(results, grid)
+    lines = []
+    for (ds, bb, sel, kr), (variant, rs) in chosen.items():
+        if sel != "aefs_adafs" or kr != k_ratio:
+            continue
+        parts = []
+        for (d2, b2, s2, k2), (v2, ors) in chosen.items():
+            if (d2, b2) != (ds, bb) or s2 == sel or k2 not in (None, k_ratio):
+                continue
+            c = compare([r["auc"] for r in rs], [r["auc"] for r in ors])
+            verdict = ("too few seeds to judge" if c["within_noise"] is None else
+                       "within noise" if c["within_noise"] else ("ABOVE" if c["diff"] > 0 else "BELOW"))
+            parts.append(f"vs {LABELS.get(s2, s2)} ({v2}) {c['diff']:+.4f} (2 SE {c['bound']:.4f}): {verdict}")
+        if parts:
+            lines.append(f"- **{ds}**, {bb}, k = {k_ratio:g}: AEFS ({variant}) " + "; ".join(parts) + ".")
     return lines
 
 
@@ -387,6 +455,13 @@ def write_report(payload: dict[str, Any], out_dir: str, report_path: str, comman
             f.write(headline + "\n")
     for grid in grids:
         parts += [f"## Grid `{grid}`", ""]
+        vt = validated_table(results, grid)
+        if vt:
+            parts += ["Each method at its validated best: the variant (settings) with the highest mean "
+                      "validation AUC over its seeds; the test split plays no part in the choice.", "", vt, ""]
+            parts += ["AEFS at its validated best against each method at its own (difference of mean test "
+                      "AUC; within noise = at most two standard errors):", ""] + \
+                validated_verdicts(results, grid) + [""]
         v = verdicts(results, grid)
         if v:
             parts += ["AEFS at k = 0.5 against the baselines (difference of mean test AUC; "

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from aefs_keras import experimental
-from aefs_keras.bench.config import METHODS, BenchConfig, RunSpec
+from aefs_keras.bench.config import METHODS, TRAINING_OVERRIDES, BenchConfig, RunSpec
 from aefs_keras.builder import build_model, default_compile
 from aefs_keras.checks import resolve_k
 from aefs_keras.callbacks import FieldSelectionFrequency, TrainingThroughput
@@ -93,7 +93,7 @@ def _model_args(spec: RunSpec, settings, importance=None):
     `importance()` gives the field importances for field_prior="importance"."""
     args = _backbone_args(spec, settings)
     kind, options = METHODS[spec.selection]
-    options = {**options, **dict(spec.overrides)}
+    options = {**options, **{k: v for k, v in spec.overrides if k not in TRAINING_OVERRIDES}}
     if kind is None:
         if options:
             raise ValueError(f"{spec.key}: selection options {sorted(options)} need a selecting method")
@@ -147,6 +147,7 @@ def run_one(spec: RunSpec, data: CTRData, settings: dict[str, Any]) -> dict[str,
     keras.backend.clear_session()
     keras.utils.set_random_seed(spec.seed)
     started = time.perf_counter()
+    settings = {**settings, **{k: v for k, v in spec.overrides if k in TRAINING_OVERRIDES}}
     fields = _static_fields(spec, data, settings) if spec.selection == "static" else None
     schema = data.schema.select(fields) if fields is not None else data.schema
     # Trained at most once per run, however many options use it.
@@ -177,6 +178,7 @@ def run_one(spec: RunSpec, data: CTRData, settings: dict[str, Any]) -> dict[str,
         "logloss": log_loss(test_y, p),
         "epochs": len(history.history["loss"]),
         "best_epoch": int(np.argmax(val_auc)) + 1,
+        "val_auc": float(np.max(val_auc)),  # the restored weights' validation AUC
         "k": None, "fields": data.schema.num_fields,
         "activated_embedding_parameters": model.activated_embedding_parameters(),
         "train_examples_per_s": timer.examples_per_s(n_train),
