@@ -132,3 +132,43 @@ def test_grid_variants_reach_the_selection_objects():
         _model_args(spec("none", warmup_steps=5), SETTINGS)
     with pytest.raises(ValueError, match="`warmup_steps` does not apply to selection='adafs'"):
         _model_args(spec("adafs", warmup_steps=5), SETTINGS)
+
+
+def test_search_gives_each_method_its_own_variants():
+    cfg = load_config({"grids": [{"name": "fair", "datasets": ["frappe"], "selections": ["none", "adafs"],
+                                  "seeds": [0, 1], "search": {
+                                      "none": {"a": {}, "b": {"learning_rate": 0.003}},
+                                      "adafs": {"ours": {}, "paper": {"weight_scale": "sum"}}}}]})
+    variants = sorted({(r.selection, r.variant, r.overrides) for r in cfg.runs})
+    assert variants == [("adafs", "ours", ()), ("adafs", "paper", (("weight_scale", "sum"),)),
+                        ("none", "a", ()), ("none", "b", (("learning_rate", 0.003),))]
+    assert len(cfg.runs) == 8  # 2 methods x 2 variants x 2 seeds
+    # learning_rate is a training setting, not a selection option.
+    from aefs_keras.bench.config import SETTINGS
+    from aefs_keras.bench.runner import _model_args
+    none_b = [r for r in cfg.runs if r.variant == "b"][0]
+    assert "selection" not in _model_args(none_b, SETTINGS)
+    with pytest.raises(ValueError, match="not in its selections"):
+        load_config({"grids": [{"datasets": ["frappe"], "selections": ["none"], "search": {"adafs": {"x": {}}}}]})
+    with pytest.raises(ValueError, match="`search` must map methods"):
+        load_config({"grids": [{"datasets": ["frappe"], "selections": ["none"], "search": {"none": {}}}]})
+
+
+def test_validated_best_is_chosen_on_validation_not_test():
+    def run(sel, variant, val, auc, overrides=None):
+        return {"grid": "g", "dataset": "d", "backbone": "deepfm", "selection": sel,
+                "k_ratio": None if sel == "none" else 0.5, "variant": variant, "val_auc": val, "auc": auc,
+                "overrides": overrides or {}, "k": 2}
+    rs = ([run("none", "lr_1e-3", v, a) for v, a in ((0.70, 0.80), (0.71, 0.81))]
+          + [run("none", "lr_3e-3", v, a, {"learning_rate": 0.003}) for v, a in ((0.72, 0.70), (0.73, 0.71))]
+          + [run("aefs_adafs", "ours", v, a) for v, a in ((0.72, 0.75), (0.72, 0.76))])
+    chosen = report.validated(rs, "g")
+    # lr_3e-3 has the better validation AUC (0.725 vs 0.705) and the worse test AUC: it is chosen.
+    assert chosen[("d", "deepfm", "none", None)][0] == "lr_3e-3"
+    table = report.validated_table(rs, "g")
+    assert "lr_3e-3 (learning_rate=0.003) | 0.7250 | 0.7050 ± 0.0071 | lr_1e-3 0.7050 |" in table
+    lines = report.validated_verdicts(rs, "g")
+    assert lines == ["- **d**, deepfm, k = 0.5: AEFS (ours) vs none (all fields) (lr_3e-3) +0.0500 "
+                     "(2 SE 0.0141): ABOVE."]  # 2 * sqrt(2 * 0.00707^2 / 2)
+    # One variant per method: nothing was searched, no table.
+    assert report.validated_table([r for r in rs if r["variant"] != "lr_3e-3"], "g") is None
