@@ -172,3 +172,17 @@ def test_validated_best_is_chosen_on_validation_not_test():
                      "(2 SE 0.0141): ABOVE."]  # 2 * sqrt(2 * 0.00707^2 / 2)
     # One variant per method: nothing was searched, no table.
     assert report.validated_table([r for r in rs if r["variant"] != "lr_3e-3"], "g") is None
+
+
+def test_frontier_marks_points_no_other_point_beats():
+    def run(sel, k, auc, values, train, serve):
+        return {"grid": "g", "dataset": "d", "backbone": "deepfm", "selection": sel, "k_ratio": k,
+                "variant": "default", "auc": auc, "activated_embedding_parameters": values,
+                "train_examples_per_s": train, "serving_examples_per_s": serve}
+    rs = [run("none", None, 0.80, 100, 10.0, 50.0), run("static", 0.5, 0.79, 50, 20.0, 100.0),
+          run("aefs_adafs", 0.5, 0.78, 60, 8.0, 40.0)]
+    table = report.frontier_table(rs, "g")
+    # AEFS: less AUC than static at more cost on every axis; none: the best AUC; static: the cheapest.
+    assert "| AEFS (mini-AdaFS) | 0.5 | 0.7800 | 60 | 8 | 40 | - |" in table
+    assert "| none (all fields) | - | 0.8000 | 100 | 10 | 50 | values, train, serve |" in table
+    assert "| static early (global top-k) | 0.5 | 0.7900 | 50 | 20 | 100 | values, train, serve |" in table

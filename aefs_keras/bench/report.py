@@ -252,6 +252,80 @@ def validated_verdicts(results, grid: str, k_ratio: float = 0.5) -> list[str]:
     return lines
 
 
+def _frontier_points(results, grid):
+    """{(dataset, backbone): [(method, k ratio, mean AUC, embedding values,
+    train ex/s, serve ex/s)]} over `grid`'s default variants."""
+    out: dict[tuple, list] = {}
+    for (g, ds, bb, sel, kr, variant), rs in groups(results).items():
+        if g == grid and variant == "default":
+            out.setdefault((ds, bb), []).append((
+                sel, kr, _stats([r["auc"] for r in rs])[0], rs[0]["activated_embedding_parameters"],
+                _stats([r["train_examples_per_s"] for r in rs])[0],
+                _stats([r["serving_examples_per_s"] for r in rs])[0]))
+    return out
+
+
+def _on_frontier(point, points, cost) -> bool:
+    """No other point has at least its AUC at no more cost, and one of the
+    two strictly better."""
+    auc, c = point[2], cost(point)
+    return not any(q is not point and q[2] >= auc and cost(q) <= c and (q[2] > auc or cost(q) < c)
+                   for q in points)
+
+
+def frontier_table(results, grid: str) -> str | None:
+    """Test AUC against cost for every method and k of `grid`: embedding
+    values read per example, and training and serving time (1 / examples
+    per s); a mark where the point is on the AUC-cost frontier."""
+    data = _frontier_points(results, grid)
+    if not data or all(len(v) < 2 for v in data.values()):
+        return None
+    costs = {"values": lambda q: q[3], "train": lambda q: 1 / q[4], "serve": lambda q: 1 / q[5]}
+    rows = ["| dataset | backbone | method | k ratio | test AUC | emb. values / ex | train ex/s | serve ex/s | "
+            "on the frontier of AUC against |", "|---|---|---|---|---|---|---|---|---|"]
+    for (ds, bb), points in data.items():
+        for q in sorted(points, key=lambda q: (q[3], -q[2])):
+            marks = [name for name, cost in costs.items() if _on_frontier(q, points, cost)]
+            rows.append(f"| {ds} | {bb} | {LABELS.get(q[0], q[0])} | {'-' if q[1] is None else f'{q[1]:g}'} | "
+                        f"{q[2]:.4f} | {q[3]:,} | {q[4]:,.0f} | {q[5]:,.0f} | {', '.join(marks) or '-'} |")
+    return "\n".join(rows)
+
+
+def plot_frontier(results, grid, path) -> bool:
+    """Test AUC against embedding values read and against serving time,
+    one panel pair per dataset of `grid` (DeepFM or the first backbone)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = _frontier_points(results, grid)
+    if not data or all(len(v) < 2 for v in data.values()):
+        return False
+    fig, axes = plt.subplots(2, len(data), figsize=(4.2 * len(data), 6.6), squeeze=False)
+    for col, ((ds, bb), points) in enumerate(data.items()):
+        for row, (xlabel, cost) in enumerate((("embedding values read per example", lambda q: q[3]),
+                                              ("serving ms per 1,000 examples", lambda q: 1e3 / q[5]))):
+            ax = axes[row][col]
+            for sel in dict.fromkeys(q[0] for q in points):
+                mine = sorted((q for q in points if q[0] == sel), key=cost)
+                ax.plot([cost(q) for q in mine], [q[2] for q in mine], marker="o", label=LABELS.get(sel, sel))
+            front = sorted((q for q in points if _on_frontier(q, points, cost)), key=cost)
+            ax.plot([cost(q) for q in front], [q[2] for q in front], color="black", lw=2, alpha=0.25,
+                    label="frontier")
+            ax.set_xlabel(xlabel)
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title(f"{ds} ({bb})")
+        axes[0][col].set_ylabel("test AUC (mean over seeds)")
+        axes[1][col].set_ylabel("test AUC (mean over seeds)")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def write_csv(results, path):
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
@@ -476,6 +550,13 @@ def write_report(payload: dict[str, Any], out_dir: str, report_path: str, comman
         auc_png = os.path.join(out_dir, f"{grid}_auc_vs_k.png")
         if plot_auc_vs_k(results, grid, auc_png):
             parts += [f"![test AUC against k]({rel(auc_png)})", ""]
+        ft = frontier_table(results, grid)
+        if ft:
+            parts += ["AUC against cost (default variants; throughput measured with two runs side by side, so "
+                      "compare within this table):", "", ft, ""]
+            fr_png = os.path.join(out_dir, f"{grid}_frontier.png")
+            if plot_frontier(results, grid, fr_png):
+                parts += [f"![test AUC against cost]({rel(fr_png)})", ""]
         tp_png = os.path.join(out_dir, f"{grid}_throughput_vs_k.png")
         if plot_throughput_vs_k(results, grid, tp_png):
             parts += [f"![throughput against k]({rel(tp_png)})", ""]
