@@ -305,7 +305,7 @@ def plot_frontier(results, grid, path) -> bool:
     fig, axes = plt.subplots(2, len(data), figsize=(4.2 * len(data), 6.6), squeeze=False)
     for col, ((ds, bb), points) in enumerate(data.items()):
         for row, (xlabel, cost) in enumerate((("embedding values read per example", lambda q: q[3]),
-                                              ("serving ms per 1,000 examples", lambda q: 1e3 / q[5]))):
+                                              ("serving ms per 1,000 examples", lambda q: 1e6 / q[5]))):
             ax = axes[row][col]
             for sel in dict.fromkeys(q[0] for q in points):
                 mine = sorted((q for q in points if q[0] == sel), key=cost)
