@@ -59,6 +59,62 @@ def worker_backup_dir(backup_dir: str) -> str:
     return os.path.join(backup_dir, f"{task.get('type')}_{task.get('index')}")
 
 
+_META = "training_metadata.json"
+_WEIGHTS = "latest.weights.h5"
+
+
+def _read_meta(path):
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+        return meta if isinstance(meta, dict) and "epoch" in meta else None
+    except (OSError, ValueError):
+        return None
+
+
+def _readable_weights(path):
+    import h5py
+
+    try:
+        with h5py.File(path, "r"):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def check_backup(backup_dir: str) -> dict | None:
+    """The backup's metadata ({"epoch", "batch"}) when `backup_dir` holds
+    one to resume from, else None.
+
+    Keras' `BackupAndRestore` writes the weights, then the metadata, each
+    in place, so a kill during a write can leave an empty or cut-off file.
+    A latest backup that cannot be read is replaced by the previous one
+    (kept as ".bkp" files) when that one is whole, with a printed line;
+    when there is none, the unreadable files are removed and training
+    starts over, also with a printed line. A metadata file without weights
+    is not resumed from: the epoch count would go on with fresh weights.
+    """
+    meta_path, weights_path = os.path.join(backup_dir, _META), os.path.join(backup_dir, _WEIGHTS)
+    if not os.path.exists(meta_path) and not os.path.exists(weights_path):
+        return None
+    meta = _read_meta(meta_path)
+    if meta is not None and _readable_weights(weights_path):
+        return meta
+    prev = _read_meta(meta_path + ".bkp")
+    if prev is not None and _readable_weights(weights_path + ".bkp"):
+        print(f"The latest backup in {backup_dir} was cut off while being written; resuming from the one "
+              "before it", flush=True)
+        os.replace(weights_path + ".bkp", weights_path)
+        os.replace(meta_path + ".bkp", meta_path)
+        return prev
+    for name in (_META, _WEIGHTS, _META + ".bkp", _WEIGHTS + ".bkp"):
+        if os.path.exists(os.path.join(backup_dir, name)):
+            os.remove(os.path.join(backup_dir, name))
+    print(f"The backup in {backup_dir} was cut off while being written and there is no earlier one; "
+          "training starts over", flush=True)
+    return None
+
+
 def fit(
     build_fn: Callable[[], keras.Model],
     train: tf.data.Dataset,
@@ -94,15 +150,17 @@ def fit(
     callbacks = list(callbacks)
     if backup_dir is not None:
         own = worker_backup_dir(backup_dir)
-        meta = os.path.join(own, "training_metadata.json")
-        if os.path.exists(meta):  # say so: a user rerunning a killed job should see it continue
-            with open(meta) as f:
-                done = json.load(f)
+        done = check_backup(own)
+        if done is not None:  # say so: a user rerunning a killed job should see it continue
             epoch = int(done.get("epoch", 0)) + 1
             # Keras restores the weights and optimizer state saved after that
             # step, then runs the saved epoch again from its first batch.
             print(f"Resuming from the backup in {own}: the weights after step {int(done.get('batch', -1)) + 1} "
                   f"of epoch {epoch}; training continues with epoch {epoch} of {epochs}", flush=True)
-        callbacks.insert(0, keras.callbacks.BackupAndRestore(own, save_freq=save_freq, delete_checkpoint=True))
+        # double_checkpoint: the previous backup is kept beside the latest,
+        # so a kill while the latest is being written loses one backup's
+        # steps, not the run.
+        callbacks.insert(0, keras.callbacks.BackupAndRestore(own, save_freq=save_freq, delete_checkpoint=True,
+                                                             double_checkpoint=True))
     history = model.fit(train, epochs=epochs, callbacks=callbacks, **fit_kwargs)
     return model, history

@@ -117,8 +117,9 @@ def test_sigkill_mid_epoch_resumes_from_the_backup(tmp_path):
         assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
-        meta = json.loads((backup / "training_metadata.json").read_text())
-        assert meta["epoch"] == 1 and meta["batch"] >= 9
+        # A kill while Keras writes a backup leaves the one before (check_backup).
+        meta = ak.distributed.check_backup(str(backup))
+        assert meta["epoch"] == 1 and meta["batch"] >= 4
         killed_at = len(_steps(log))
         second = _start(procs, args, tmp_path / "second.log")
         _wait([second], 300)
@@ -178,3 +179,50 @@ print(json.dumps(out))
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["mirrored_replicas"] == 2
     np.testing.assert_allclose(out["mirrored"], out["one"], atol=1e-4)
+
+
+def test_a_backup_cut_off_while_written_falls_back_or_starts_over(tmp_path, capsys):
+    """A kill while Keras writes the backup can leave an empty metadata
+    file. The previous backup (kept beside it) is used; without one,
+    training starts over. Either way a line says so and nothing crashes."""
+    import keras
+    import tensorflow as tf
+
+    from aefs_keras.distributed import check_backup
+
+    schema = ak.Schema([ak.Categorical(f"c{i}", vocabulary_size=5) for i in range(3)])
+    rng = np.random.default_rng(0)
+    x = {f"c{i}": rng.integers(0, 5, 64) for i in range(3)}
+    ds = tf.data.Dataset.from_tensor_slices((x, rng.integers(0, 2, 64).astype("float32"))).batch(8)
+
+    def build():
+        keras.utils.set_random_seed(0)
+        return ak.default_compile(ak.build_model(schema, "dnn", hidden_units=[4], d_main=4))
+
+    class Stop(keras.callbacks.Callback):  # the "kill": after the backups of steps 2 and 4
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 4:
+                raise KeyboardInterrupt
+
+    backup = tmp_path / "backup"
+    with pytest.raises(KeyboardInterrupt):
+        ak.distributed.fit(build, ds, epochs=2, backup_dir=str(backup), save_freq=2, callbacks=[Stop()],
+                           verbose=0)
+    meta = backup / "training_metadata.json"
+    # Keras' "batch" is the 0-based index of the last batch before the save: 1 for step 2, 3 for step 4.
+    assert json.loads(meta.read_text())["batch"] == 3
+    assert json.loads((backup / "training_metadata.json.bkp").read_text())["batch"] == 1
+    meta.write_text("")  # cut off
+    assert check_backup(str(backup)) == {"epoch": 0, "batch": 1}  # the one before
+    assert "resuming from the one before it" in capsys.readouterr().out
+    model, history = ak.distributed.fit(build, ds, epochs=2, backup_dir=str(backup), save_freq=2, verbose=0)
+    out = capsys.readouterr().out
+    assert "Resuming from the backup" in out and "after step 2 of epoch 1" in out, out
+    assert len(history.history["loss"]) == 2, (out, history.history)
+    assert not backup.exists() or not os.listdir(backup)
+    # No earlier backup: the unreadable files go and training starts over.
+    backup.mkdir(exist_ok=True)
+    meta.write_text("")
+    (backup / "latest.weights.h5").write_bytes(b"\x89HDF")
+    assert check_backup(str(backup)) is None
+    assert "training starts over" in capsys.readouterr().out and not os.listdir(backup)
