@@ -72,6 +72,9 @@ def main(argv=None) -> int:
     g.add_argument("--max-vocab", type=int, default=None,
                    help="at most this many values per field (the most frequent); the tail is hashed")
     g.add_argument("--oov-buckets", type=int, default=1, help="hashed ids per field for values not kept")
+    g.add_argument("--count-budget", type=int, default=None,
+                   help="count at most this many values per field while fitting (memory flat in the rows; "
+                        "rare values' counts approximate, reported in the artifact)")
     g.add_argument("--data", default="synthetic", choices=["synthetic", "criteo_80k", "census_kdd", "frappe"],
                    help="built-in data when no --train is given")
     g.add_argument("--data-dir", default="../shared/data", help="where criteo_80k etc. live")
@@ -121,6 +124,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-vocab", type=int, default=None,
                    help="at most this many values per field (the most frequent); the tail is hashed")
     p.add_argument("--oov-buckets", type=int, default=1, help="hashed ids per field for values not kept")
+    p.add_argument("--count-budget", type=int, default=None,
+                   help="count at most this many values per field while fitting (memory flat in the rows; "
+                        "rare values' counts approximate, reported in the artifact)")
     p.add_argument("--numeric", default="log_squared", choices=["log_squared", "quantile"],
                    help="how numeric columns are bucketised")
     p.add_argument("--hash-above", type=int, default=None)

@@ -171,7 +171,7 @@ def _file_data(ak, args, fmt, split):
     else:
         pp = ak.datasets.fit_preprocessing(fmt, args.train, min_count=args.min_count, strict=args.strict,
                                            split=parts.get("train"), max_vocab=args.max_vocab,
-                                           oov_buckets=args.oov_buckets,
+                                           oov_buckets=args.oov_buckets, count_budget=args.count_budget,
                                            dense_normalization=args.dense_normalization, **read_split)
         if args.artifact:
             pp.save(args.artifact)
@@ -218,6 +218,7 @@ def preprocess(args) -> int:
     pp = ak.datasets.fit_preprocessing(fmt, paths, min_count=args.min_count, numeric=args.numeric,
                                        hash_above=args.hash_above, strict=args.strict, engine=args.engine,
                                        max_vocab=args.max_vocab, oov_buckets=args.oov_buckets,
+                                       count_budget=args.count_budget,
                                        dense_normalization=args.dense_normalization)
     pp.save(args.out)
     sizes = pp.schema.field_sizes

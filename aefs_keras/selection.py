@@ -160,6 +160,11 @@ class AEFS(AdaFS):
         kept fields, for variants that treat fields apart)."""
         return weights
 
+    def backbone_inputs(self, emb, linear, indices, compact, num_fields):
+        """What the main backbone is called with: the kept fields'
+        embeddings (and linear terms), and {"indices": ...} when compact."""
+        return emb, linear, ({"indices": indices} if compact else {})
+
     def aux_embeddings(self, selected):
         """What the small head sees: the kept fields' auxiliary embeddings,
         scaled by the paper's weights."""

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -66,10 +65,14 @@ def _stage(args):
 
     if args.stage == "preprocess":
         pp = ak.datasets.fit_preprocessing("criteo", [args.path], min_count=2, max_vocab=args.max_vocab,
-                                           oov_buckets=args.oov_buckets, engine="arrow", progress=False)
+                                           oov_buckets=args.oov_buckets, engine="arrow", progress=False,
+                                           count_budget=args.count_budget)
         pp.save(args.artifact)
         sizes = pp.schema.field_sizes
+        approx = pp.options.get("approximate_counts") or {}
         print(json.dumps({"rows": pp.rows, "ids": sum(sizes), "largest_field": max(sizes),
+                          "approximate_fields": len(approx),
+                          "certain_vocabularies": sum(a["exact_set"] for a in approx.values()),
                           "fields_at_max_vocab": sum(1 for f in pp.schema.fields
                                                      if getattr(f, "vocabulary", None) is not None
                                                      and len(f.vocabulary) >= args.max_vocab)}))
@@ -174,6 +177,8 @@ def main():
     parser.add_argument("--out", help="JSON results")
     parser.add_argument("--max-vocab", type=int, default=200_000)
     parser.add_argument("--oov-buckets", type=int, default=10_000)
+    parser.add_argument("--count-budget", type=int, default=None,
+                        help="values counted per field while preprocessing (default: exact counts)")
     parser.add_argument("--compare-none", action="store_true", help="also train and evaluate no selection")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stage", help=argparse.SUPPRESS)
@@ -194,7 +199,8 @@ def main():
     os.makedirs(args.work, exist_ok=True)
     log = os.path.join(args.work, "job.log")
     me = [sys.executable, os.path.abspath(__file__), "--max-vocab", str(args.max_vocab),
-          "--oov-buckets", str(args.oov_buckets)]
+          "--oov-buckets", str(args.oov_buckets)] + (
+        ["--count-budget", str(args.count_budget)] if args.count_budget else [])
     files = {part: os.path.join(args.work, f"{part}_{args.rows}.tsv.gz") for part in ("train", "test")}
     held_out = max(1000, args.rows // 20)
     artifact = os.path.join(args.work, f"artifact_{args.rows}.json")
@@ -220,9 +226,11 @@ def main():
         key = f"serve_{selection}"
         stages[key] = _run_stage(key, [sys.executable, "-c", _SERVE, export, files["test"]], log)
         print(f"{key}: {stages[key]}", flush=True)
+    from aefs_keras.bench.runner import machine_description
+
     result = {"rows": args.rows, "held_out_rows": held_out, "max_vocab": args.max_vocab,
-              "oov_buckets": args.oov_buckets, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "stages": stages}
+              "oov_buckets": args.oov_buckets, "count_budget": args.count_budget,
+              "machine": machine_description(), "stages": stages}
     if args.compare_none:
         result["aefs_minus_none_test_auc"] = stages["evaluate_aefs"]["auc"] - stages["evaluate_none"]["auc"]
     if args.out:

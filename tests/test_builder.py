@@ -3,6 +3,7 @@ import warnings
 
 import keras
 import numpy as np
+import tensorflow as tf
 import pytest
 
 import aefs_keras as ak
@@ -80,6 +81,44 @@ def test_research_options_round_trip(data, tmp_path):
     core = small(data.schema, "deepfm", "aefs")
     assert type(core.get_layer("selector")) is ak.layers.AuxiliarySelector
     assert "main_weights" not in {layer.name for layer in core.layers}
+
+
+@pytest.mark.parametrize("backbone", ["deepfm", "dcn"])
+def test_learned_dropped_fill(data, tmp_path, backbone):
+    # Zeros (its start) give exactly AEFS's zero-filled model; a fill moves
+    # the output only through the fields a row dropped, and its gradient
+    # reaches only those fields' vectors.
+    x = {k: v[:64] for k, v in data.test_arrays[0].items()}
+    keras.utils.set_random_seed(3)
+    plain = small(data.schema, backbone, research())
+    _move_weights(plain)
+    keras.utils.set_random_seed(3)
+    filled = small(data.schema, backbone, research(dropped_fill="learned"))
+    for layer in plain.layers:  # by layer: Keras' automatic sublayer names differ between the two
+        filled.get_layer(layer.name).set_weights(layer.get_weights())
+    np.testing.assert_array_equal(filled.predict(x, verbose=0), plain.predict(x, verbose=0))
+    layer = filled.get_layer("dropped_fill")
+    # The layer alone: a fill's gradient counts the rows that dropped its field.
+    alone = ak.experimental.DroppedFieldFill(3)
+    alone.build((2, 2, 4))
+    with tf.GradientTape() as tape:
+        out = alone(np.ones((2, 2, 4), "float32"), np.array([[0, 2], [0, 1]]))
+        total = tf.reduce_sum(out)
+    np.testing.assert_array_equal(tape.gradient(total, alone.fill.value).numpy(),
+                                  np.array([[0.0] * 4, [1.0] * 4, [1.0] * 4]))
+    scattered = ak.experimental.DroppedFieldFill(3, compact=False)
+    scattered(out, np.array([[0, 2], [0, 1]]))
+    scattered.fill.assign(np.full((3, 4), 7.0, "float32"))
+    placed = scattered(np.array([[[1.0] * 4, [0.0] * 4, [2.0] * 4]], "float32"), np.array([[0, 2]]))
+    np.testing.assert_array_equal(placed.numpy()[0], [[1.0] * 4, [7.0] * 4, [2.0] * 4])
+    layer.fill.assign(np.random.default_rng(0).normal(size=layer.fill.shape).astype("float32"))
+    moved = filled.predict(x, verbose=0)
+    assert np.abs(moved - plain.predict(x, verbose=0)).max() > 1e-4
+    filled.save(tmp_path / "fill.keras")
+    loaded = keras.models.load_model(tmp_path / "fill.keras")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), moved)
+    with pytest.raises(ValueError, match="dropped_fill='mean'"):
+        research(dropped_fill="mean")
 
 
 def test_selection_objects_equal_strings_with_options(data):

@@ -505,3 +505,72 @@ def test_parquet_integer_lists_through_the_artifact(tmp_path):
     assert np.isfinite(model(x)).all()
     # Without lists_as_text the ids stay integers (for schemas with integer ids).
     assert next(iter(load(fmt, [path], batch_size=4)[0]))[0]["items"].dtype == tf.int64
+
+
+def _stream_counts(budget, chunks):
+    """Feeds `chunks` (arrays of bytes values) to a `_Counts` of `budget`."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.compute as pc
+
+    from aefs_keras.datasets.arrow_scan import _Counts
+
+    c = _Counts(budget)
+    sizes = []
+    for chunk in chunks:
+        c.add(pc.value_counts(pa.array(chunk, pa.binary())))
+        if c.table is not None:
+            sizes.append(len(c.table))
+    return c, sizes
+
+
+def test_count_budget_space_saving_bounds():
+    # A Zipf stream whose distinct values far exceed the budget: counts kept
+    # bound the truth from above within their error, nothing seen more
+    # often than the floor is lost, and the table never outgrows the budget.
+    rng = np.random.default_rng(0)
+    ranks = np.minimum(rng.zipf(1.3, 60_000), 50_000)
+    values = np.array([f"v{r}".encode() for r in ranks], dtype=object)
+    chunks = np.array_split(values, 60)
+    true = dict(zip(*np.unique(values.astype(bytes), return_counts=True)))
+    exact, _ = _stream_counts(None, chunks)
+    assert exact.result(1) == {v: int(k) for v, k in true.items()} and exact.floor == 0
+    budget = 300
+    c, sizes = _stream_counts(budget, chunks)
+    assert len(true) > 10 * budget and max(sizes) <= budget and c.floor > 0
+    table = c.table.to_pydict()
+    for v, est, err in zip(table["v"], table["c"], table["e"]):
+        assert true[v] <= est <= true[v] + err and err <= c.floor
+    kept = set(table["v"])
+    assert all(v in kept for v, k in true.items() if k > c.floor)
+    # The 20 most frequent are certain here, and equal the exact top 20.
+    top = c.result(1, max_size=20)
+    assert c.exact_set
+    assert set(top) == set(sorted(true, key=lambda v: (-true[v], v))[:20])
+    # A top 290 of a 300 budget cannot be certified.
+    c.result(1, max_size=290)
+    assert not c.exact_set
+
+
+def test_count_budget_through_fit_preprocessing(tmp_path):
+    pytest.importorskip("pyarrow")
+    rng = np.random.default_rng(1)
+    ranks = np.minimum(rng.zipf(1.2, 4000), 3000)
+    rows = [_criteo_row(i % 2, [i % 5] * 13, [f"c{ranks[i]}"] + [f"v{i % 3}"] * 25) for i in range(4000)]
+    path = tmp_path / "zipf.txt"
+    path.write_text("\n".join(rows) + "\n")
+    fit = lambda **kw: fit_preprocessing("criteo", [str(path)], min_count=2, max_vocab=10, progress=False,
+                                         engine="arrow", **kw)
+    plain, roomy, tight = fit(), fit(count_budget=100_000), fit(count_budget=40)
+    assert roomy.schema == plain.schema and roomy.options["approximate_counts"] == {}
+    assert "count_budget" not in plain.options
+    approx = tight.options["approximate_counts"]
+    assert list(approx) == ["C1"] and approx["C1"]["floor"] > 0
+    if approx["C1"]["exact_set"]:
+        assert set(tight.schema.field("C1").vocabulary) == set(plain.schema.field("C1").vocabulary)
+    # The record survives the artifact.
+    tight.save(str(tmp_path / "a.json"))
+    assert Preprocessing.load(str(tmp_path / "a.json")).options["approximate_counts"] == approx
+    with pytest.raises(ValueError, match="count_budget=5"):
+        fit(count_budget=5)
+    with pytest.raises(ValueError, match="needs the arrow engine"):
+        fit_preprocessing("criteo", [str(path)], progress=False, engine="tf", count_budget=100)

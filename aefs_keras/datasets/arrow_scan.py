@@ -109,44 +109,87 @@ def _parsed(parser, path, skip, block_bytes, crlf):
 
 
 class _Counts:
-    """Value counts of one categorical field, merged every few blocks."""
+    """Value counts of one categorical field, merged every few blocks.
 
-    def __init__(self):
-        self.parts = []
+    With `budget`, at most `budget` values (plus "") stay counted, so that
+    memory does not grow with the distinct values of a long file. This is
+    the Space-Saving rule applied at each merge: when more values are
+    counted, the most frequent `budget` stay (ties by value), the largest
+    count dropped becomes the `floor`, and a value first counted after
+    that starts from the floor. Every count kept is then at least the true
+    count and at most `err` above it, and a value that was dropped was
+    seen at most `floor` times: no value seen more often is lost.
+    Without a budget (the default), counts are exact.
+    """
+
+    def __init__(self, budget: int | None = None):
+        self.parts, self.pending = [], 0
+        self.budget, self.floor = budget, 0
+        self.table = None  # columns v, c, e (count, its error bound)
 
     def add(self, vc):
         self.parts.append(vc)
-        if len(self.parts) >= 16:
-            self.parts = [self._merge()]
+        self.pending += len(vc)
+        if len(self.parts) >= 16 or (self.budget is not None and self.pending > self.budget):
+            self._merge()
 
     def _merge(self):
         import pyarrow as pa
+        import pyarrow.compute as pc
 
-        table = pa.Table.from_arrays([pa.concat_arrays([p.field(0) for p in self.parts]),
-                                      pa.concat_arrays([p.field(1) for p in self.parts])], ["v", "c"])
-        g = table.group_by("v").aggregate([("c", "sum")])
-        return pa.StructArray.from_arrays([g.column("v").combine_chunks(), g.column("c_sum").combine_chunks()],
-                                          ["values", "counts"])
+        if not self.parts:
+            return
+        values = [p.field(0) for p in self.parts]
+        counts = [pc.cast(p.field(1), pa.int64()) for p in self.parts]
+        zeros = pa.array(np.zeros(self.pending, "int64"))
+        parts = pa.table({"v": pa.chunked_array(values, values[0].type),
+                          "c": pa.chunked_array(counts, pa.int64()), "e": zeros, "o": zeros})
+        if self.table is not None:
+            old = self.table.append_column("o", pa.array(np.ones(len(self.table), "int64")))
+            parts = pa.concat_tables([old, parts.cast(old.schema)])
+        g = parts.group_by("v").aggregate([("c", "sum"), ("e", "sum"), ("o", "max")])
+        # Values not counted before start from the floor (Space-Saving).
+        new = pc.multiply(pc.subtract(1, g.column("o_max")), self.floor)
+        table = pa.table({"v": g.column("v"), "c": pc.add(g.column("c_sum"), new),
+                          "e": pc.add(g.column("e_sum"), new)})
+        self.parts, self.pending = [], 0
+        if self.budget is not None and len(table) > self.budget + 1:
+            empty = pc.equal(table.column("v"), b"")
+            rest = table.filter(pc.invert(empty))
+            order = pc.sort_indices(rest, sort_keys=[("c", "descending"), ("v", "ascending")])
+            if len(rest) > self.budget:
+                self.floor = max(self.floor, rest.column("c")[order[self.budget].as_py()].as_py())
+                table = pa.concat_tables([rest.take(order[:self.budget]), table.filter(empty)])
+        self.table = table.combine_chunks()
 
     def result(self, min_count: int, max_size: int | None = None) -> dict[bytes, int]:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        if not self.parts:
+        self._merge()
+        if self.table is None:
             return {}
-        merged = self._merge()
+        table = self.table
         # Only values that can make the vocabulary become Python objects (the
         # empty string does whatever its count: `preprocess.vocabulary`).
-        merged = merged.filter(pc.or_(pc.greater_equal(merged.field(1), min_count),
-                                      pc.equal(merged.field(0), b"")))
-        table = pa.table({"v": merged.field(0), "c": merged.field(1)})
+        table = table.filter(pc.or_(pc.greater_equal(table.column("c"), min_count),
+                                    pc.equal(table.column("v"), b"")))
+        self.exact_set = True
         if max_size is not None and len(table) > max_size:
             # The max_size most frequent (ties by value, as `vocabulary`
             # ranks them) plus "", chosen in Arrow: a field with millions
             # of values never becomes a Python dict of millions.
             order = pc.sort_indices(table, sort_keys=[("c", "descending"), ("v", "ascending")])
-            table = pa.concat_tables([table.take(order[:max_size]),
-                                      table.filter(pc.equal(table.column("v"), b""))])
+            chosen, left = table.take(order[:max_size]), table.take(order[max_size:])
+            if self.floor:
+                # The chosen set is certainly the true top max_size when the
+                # least a chosen value can have been seen beats the most any
+                # other value can have been.
+                low = pc.min(pc.subtract(chosen.column("c"), chosen.column("e"))).as_py()
+                self.exact_set = low >= min_count and low > max(self.floor, pc.max(left.column("c")).as_py() or 0)
+            table = pa.concat_tables([chosen, table.filter(pc.equal(table.column("v"), b""))])
+        elif self.floor:
+            self.exact_set = self.floor < min_count  # what was dropped could not qualify
         return dict(zip(table.column("v").to_pylist(), table.column("c").to_pylist()))
 
 
@@ -260,17 +303,22 @@ class _Parser:
 def scan(fmt: TextFormat, paths: list[str], report: ReadReport, strict: bool,
          on_numeric: Callable[[str, np.ndarray], None], min_count: int = 1, block_bytes: int = 1 << 24,
          progress: Callable[[int], None] | None = None,
-         max_size: int | None = None) -> tuple[dict[str, dict[bytes, int]], int]:
+         max_size: int | None = None, count_budget: int | None = None,
+         approximate: dict | None = None) -> tuple[dict[str, dict[bytes, int]], int]:
     """One pass: returns ({categorical feature: {value: count}} for values
     seen at least `min_count` times, at most the `max_size` most frequent
     plus "", rows) and calls `on_numeric(name, float32 values with NaN)`
-    per block."""
+    per block. With `count_budget`, each field counts at most that many
+    values (`_Counts`); the fields where that dropped values are written
+    to `approximate` as {name: {"floor": ..., "exact_set": ...}}."""
 
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        return _scan(pool, fmt, paths, report, strict, on_numeric, min_count, block_bytes, progress, max_size)
+        return _scan(pool, fmt, paths, report, strict, on_numeric, min_count, block_bytes, progress, max_size,
+                     count_budget, approximate)
 
 
-def _scan(pool, fmt, paths, report, strict, on_numeric, min_count, block_bytes, progress, max_size=None):
+def _scan(pool, fmt, paths, report, strict, on_numeric, min_count, block_bytes, progress, max_size=None,
+          count_budget=None, approximate=None):
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -278,7 +326,7 @@ def _scan(pool, fmt, paths, report, strict, on_numeric, min_count, block_bytes, 
     header = fmt.delimiter.join(fmt.names)
     categorical = [n for n, k in fmt.columns if k in STRING_KINDS]
     multi = {n for n, k in fmt.columns if k == MULTI_CATEGORICAL}
-    counts = {n: _Counts() for n, k in fmt.features if k in STRING_KINDS}
+    counts = {n: _Counts(count_budget) for n, k in fmt.features if k in STRING_KINDS}
     rows = 0
     for file_index, path in enumerate(paths):
         skip = 1 if fmt.header == "always" or (fmt.header == "auto" and _first_line(path) == header) else 0
@@ -329,4 +377,15 @@ def _scan(pool, fmt, paths, report, strict, on_numeric, min_count, block_bytes, 
             rows += n_good
             if progress is not None:
                 progress(rows)
-    return {n: c.result(min_count, max_size) for n, c in counts.items()}, rows
+    return results(counts, min_count, max_size, approximate), rows
+
+
+def results(counts: dict, min_count: int, max_size: int | None, approximate: dict | None):
+    """Each field's counts (`_Counts.result`); fields whose budget dropped
+    values are recorded in `approximate`."""
+    out = {}
+    for name, c in counts.items():
+        out[name] = c.result(min_count, max_size)
+        if c.floor and approximate is not None:
+            approximate[name] = {"floor": int(c.floor), "exact_set": bool(c.exact_set)}
+    return out

@@ -169,7 +169,8 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
                       seed: int = 0, progress: bool = True, strict: bool = False,
                       engine: str = "auto", split=None, split_mode: str = "random",
                       split_seed: int = 0, max_vocab: int | None = None,
-                      oov_buckets: int = 1, dense_normalization: str = "standard") -> Preprocessing:
+                      oov_buckets: int = 1, dense_normalization: str = "standard",
+                      count_budget: int | None = None) -> Preprocessing:
     """One streaming pass over `paths`: vocabularies and numeric boundaries.
 
     Args:
@@ -200,6 +201,15 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
         dense_normalization: for "dense_numeric" columns: "standard"
             (default; mean and standard deviation of the training rows),
             "log" or "none" (see `DenseNumeric`).
+        count_budget: count at most this many values per field (arrow
+            engine and Parquet), so that memory stays flat however many
+            distinct values a long file has. Beyond it the least frequent
+            are dropped (Space-Saving): a value seen more often than the
+            field's final `floor` is never lost, and counts are at most
+            that much too high. Fields where values were dropped are listed
+            in `options["approximate_counts"]` with their floor and whether
+            the chosen vocabulary is certainly the exact one. Default None:
+            exact counts. Use it with `max_vocab` (at least 4x it).
 
     A "multi_categorical" column's vocabulary counts each list element
     (not the cell), and the field becomes a `MultiCategorical`.
@@ -216,6 +226,10 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
             raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
     if not isinstance(min_count, int) or min_count < 1:
         raise ValueError(f"`min_count` must be a positive integer. Received: min_count={min_count!r}")
+    if count_budget is not None and (isinstance(count_budget, bool) or not isinstance(count_budget, int)
+                                     or count_budget < max(1, max_vocab or 1, hash_above or 1)):
+        raise ValueError("`count_budget` must be an integer of at least `max_vocab` and `hash_above` "
+                         f"(when set). Received: count_budget={count_budget!r}")
     if dense_normalization not in NORMALIZATIONS:
         raise ValueError(f"`dense_normalization` must be one of {NORMALIZATIONS}. "
                          f"Received: dense_normalization={dense_normalization!r}")
@@ -227,6 +241,9 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
         raise ValueError("`split` needs engine='tf' or 'auto'. Received: engine='arrow'")
     if engine == "auto":
         engine = "arrow" if arrow_scan.available() and split is None else "tf"
+    if count_budget is not None and engine == "tf" and not is_parquet(_check_paths(paths)):
+        raise ValueError("`count_budget` needs the arrow engine (or Parquet files). Received: engine='tf'"
+                         + (" (`split` needs the TensorFlow engine)" if split is not None else ""))
     rng = np.random.default_rng(seed)
     cat_names = [n for n, k in fmt.features if k in STRING_KINDS]
     maxima = {n: -math.inf for n, k in fmt.features if k == NUMERIC}
@@ -253,14 +270,17 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
     show = line.update
 
     paths = _check_paths(paths)
+    approximate: dict = {}  # fields whose count budget dropped values
     if is_parquet(paths):  # pyarrow reads the columns; no text engine applies
         counts, rows, report = _parquet_scan(fmt, paths, cat_names, [*maxima, *moments], add_numeric, show,
-                                             batch_size, split, split_mode, split_seed, min_count, max_vocab)
+                                             batch_size, split, split_mode, split_seed, min_count, max_vocab,
+                                             count_budget, approximate)
         engine = "parquet"
     elif engine == "arrow":
         report = ReadReport(paths)
         counts, rows = arrow_scan.scan(fmt, paths, report, strict, add_numeric, min_count=min_count,
-                                       progress=show, max_size=max_vocab)
+                                       progress=show, max_size=max_vocab, count_budget=count_budget,
+                                       approximate=approximate)
     else:
         counts, rows, report = _tf_scan(fmt, paths, batch_size, strict, cat_names, [*maxima, *moments],
                                         add_numeric, show,
@@ -288,6 +308,13 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
     options = dict(min_count=min_count, numeric=numeric, buckets=buckets, hash_above=hash_above,
                    sample=sample, seed=seed, max_vocab=max_vocab, oov_buckets=oov_buckets,
                    dense_normalization=dense_normalization)
+    if count_budget is not None:
+        options.update(count_budget=count_budget, approximate_counts=approximate)
+        if approximate:
+            print(f"preprocess: the count budget ({count_budget:,} values) dropped rare values of "
+                  f"{len(approximate)} field(s); the vocabulary is certainly the exact one for "
+                  f"{sum(a['exact_set'] for a in approximate.values())} of them "
+                  f"(options['approximate_counts'])", flush=True)
     return Preprocessing(fmt, Schema(fields), rows, report.total_skipped, options)
 
 
@@ -301,18 +328,18 @@ def _dense_field(name, normalization, n, total, squares):
 
 
 def _parquet_scan(fmt, paths, cat_names, float_names, add_numeric, show, batch_size, split, split_mode,
-                  split_seed, min_count, max_vocab):
+                  split_seed, min_count, max_vocab, count_budget=None, approximate=None):
     """The pass over Parquet files: value counts in Arrow (list columns over
     their elements, as `read_parquet` reads them), numbers as float32."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from aefs_keras.datasets.arrow_scan import _Counts
+    from aefs_keras.datasets.arrow_scan import _Counts, results
     from aefs_keras.datasets.records import arrow_list_values, arrow_text, parquet_batches
 
     kinds = dict(fmt.columns)
     label = [n for n, k in fmt.columns if k == LABEL][0]
-    counts = {n: _Counts() for n in cat_names}
+    counts = {n: _Counts(count_budget) for n in cat_names}
     report = ReadReport(paths)
     rows = 0
     for path, rb in parquet_batches(paths, [*cat_names, *float_names, label], max(batch_size, 65_536), split,
@@ -333,7 +360,7 @@ def _parquet_scan(fmt, paths, cat_names, float_names, add_numeric, show, batch_s
         show(rows)
     # As the Arrow text engine: only values that can enter the vocabulary
     # become Python objects.
-    return {n: c.result(min_count, max_vocab) for n, c in counts.items()}, rows, report
+    return results(counts, min_count, max_vocab, approximate), rows, report
 
 
 def _tf_scan(fmt, paths, batch_size, strict, cat_names, float_names, add_numeric, show, split):

@@ -11,11 +11,14 @@ still load; off the core path. docs/aefs.md has the measurements.
   `always_keep`.
 - `StraightThroughOnes`: ones forward, identity backward (or none).
 - `FixedFieldsUnscaled`: weight 1 for the always-kept fields.
+- `DroppedFieldFill`: a learned vector per field where a row dropped it
+  (`dropped_fill="learned"`).
 """
 
+from aefs_keras.experimental.dropped_field_fill import DroppedFieldFill
 from aefs_keras.experimental.exploring_selector import ExploringSelector
 from aefs_keras.experimental.fixed_fields_unscaled import FixedFieldsUnscaled
 from aefs_keras.experimental.research_aefs import OPTIONS, ResearchAEFS
 from aefs_keras.experimental.straight_through_ones import StraightThroughOnes
 
-__all__ = ["ExploringSelector", "FixedFieldsUnscaled", "OPTIONS", "ResearchAEFS", "StraightThroughOnes"]
+__all__ = ["DroppedFieldFill", "ExploringSelector", "FixedFieldsUnscaled", "OPTIONS", "ResearchAEFS", "StraightThroughOnes"]

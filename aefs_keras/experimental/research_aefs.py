@@ -10,9 +10,11 @@ from aefs_keras.selection import AEFS
 
 AUX_INPUTS = ("selected", "soft")
 MAIN_WEIGHTINGS = ("scaled", "straight_through", "unit", "unit_fixed")
+DROPPED_FILLS = ("zeros", "learned")
 # The options this adds to AEFS (the bench runner picks this class when a
 # grid variant sets any of them).
-OPTIONS = ("soft_gradient", "exploration", "score_decay", "aux_input", "main_weighting", "always_keep")
+OPTIONS = ("soft_gradient", "exploration", "score_decay", "aux_input", "main_weighting", "always_keep",
+           "dropped_fill")
 
 
 @dataclasses.dataclass
@@ -30,6 +32,10 @@ class ResearchAEFS(AEFS):
             unscaled and no gradient to the controller from the main loss;
             "unit_fixed": that for the `always_keep` fields only, the
             per-row choices scaled (`FixedFieldsUnscaled`).
+        dropped_fill: what the backbone sees for a field a row dropped:
+            "zeros" (default, the paper) or "learned", one learned vector
+            per field (`DroppedFieldFill`; the backbone then takes all F
+            fields, without the compact fast path).
         **AEFS options.
 
     Example:
@@ -44,9 +50,13 @@ class ResearchAEFS(AEFS):
     aux_input: str = "selected"
     main_weighting: str = "scaled"
     always_keep: tuple = ()
+    dropped_fill: str = "zeros"
 
     def __post_init__(self):
         super().__post_init__()
+        if self.dropped_fill not in DROPPED_FILLS:
+            raise ValueError(f"`dropped_fill` must be one of {DROPPED_FILLS}. "
+                             f"Received: dropped_fill={self.dropped_fill!r}")
         if self.aux_input not in AUX_INPUTS:
             raise ValueError(f"`aux_input` must be one of {AUX_INPUTS}. Received: aux_input={self.aux_input!r}")
         if self.main_weighting not in MAIN_WEIGHTINGS:
@@ -73,6 +83,16 @@ class ResearchAEFS(AEFS):
 
             return StraightThroughOnes(gradient=self.main_weighting == "straight_through", name=name)(weights)
         return weights
+
+    def backbone_inputs(self, emb, linear, indices, compact, num_fields):
+        if self.dropped_fill == "zeros":
+            return super().backbone_inputs(emb, linear, indices, compact, num_fields)
+        from aefs_keras.experimental.dropped_field_fill import DroppedFieldFill
+
+        emb = DroppedFieldFill(num_fields, compact=compact, name="dropped_fill")(emb, indices)
+        if linear is not None:
+            linear = DroppedFieldFill(num_fields, compact=compact, name="dropped_fill_linear")(linear, indices)
+        return emb, linear, {}
 
     def aux_embeddings(self, selected):
         if self.aux_input == "selected":
