@@ -195,7 +195,8 @@ def build_model(
         linear = L.ConditionalEmbedding(sizes, 1, output_mode=mode, embeddings_initializer="zeros",
                                         name="linear_embedding", **layout)(*lookup)
     kept = {"indices": indices} if compact else {}
-    main_emb, main_linear, main_kept = sel.backbone_inputs(emb, linear, indices, compact, num_fields)
+    main_emb, main_linear, main_kept = sel.backbone_inputs(emb, linear, indices, compact, num_fields,
+                                                           aux=selected["embeddings"])
     logit = (main_backbone(main_emb, main_linear, **main_kept) if main_linear is not None
              else main_backbone(main_emb, **main_kept))
     p_main = _sigmoid("main_probability")(logit)

@@ -160,9 +160,10 @@ class AEFS(AdaFS):
         kept fields, for variants that treat fields apart)."""
         return weights
 
-    def backbone_inputs(self, emb, linear, indices, compact, num_fields):
+    def backbone_inputs(self, emb, linear, indices, compact, num_fields, aux=None):
         """What the main backbone is called with: the kept fields'
-        embeddings (and linear terms), and {"indices": ...} when compact."""
+        embeddings (and linear terms), and {"indices": ...} when compact
+        (`aux`: every field's auxiliary embeddings, for variants)."""
         return emb, linear, ({"indices": indices} if compact else {})
 
     def aux_embeddings(self, selected):

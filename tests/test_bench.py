@@ -60,7 +60,12 @@ def test_statistics_by_hand():
     # AUKC: trapezoids over k = 0.3, 0.5, 0.7 of AUC 0.70, 0.74, 0.76 -> (0.2*0.72 + 0.2*0.75) / 0.4.
     rs = [{"grid": "g", "dataset": "d", "backbone": "deepfm", "selection": "adafs", "k_ratio": k, "variant": "default",
            "auc": auc} for k, auc in ((0.3, 0.70), (0.5, 0.74), (0.7, 0.76))]
-    assert "| 0.7350 |" in report.aukc_table(rs, "g")
+    assert "| 0.7350 | default, default, default |" in report.aukc_table(rs, "g")
+    # Searched: each k's point is the variant with the better validation AUC at that k (here "b" at
+    # k = 0.5 only: 0.70, 0.78, 0.76 -> (0.2*0.74 + 0.2*0.77) / 0.4), whatever its test AUC.
+    searched = [dict(r, val_auc=0.6) for r in rs] + [
+        dict(rs[1], variant="b", val_auc=0.61, auc=0.78), dict(rs[2], variant="b", val_auc=0.59, auc=0.90)]
+    assert "| 0.7550 | default, b, default |" in report.aukc_table(searched, "g")
 
 
 def test_verdicts_need_a_baseline():
@@ -106,6 +111,8 @@ def test_tiny_grid_end_to_end_and_resume(tmp_path, capsys):
     for png in ("m_auc_vs_k.png", "m_throughput_vs_k.png", "m_selection_synthetic.png"):
         assert (out / png).stat().st_size > 1000 and f"({os.path.relpath(out / png, doc.parent)})" in text
     assert (out / "results.csv").read_text().count("\n") == 1 + 5
+    assert all(r["machine"] == payload["machine"] for r in runs.values())
+    assert f"Machine: {payload['machine']}." in text
     # Rerun: nothing left to train, same results.
     capsys.readouterr()
     assert main(["bench", str(path), "--out", str(out), "--report", str(doc)]) == 0
@@ -186,3 +193,13 @@ def test_frontier_marks_points_no_other_point_beats():
     assert "| AEFS (mini-AdaFS) | 0.5 | 0.7800 | 60 | 8 | 40 | - |" in table
     assert "| none (all fields) | - | 0.8000 | 100 | 10 | 50 | values, train, serve |" in table
     assert "| static early (global top-k) | 0.5 | 0.7900 | 50 | 20 | 100 | values, train, serve |" in table
+
+
+def test_machines_line_names_each_grids_machines():
+    from aefs_keras.bench.report import machines_line
+
+    payload = {"machine": "B"}
+    runs = [{"grid": "g1", "machine": "A"}, {"grid": "g2"}, {"grid": "g2", "machine": "B"}]
+    assert machines_line(payload, runs) == ("Machines (compare throughput within one): grid `g1`: A; "
+                                            "grid `g2`: B.")
+    assert machines_line(payload, runs[1:]) == "Machine: B."

@@ -83,8 +83,8 @@ def test_research_options_round_trip(data, tmp_path):
     assert "main_weights" not in {layer.name for layer in core.layers}
 
 
-@pytest.mark.parametrize("backbone", ["deepfm", "dcn"])
-def test_learned_dropped_fill(data, tmp_path, backbone):
+@pytest.mark.parametrize("backbone, fill", [("deepfm", "learned"), ("dcn", "aux")])
+def test_learned_dropped_fill(data, tmp_path, backbone, fill):
     # Zeros (its start) give exactly AEFS's zero-filled model; a fill moves
     # the output only through the fields a row dropped, and its gradient
     # reaches only those fields' vectors.
@@ -93,7 +93,7 @@ def test_learned_dropped_fill(data, tmp_path, backbone):
     plain = small(data.schema, backbone, research())
     _move_weights(plain)
     keras.utils.set_random_seed(3)
-    filled = small(data.schema, backbone, research(dropped_fill="learned"))
+    filled = small(data.schema, backbone, research(dropped_fill=fill))
     for layer in plain.layers:  # by layer: Keras' automatic sublayer names differ between the two
         filled.get_layer(layer.name).set_weights(layer.get_weights())
     np.testing.assert_array_equal(filled.predict(x, verbose=0), plain.predict(x, verbose=0))
@@ -111,6 +111,16 @@ def test_learned_dropped_fill(data, tmp_path, backbone):
     scattered.fill.assign(np.full((3, 4), 7.0, "float32"))
     placed = scattered(np.array([[[1.0] * 4, [0.0] * 4, [2.0] * 4]], "float32"), np.array([[0, 2]]))
     np.testing.assert_array_equal(placed.numpy()[0], [[1.0] * 4, [7.0] * 4, [2.0] * 4])
+    # From the auxiliary embeddings: m_f + a_f P_f at the dropped field only.
+    by_row = ak.experimental.DroppedFieldFill(3, from_aux=True)
+    aux = np.arange(6, dtype="float32").reshape(1, 3, 2)  # a_1 = [2, 3]
+    by_row(np.ones((1, 2, 4), "float32"), np.array([[0, 2]]), aux)
+    by_row.projection.assign(np.ones((3, 2, 4), "float32"))
+    out = by_row(np.ones((1, 2, 4), "float32"), np.array([[0, 2]]), aux).numpy()[0]
+    np.testing.assert_array_equal(out, [[1.0] * 4, [5.0] * 4, [1.0] * 4])
+    if fill == "aux":
+        layer.projection.assign(np.random.default_rng(1).normal(size=layer.projection.shape).astype("float32"))
+        assert np.abs(filled.predict(x, verbose=0) - plain.predict(x, verbose=0)).max() > 1e-4
     layer.fill.assign(np.random.default_rng(0).normal(size=layer.fill.shape).astype("float32"))
     moved = filled.predict(x, verbose=0)
     assert np.abs(moved - plain.predict(x, verbose=0)).max() > 1e-4

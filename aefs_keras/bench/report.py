@@ -96,20 +96,28 @@ def grid_table(results, grid: str) -> str:
 
 def aukc_table(results, grid: str) -> str | None:
     """ERASE's AUKC, normalised: the area under mean test AUC against the
-    k ratio divided by the k range (the average AUC over k; trapezoids)."""
-    curves: dict[tuple, dict[float, float]] = {}
-    for (g, ds, bb, sel, kr, variant), rs in groups(results).items():
-        if g == grid and kr is not None and variant == "default":
-            curves.setdefault((ds, bb, sel), {})[kr] = _stats([r["auc"] for r in rs])[0]
+    k ratio divided by the k range (the average AUC over k; trapezoids).
+    In a searched grid each k's point is the variant chosen on validation
+    at that k (`validated`), else the default variant."""
+    curves: dict[tuple, dict[float, tuple[float, str]]] = {}
+    if _searched(results, grid):
+        for (ds, bb, sel, kr), (variant, rs) in validated(results, grid).items():
+            if kr is not None:
+                curves.setdefault((ds, bb, sel), {})[kr] = (_stats([r["auc"] for r in rs])[0], variant)
+    else:
+        for (g, ds, bb, sel, kr, variant), rs in groups(results).items():
+            if g == grid and kr is not None and variant == "default":
+                curves.setdefault((ds, bb, sel), {})[kr] = (_stats([r["auc"] for r in rs])[0], variant)
     curves = {k: v for k, v in curves.items() if len(v) >= 2}
     if not curves:
         return None
-    rows = ["| dataset | backbone | method | k ratios | AUKC (mean AUC over k) |", "|---|---|---|---|---|"]
+    rows = ["| dataset | backbone | method | k ratios | AUKC (mean AUC over k) | variant per k |",
+            "|---|---|---|---|---|---|"]
     for (ds, bb, sel), pts in curves.items():
         ks = sorted(pts)
-        area = sum((ks[i + 1] - ks[i]) * (pts[ks[i]] + pts[ks[i + 1]]) / 2 for i in range(len(ks) - 1))
+        area = sum((ks[i + 1] - ks[i]) * (pts[ks[i]][0] + pts[ks[i + 1]][0]) / 2 for i in range(len(ks) - 1))
         rows.append(f"| {ds} | {bb} | {LABELS.get(sel, sel)} | {', '.join(f'{k:g}' for k in ks)} | "
-                    f"{area / (ks[-1] - ks[0]):.4f} |")
+                    f"{area / (ks[-1] - ks[0]):.4f} | {', '.join(pts[k][1] for k in ks)} |")
     return "\n".join(rows)
 
 
@@ -182,6 +190,19 @@ def variant_lines(results, grid: str) -> list[str]:
                      f"{rs[0]['activated_embedding_parameters']:,} against "
                      f"{base[0]['activated_embedding_parameters']:,} embedding values per example.")
     return lines
+
+
+def machines_line(payload, results) -> str:
+    """The machine of each grid's runs (runs recorded before runs carried
+    their machine count as the results file's last machine)."""
+    per_grid: dict[str, dict[str, None]] = {}
+    for r in results:
+        per_grid.setdefault(r["grid"], {})[r.get("machine") or payload["machine"]] = None
+    machines = list(dict.fromkeys(m for ms in per_grid.values() for m in ms))
+    if len(machines) <= 1:
+        return f"Machine: {machines[0] if machines else payload['machine']}."
+    return "Machines (compare throughput within one): " + "; ".join(
+        f"grid `{g}`: " + " and ".join(ms) for g, ms in per_grid.items()) + "."
 
 
 def validated(results, grid: str) -> dict[tuple, tuple[str, list[dict]]]:
@@ -502,7 +523,7 @@ def write_report(payload: dict[str, Any], out_dir: str, report_path: str, comman
         "",
         f"    {command}",
         "",
-        f"Machine: {payload['machine']}.",
+        machines_line(payload, results),
         "",
         f"Setup: batch {s['batch_size']}, Adam lr {s['learning_rate']}, main embedding width {s['d_main']}, "
         f"backbone MLP {s['hidden_units']} with dropout {s['dropout']}, at most {s['max_epochs']} epochs with "

@@ -184,6 +184,7 @@ def run_one(spec: RunSpec, data: CTRData, settings: dict[str, Any]) -> dict[str,
         "train_examples_per_s": timer.examples_per_s(n_train),
         "serving_examples_per_s": _serving_examples_per_s(serving, test_x, int(settings["serving_batch"])),
         "seconds": time.perf_counter() - started,
+        "machine": machine_description(),  # runs of one results file may come from several machines
     }
     if picked is not None:
         out["k"] = int(picked.shape[1])

@@ -19,11 +19,19 @@ class DroppedFieldFill(keras.layers.Layer):
     with an indicator: the backbone sees what a dropped field usually says.
     It starts at zeros, so an untrained fill is AEFS's zero-fill.
 
+    With `from_aux`, the fill also depends on the row: m_f + a_f P_f, where
+    a_f is the field's auxiliary embedding (B, F, d_aux), which the
+    selector has looked up for every field anyway, and P_f a learned
+    (d_aux, d) projection (zeros at the start). The backbone then sees
+    every field, the dropped ones at the auxiliary width's resolution, and
+    no more embedding values are read.
+
     Args:
         num_fields: F.
         compact: True when called with the kept fields' embeddings
             (B, m, d) and their `indices` (B, m); False when the embeddings
             are already (B, F, d) with zeros at the dropped fields.
+        from_aux: also take the auxiliary embeddings (third argument).
 
     Example:
 
@@ -35,24 +43,34 @@ class DroppedFieldFill(keras.layers.Layer):
     [[1.0, 1.0], [5.0, 5.0], [1.0, 1.0]]
     """
 
-    def __init__(self, num_fields, compact=True, **kwargs):
+    def __init__(self, num_fields, compact=True, from_aux=False, **kwargs):
         super().__init__(**kwargs)
         if isinstance(num_fields, bool) or not isinstance(num_fields, int) or num_fields < 1:
             raise ValueError(f"`num_fields` must be a positive integer. Received: num_fields={num_fields!r}")
-        self.num_fields, self.compact = num_fields, bool(compact)
+        self.num_fields, self.compact, self.from_aux = num_fields, bool(compact), bool(from_aux)
 
-    def build(self, embeddings_shape, indices_shape=None):
-        self.fill = self.add_weight(name="fill", shape=(self.num_fields, embeddings_shape[-1]),
-                                    initializer="zeros")
+    def build(self, embeddings_shape, indices_shape=None, aux_shape=None):
+        dim = embeddings_shape[-1]
+        self.fill = self.add_weight(name="fill", shape=(self.num_fields, dim), initializer="zeros")
+        if self.from_aux:
+            if aux_shape is None:
+                raise ValueError("DroppedFieldFill(from_aux=True) needs the auxiliary embeddings (B, F, d_aux)")
+            self.projection = self.add_weight(name="projection", shape=(self.num_fields, aux_shape[-1], dim),
+                                              initializer="zeros")
 
-    def call(self, embeddings, indices):
+    def call(self, embeddings, indices, aux=None):
         indices = tf.cast(indices, tf.int32)
         placed = place_fields(embeddings, indices, self.num_fields) if self.compact else embeddings
         kept = tf.reduce_max(tf.one_hot(indices, self.num_fields, dtype=placed.dtype), axis=1)  # (B, F)
-        return placed + (1.0 - kept)[..., None] * tf.cast(self.fill, placed.dtype)[None]
+        fill = tf.cast(self.fill, placed.dtype)[None]
+        if self.from_aux:
+            fill = fill + tf.einsum("bfa,fad->bfd", tf.cast(aux, placed.dtype),
+                                    tf.cast(self.projection, placed.dtype))
+        return placed + (1.0 - kept)[..., None] * fill
 
-    def compute_output_shape(self, embeddings_shape, indices_shape=None):
+    def compute_output_shape(self, embeddings_shape, indices_shape=None, aux_shape=None):
         return (embeddings_shape[0], self.num_fields, embeddings_shape[-1])
 
     def get_config(self):
-        return {**super().get_config(), "num_fields": self.num_fields, "compact": self.compact}
+        return {**super().get_config(), "num_fields": self.num_fields, "compact": self.compact,
+                "from_aux": self.from_aux}

@@ -10,7 +10,7 @@ from aefs_keras.selection import AEFS
 
 AUX_INPUTS = ("selected", "soft")
 MAIN_WEIGHTINGS = ("scaled", "straight_through", "unit", "unit_fixed")
-DROPPED_FILLS = ("zeros", "learned")
+DROPPED_FILLS = ("zeros", "learned", "aux")
 # The options this adds to AEFS (the bench runner picks this class when a
 # grid variant sets any of them).
 OPTIONS = ("soft_gradient", "exploration", "score_decay", "aux_input", "main_weighting", "always_keep",
@@ -33,9 +33,10 @@ class ResearchAEFS(AEFS):
             "unit_fixed": that for the `always_keep` fields only, the
             per-row choices scaled (`FixedFieldsUnscaled`).
         dropped_fill: what the backbone sees for a field a row dropped:
-            "zeros" (default, the paper) or "learned", one learned vector
-            per field (`DroppedFieldFill`; the backbone then takes all F
-            fields, without the compact fast path).
+            "zeros" (default, the paper), "learned", one learned vector
+            per field, or "aux", that plus a learned projection of the
+            field's auxiliary embedding (`DroppedFieldFill`; the backbone
+            then takes all F fields, without the compact fast path).
         **AEFS options.
 
     Example:
@@ -84,12 +85,16 @@ class ResearchAEFS(AEFS):
             return StraightThroughOnes(gradient=self.main_weighting == "straight_through", name=name)(weights)
         return weights
 
-    def backbone_inputs(self, emb, linear, indices, compact, num_fields):
+    def backbone_inputs(self, emb, linear, indices, compact, num_fields, aux=None):
         if self.dropped_fill == "zeros":
             return super().backbone_inputs(emb, linear, indices, compact, num_fields)
         from aefs_keras.experimental.dropped_field_fill import DroppedFieldFill
 
-        emb = DroppedFieldFill(num_fields, compact=compact, name="dropped_fill")(emb, indices)
+        if self.dropped_fill == "aux":
+            emb = DroppedFieldFill(num_fields, compact=compact, from_aux=True, name="dropped_fill")(
+                emb, indices, aux)
+        else:
+            emb = DroppedFieldFill(num_fields, compact=compact, name="dropped_fill")(emb, indices)
         if linear is not None:
             linear = DroppedFieldFill(num_fields, compact=compact, name="dropped_fill_linear")(linear, indices)
         return emb, linear, {}
