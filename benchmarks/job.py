@@ -153,8 +153,10 @@ print(json.dumps(out))
 def table(paths):
     """Markdown: one row per stage, one column group per results file."""
     runs = [json.load(open(p)) for p in paths]
-    head = "| stage | " + " | ".join(f"{r['rows']:,} rows: s | rows/s | peak RSS MB" for r in runs) + " |"
-    lines = [head, "|---|" + "---|---|---|" * len(runs)]
+    ratio = len(runs) == 2  # two sizes: the peak RSS of the second over the first
+    head = "| stage | " + " | ".join(f"{r['rows']:,} rows: s | rows/s | peak RSS MB" for r in runs) + (
+        " | peak RSS ratio |" if ratio else " |")
+    lines = [head, "|---|" + "---|---|---|" * len(runs) + ("---|" if ratio else "")]
     for stage in runs[0]["stages"]:
         cells = []
         for r in runs:
@@ -165,6 +167,10 @@ def table(paths):
             rate = st.get("rows_per_s") or (st["rows"] / st["seconds"] if st.get("rows") else None)
             cells.append(f"{st['seconds']:.0f} | {rate:,.0f} | {st['peak_rss_mb']:,.0f}" if rate else
                          f"{st['seconds']:.0f} | - | {st['peak_rss_mb']:,.0f}")
+        if ratio and all(stage in r["stages"] for r in runs):
+            cells.append(f"{runs[1]['stages'][stage]['peak_rss_mb'] / runs[0]['stages'][stage]['peak_rss_mb']:.2f}x")
+        elif ratio:
+            cells.append("-")
         lines.append(f"| {stage} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
