@@ -570,6 +570,13 @@ def test_count_budget_through_fit_preprocessing(tmp_path):
     # The record survives the artifact.
     tight.save(str(tmp_path / "a.json"))
     assert Preprocessing.load(str(tmp_path / "a.json")).options["approximate_counts"] == approx
+    # The command line's flag reaches it.
+    from aefs_keras import cli
+
+    out = tmp_path / "cli.json"
+    assert cli.main(["preprocess", "criteo", str(path), "--out", str(out), "--engine", "arrow",
+                     "--max-vocab", "10", "--count-budget", "40"]) == 0
+    assert Preprocessing.load(str(out)).options["approximate_counts"] == approx
     with pytest.raises(ValueError, match="count_budget=5"):
         fit(count_budget=5)
     with pytest.raises(ValueError, match="needs the arrow engine"):
