@@ -38,7 +38,7 @@ class DroppedFieldFill(keras.layers.Layer):
     >>> import numpy as np
     >>> fill = DroppedFieldFill(3)
     >>> out = fill(np.ones((1, 2, 2), "float32"), np.array([[0, 2]]))
-    >>> fill.fill.assign(np.full((3, 2), 5.0, "float32"))
+    >>> _ = fill.fill.assign(np.full((3, 2), 5.0, "float32"))
     >>> fill(np.ones((1, 2, 2), "float32"), np.array([[0, 2]])).numpy()[0].tolist()
     [[1.0, 1.0], [5.0, 5.0], [1.0, 1.0]]
     """
