@@ -310,7 +310,7 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
                    dense_normalization=dense_normalization)
     if count_budget is not None:
         options.update(count_budget=count_budget, approximate_counts=approximate)
-        if approximate:
+        if approximate and progress:  # the record itself is in options either way
             print(f"preprocess: the count budget ({count_budget:,} values) dropped rare values of "
                   f"{len(approximate)} field(s); the vocabulary is certainly the exact one for "
                   f"{sum(a['exact_set'] for a in approximate.values())} of them "
