@@ -1,0 +1,64 @@
+"""Static early selection and AEFS with most of k fixed, against no selection, on the backbones where
+AEFS loses the most (criteo_80k, k = F/2).
+
+    aefs-keras bench benchmarks/configs/cross_backbones.yaml --jobs 2   # static and the AEFS variants
+    aefs-keras bench benchmarks/configs/results.yaml --jobs 2           # no selection and AEFS, searched
+    python benchmarks/cross_backbones_table.py
+
+No selection and AEFS as it is come from results.yaml's grid `fair_backbones` (the same settings and
+seeds), each at the learning rate / form with the best mean validation AUC; static early selection
+likewise from its two learning rates. Differences are of mean test AUC, with two standard errors
+(`aefs_keras.bench.report.compare`).
+"""
+
+import glob
+import json
+import statistics
+
+from aefs_keras.bench import report
+
+
+def _runs(folder):
+    found = {}
+    for path in glob.glob(f"benchmarks/results/{folder}/results*.json"):
+        found.update({r["key"]: r for r in json.load(open(path))["results"]})
+    return list(found.values())
+
+
+def _fmt(rs):
+    aucs = [r["auc"] for r in rs]
+    return f"{statistics.mean(aucs):.4f} ± {statistics.stdev(aucs):.4f}" if len(aucs) > 1 else "-"
+
+
+def _diff(a, b):
+    if len(a) < 2 or len(b) < 2:
+        return "-"
+    c = report.compare([r["auc"] for r in a], [r["auc"] for r in b])
+    return f"{c['diff']:+.4f} ({c['bound']:.4f})"
+
+
+def main():
+    base = report.validated(_runs("results"), "fair_backbones")
+    cross = _runs("cross_backbones")
+    static = report.validated(cross, "static")
+    variants = sorted({r["variant"] for r in cross if r["grid"] == "keep"})
+    print("| backbone | method (variant) | test AUC | val AUC | - none (2 SE) | - static (2 SE) |")
+    print("|---|---|---|---|---|---|")
+    for bb in ("dcn", "wide_deep", "mlcc"):
+        none = base.get(("criteo_80k", bb, "none", None))
+        stat = static.get(("criteo_80k", bb, "static", 0.5))
+        rows = [("none", none), ("AEFS", base.get(("criteo_80k", bb, "aefs_adafs", 0.5))), ("static", stat)]
+        rows += [("AEFS", (v, [r for r in cross if r["grid"] == "keep" and r["backbone"] == bb
+                               and r["variant"] == v])) for v in variants]
+        for name, found in rows:
+            if not found or not found[1]:
+                continue
+            variant, rs = found
+            val = statistics.mean(r["val_auc"] for r in rs)
+            print(f"| {bb} | {name} ({variant}) | {_fmt(rs)} | {val:.4f} | "
+                  f"{_diff(rs, none[1]) if none and name != 'none' else '-'} | "
+                  f"{_diff(rs, stat[1]) if stat and name not in ('none', 'static') else '-'} |")
+
+
+if __name__ == "__main__":
+    main()
