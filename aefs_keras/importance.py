@@ -80,3 +80,19 @@ def importance_prior(importance, scale: float = 1.0, clip: float = 3.0) -> list[
         raise ValueError(f"`importance` must be finite numbers, one per field. Received: {imp.tolist()}")
     z = (imp - imp.mean()) / (imp.std() + 1e-12)
     return (scale * np.clip(z, -clip, clip)).tolist()
+
+
+def most_important(importance, m: int) -> tuple[int, ...]:
+    """The indices of the `m` fields with the largest importance, in field
+    order (ties go to the earlier field), e.g. for
+    `experimental.ResearchAEFS(always_keep=...)`.
+
+    >>> most_important([0.01, 0.03, 0.0, 0.02], 2)
+    (1, 3)
+    """
+    imp = np.asarray(importance, dtype="float64").ravel()
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or not 0 <= m <= imp.size:
+        raise ValueError(f"`m` must be an integer from 0 to the number of fields ({imp.size}). Received: m={m!r}")
+    if not np.all(np.isfinite(imp)):
+        raise ValueError(f"`importance` must be finite numbers, one per field. Received: {imp.tolist()}")
+    return tuple(sorted(int(i) for i in np.argsort(-imp, kind="stable")[:m]))

@@ -131,6 +131,28 @@ def test_learned_dropped_fill(data, tmp_path, backbone, fill):
         research(dropped_fill="mean")
 
 
+def test_mixed_resolution_keeps_the_most_important_fields(data, tmp_path):
+    # 8 fields, k = 4, keep_share 0.75 -> the 3 most important on every row.
+    importance = [0.0, 0.05, 0.01, 0.0, 0.03, 0.0, 0.02, 0.0]
+    sel = ak.experimental.ResearchAEFS.mixed_resolution(importance, k=4)
+    assert (sel.always_keep, sel.main_weighting, sel.dropped_fill) == ((1, 4, 6), "unit", "aux")
+    assert ak.importance.most_important(importance, 0) == ()
+    model = small(data.schema, "dcn", sel)
+    x = {k: v[:64] for k, v in data.test_arrays[0].items()}
+    picked = ak.inference_model(model).predict(x, verbose=0)["selected_fields"]
+    assert picked.shape == (64, 4)
+    for field in (1, 4, 6):
+        assert (picked == field).any(axis=1).all()
+    assert len({tuple(sorted(row)) for row in picked.tolist()}) > 1  # the fourth field is chosen per row
+    model.save(tmp_path / "mixed.keras")
+    loaded = keras.models.load_model(tmp_path / "mixed.keras")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="keep_share=1.0"):
+        ak.experimental.ResearchAEFS.mixed_resolution(importance, keep_share=1.0)
+    with pytest.raises(ValueError, match="m=9"):
+        ak.importance.most_important(importance, 9)
+
+
 def test_selection_objects_equal_strings_with_options(data):
     keras.utils.set_random_seed(0)
     a = ak.build_model(data.schema, "deepfm", ak.AEFS(k=3, warmup_steps=5, d_aux=2), hidden_units=[8])

@@ -36,7 +36,7 @@ from aefs_keras.datasets.benchmark_data import load_benchmark
 from aefs_keras.datasets.ctr_data import CTRData
 from aefs_keras.datasets.synthetic_data import synthetic
 from aefs_keras.serving import inference_model
-from aefs_keras.importance import importance_prior, permutation_importance
+from aefs_keras.importance import importance_prior, most_important, permutation_importance
 from aefs_keras.metrics import auc_score, log_loss
 from aefs_keras.selection import as_selection
 
@@ -105,9 +105,8 @@ def _model_args(spec: RunSpec, settings, importance=None):
         # The `always_keep_share` x k most important fields (validation
         # permutation importance of a no-selection model) on every row.
         share = float(options.pop("always_keep_share", 0.5))
-        drops = np.array(importance())
-        m = int(round(share * resolve_k(len(drops), None, spec.k_ratio)))
-        options["always_keep"] = tuple(sorted(int(i) for i in np.argsort(-drops, kind="stable")[:m]))
+        drops = importance()
+        options["always_keep"] = most_important(drops, int(round(share * resolve_k(len(drops), None, spec.k_ratio))))
     research = kind == "aefs" and any(name in experimental.OPTIONS for name in options)
     args["selection"] = as_selection(kind, options) if not research else experimental.ResearchAEFS(**options)
     return args
@@ -138,8 +137,7 @@ def _static_fields(spec: RunSpec, data: CTRData, settings) -> list[str]:
     after negative sampling, on about half of the rows)."""
     drops = _importance(spec, data, settings)
     k = resolve_k(data.schema.num_fields, None, spec.k_ratio)
-    keep = np.argsort(-np.array(drops), kind="stable")[:k]
-    return [data.schema.names[i] for i in sorted(keep)]
+    return [data.schema.names[i] for i in most_important(drops, k)]
 
 
 def run_one(spec: RunSpec, data: CTRData, settings: dict[str, Any]) -> dict[str, Any]:

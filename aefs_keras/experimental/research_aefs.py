@@ -19,7 +19,7 @@ OPTIONS = ("soft_gradient", "exploration", "score_decay", "aux_input", "main_wei
 
 @dataclasses.dataclass
 class ResearchAEFS(AEFS):
-    """`AEFS` plus research variants; none beat the paper's form on our data.
+    """`AEFS` plus research variants (docs/aefs.md has what each is worth).
 
     Args:
         soft_gradient, exploration, score_decay, always_keep: see
@@ -63,6 +63,38 @@ class ResearchAEFS(AEFS):
         if self.main_weighting not in MAIN_WEIGHTINGS:
             raise ValueError(f"`main_weighting` must be one of {MAIN_WEIGHTINGS}. "
                              f"Received: main_weighting={self.main_weighting!r}")
+
+    @classmethod
+    def mixed_resolution(cls, importance, keep_share: float = 0.75, **options) -> "ResearchAEFS":
+        """AEFS at mixed resolution (docs/aefs.md, "Mixed resolution"): the
+        `keep_share` x k most important fields on every row, the rest of k
+        chosen per row, the kept fields unscaled, and every dropped field
+        seen by the backbone through its auxiliary embedding
+        (`always_keep`, `main_weighting="unit"`, `dropped_fill="aux"`).
+
+        Args:
+            importance: one number per field, larger = more important, e.g.
+                `aefs_keras.importance.permutation_importance` of a model
+                without selection on validation rows.
+            keep_share: share of k fixed on every row (rounded), in [0, 1).
+            **options: other `ResearchAEFS` options (`k` or `k_ratio`, ...).
+
+        Example:
+
+        >>> sel = ResearchAEFS.mixed_resolution([0.02, 0.0, 0.05, 0.01, 0.03, 0.0, 0.0, 0.01], k=4)
+        >>> sel.always_keep, sel.main_weighting, sel.dropped_fill
+        ((0, 2, 4), 'unit', 'aux')
+        """
+        from aefs_keras.checks import resolve_k
+        from aefs_keras.importance import most_important
+
+        if isinstance(keep_share, bool) or not isinstance(keep_share, (int, float)) or not 0.0 <= keep_share < 1.0:
+            raise ValueError(f"`keep_share` must be in [0, 1). Received: keep_share={keep_share!r}")
+        num_fields = len(importance)
+        k = resolve_k(num_fields, options.get("k"), options.get("k_ratio"))
+        keep = most_important(importance, int(round(keep_share * k)))
+        options = {"main_weighting": "unit", "dropped_fill": "aux", **options}
+        return cls(always_keep=keep, **options)
 
     def selector(self, field_sizes, k, embeddings_initializer, name, **layout):
         from aefs_keras.experimental.exploring_selector import ExploringSelector
