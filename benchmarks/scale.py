@@ -11,7 +11,7 @@ with one embedding table of 10^4 .. 10^7 rows in all; median step time of
 SparseAdam (lazy Adam, row-wise Adagrad).
 
 `aefs`: a backbone (`--backbones`, default DeepFM) without selection and
-with AEFS (k = 19 of 39), the same d_main, 39 fields x `--rows-per-field`
+with AEFS (k = 19 of 39; `--selection mixed`: `ResearchAEFS.mixed_resolution`), the same d_main, 39 fields x `--rows-per-field`
 rows, SparseAdam row-wise Adagrad for the tables, MLP 400-400-400. Both
 models live in one process: `--rounds` interleaved rounds of training
 (median step of batch 4096), then both are exported with `aefs_keras.serving.export`
@@ -87,6 +87,8 @@ def _model(rows_per_field, selection, d_main, optimizer, hidden, backbone="deepf
     schema = ak.Schema([ak.Categorical(f"C{i}", vocabulary_size=rows_per_field - 1) for i in range(F)])
     keras.utils.set_random_seed(0)
     kw = {"k_ratio": 0.5} if selection else {}
+    if selection == "mixed":  # which fields are fixed does not change the cost: the first ones
+        selection, kw = ak.experimental.ResearchAEFS.mixed_resolution(list(range(F, 0, -1)), k_ratio=0.5), {}
     mem = {"adam": "adam", "lazy_adam": "lazy_adam", "rowwise_adagrad": "rowwise_adagrad"}[optimizer]
     model = ak.build_model(schema, backbone, selection, d_main=d_main, hidden_units=hidden,
                            memory_check=mem, **kw)
@@ -132,7 +134,7 @@ def run_aefs(cfg):
 
     _, _, ds = _data(cfg["rows_per_field"], cfg["batch"], 4)
     names = ("none", "aefs")
-    models = {n: _model(cfg["rows_per_field"], None if n == "none" else "aefs", cfg["d_main"],
+    models = {n: _model(cfg["rows_per_field"], None if n == "none" else cfg.get("selection", "aefs"), cfg["d_main"],
                         "rowwise_adagrad", [400, 400, 400], cfg["backbone"]) for n in names}
     activated = {n: m.activated_embedding_parameters() for n, m in models.items()}
     for m in models.values():
@@ -295,6 +297,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3, help="aefs: interleaved timing rounds")
     parser.add_argument("--backbones", nargs="+", default=["deepfm"],
                         help="aefs: backbones to compare (deepfm dcn wide_deep mc_mlcc ...)")
+    parser.add_argument("--selection", default="aefs", choices=["aefs", "mixed"],
+                        help="aefs, profile: AEFS as it is, or ResearchAEFS.mixed_resolution")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     if args.what == "_child":
@@ -316,6 +320,7 @@ def main(argv=None):
             for backbone in args.backbones:
                 for d in args.d_main:
                     res = _aefs_pair({"rows_per_field": args.rows_per_field, "d_main": d,
+                                          "selection": args.selection,
                                           "backbone": backbone, "batch": 4096, "serve_batch": 512,
                                           "serve_calls": 40, "epochs": args.epochs,
                                           "rounds": args.rounds, "repeat": r})
@@ -323,7 +328,7 @@ def main(argv=None):
                     print(json.dumps(res), flush=True)
         else:
             for d in args.d_main:
-                for selection in (None, "aefs"):
+                for selection in (None, args.selection):
                     res = _child(args.what, {"rows_per_field": args.rows_per_field, "d_main": d,
                                           "selection": selection, "batch": 4096, "serve_batch": 512,
                                           "backbone": args.backbones[0], "repeat": r})
