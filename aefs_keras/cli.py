@@ -83,7 +83,14 @@ def main(argv=None) -> int:
     g.add_argument("--backbone", default="deepfm")
     g.add_argument("--d-main", type=int, default=32)
     g.add_argument("--hidden-units", type=int, nargs="+", default=[256, 128])
-    g.add_argument("--selection", default=None, choices=[None, "adafs", "aefs"])
+    g.add_argument("--selection", default=None, choices=[None, "adafs", "aefs", "mixed"],
+                   help="mixed: AEFS at mixed resolution (experimental.ResearchAEFS.mixed_resolution); "
+                        "a model without selection trains --importance-epochs first to rank the fields")
+    g.add_argument("--importance-epochs", type=int, default=2,
+                   help="mixed: epochs of the model without selection whose permutation importance ranks "
+                        "the fields")
+    g.add_argument("--importance-rows", type=int, default=50_000,
+                   help="mixed: validation rows the permutation importance is measured on")
     for flag, kind, what in (("--k", int, "fields kept per row"), ("--k-ratio", float, "fraction of fields kept"),
                              ("--controller", str, "mlp or mvfs"), ("--d-aux", int, "AEFS auxiliary width"),
                              ("--aux-backbone", str, "AEFS small head, e.g. dnn"),

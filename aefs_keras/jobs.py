@@ -95,7 +95,11 @@ def train(args) -> int:
         raise ValueError("held-out rows are needed for early stopping and the test figures: give --valid "
                          "(and --test) files, or one --train file to --split")
     options = {name: getattr(args, name) for name in SELECTION_FLAGS if getattr(args, name) is not None}
-    selection = ak.selection.as_selection(args.selection, options)  # errors before any table exists
+    if args.selection == "mixed":
+        ak.selection.as_selection("aefs", options)  # errors before any table exists
+        selection = _mixed_selection(ak, args, data, strategy, options)
+    else:
+        selection = ak.selection.as_selection(args.selection, options)  # errors before any table exists
     print(ak.memory_plan(data.schema, args.d_main, getattr(selection, "d_aux", 4),
                          selection and selection.kind,
                          getattr(ak.BACKBONES[args.backbone], "uses_linear", False), args.optimizer))
@@ -153,6 +157,65 @@ def train(args) -> int:
     if args.export:
         _export(ak, model, args.export, args.name, overwrite=False)
     return 0
+
+
+def _mixed_selection(ak, args, data, strategy, options):
+    """`ResearchAEFS.mixed_resolution` with the fields ranked by the
+    permutation importance (validation AUC lost by shuffling a field) of a
+    model without selection trained `--importance-epochs` epochs, on the
+    first `--importance-rows` validation rows: the static baseline's
+    ranking (docs/aefs.md, "Mixed resolution")."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    if args.importance_epochs < 1 or args.importance_rows < 100:
+        raise ValueError("--importance-epochs must be at least 1 and --importance-rows at least 100. Received: "
+                         f"--importance-epochs {args.importance_epochs} --importance-rows {args.importance_rows}")
+
+    def build_plain():
+        keras.utils.set_random_seed(args.seed)
+        return ak.default_compile(ak.build_model(data.schema, args.backbone, None, d_main=args.d_main,
+                                                 hidden_units=args.hidden_units, memory_check=args.optimizer),
+                                  learning_rate=args.learning_rate)
+
+    lists = [f.name for f in data.schema.fields if isinstance(f, ak.MultiCategorical)]
+    if lists:
+        raise ValueError(f"--selection mixed ranks fields by shuffling their columns, which list fields "
+                         f"cannot be yet. Received list fields: {', '.join(lists)}")
+    print(f"Ranking the fields: a model without selection, {args.importance_epochs} epoch(s)")
+    plain, _ = ak.distributed.fit(build_plain, data.train, args.importance_epochs, strategy=strategy,
+                                  verbose=1 if sys.stdout.isatty() else 2)
+    if data.valid_arrays is not None:
+        x, y = data.valid_arrays
+    else:  # streamed from files: the first batches
+        xs, ys, n = {}, [], 0
+        for xb, yb in data.valid:
+            for name, value in xb.items():
+                xs.setdefault(name, []).append(value.numpy())  # strings too
+            ys.append(yb.numpy().ravel())
+            n += len(ys[-1])
+            if n >= args.importance_rows:
+                break
+        x, y = {name: np.concatenate(parts) for name, parts in xs.items()}, np.concatenate(ys)
+    x = {name: np.asarray(x[name])[:args.importance_rows] for name in data.schema.names}  # schema order
+    y = np.asarray(y).ravel()[:args.importance_rows]
+    if len(np.unique(y)) < 2:
+        raise ValueError(f"the first {len(y):,} validation rows have one label only; permutation importance "
+                         "needs both: give more --importance-rows")
+
+    def predict(features):  # tensors, batch by batch: string columns too
+        return np.concatenate([keras.ops.convert_to_numpy(plain.predict_on_batch(
+            {k: tf.constant(v[lo:lo + 4096]) for k, v in features.items()})).ravel()
+            for lo in range(0, len(y), 4096)])
+
+    drops = ak.importance.permutation_importance(predict, x, y, seed=args.seed)
+    order = np.argsort(-drops, kind="stable")
+    print("Validation AUC lost by shuffling each field: " +
+          ", ".join(f"{data.schema.names[i]} {drops[i]:+.4f}" for i in order))
+    selection = ak.experimental.ResearchAEFS.mixed_resolution(drops, **options)
+    print("Kept on every row: " + ", ".join(data.schema.names[i] for i in selection.always_keep))
+    return selection
 
 
 def _file_data(ak, args, fmt, split):

@@ -79,6 +79,30 @@ def test_own_csv_trains_reports_by_name_saves_and_exports(clicks, tmp_path, caps
     assert (tmp_path / "serving" / "clicks" / "1" / "saved_model.pb").exists()
 
 
+def test_own_csv_with_mixed_resolution(clicks, tmp_path, capsys):
+    # --selection mixed: a model without selection ranks the fields first; the
+    # round(0.75 x 3) = 2 most important are kept on every row, and the
+    # saved model keeps them.
+    code = cli.main(["train", "--train", str(clicks), "--selection", "mixed", "--k", "3", "--epochs", "2",
+                     "--importance-epochs", "2", "--batch-size", "512", "--hidden-units", "16", "--d-main", "8",
+                     "--out", str(tmp_path / "models"), "--name", "mixed"])
+    assert code == 0
+    out = capsys.readouterr().out
+    ranking = re.search(r"Validation AUC lost by shuffling each field: (.*)\n", out).group(1)
+    drops = {name: float(v) for name, v in (part.split(" ") for part in ranking.split(", "))}
+    assert set(drops) == {"user_id", "city", "price", "ad", "noise"}
+    kept = re.search(r"Kept on every row: (.*)\n", out).group(1).split(", ")
+    assert len(kept) == 2 and set(kept) <= {"user_id", "price", "city"}  # the planted fields, not ad or noise
+    assert min(drops[k] for k in kept) >= max(v for n, v in drops.items() if n not in kept)
+    model = keras.models.load_model(tmp_path / "models" / "mixed.keras")
+    names = ["user_id", "city", "price", "ad", "noise"]
+    assert tuple(names[i] for i in model.get_layer("selector").always_keep) == tuple(sorted(kept, key=names.index))
+    shares = re.search(r"Share of test rows that kept each field \(k = 3 of 5\):\n  (.*)\n", out).group(1)
+    assert all(f"{name} 1.00" in shares for name in kept)
+    err = _error(capsys, ["train", "--train", str(clicks), "--selection", "mixed", "--importance-epochs", "0"])
+    assert "--importance-epochs must be at least 1" in err
+
+
 def test_preprocess_own_csv(clicks, tmp_path, capsys):
     import aefs_keras as ak
 
