@@ -10,8 +10,6 @@ seeds as the AEFS runs. Differences are of mean test AUC with two standard
 errors (`aefs_keras.bench.report.compare`).
 """
 
-import glob
-import json
 import statistics
 
 from aefs_keras.bench import report
@@ -20,10 +18,7 @@ VARIANTS = ("default", "learned_fill", "aux_fill")
 
 
 def _runs(folder):
-    found = {}
-    for path in glob.glob(f"benchmarks/results/{folder}/results*.json"):
-        found.update({r["key"]: r for r in json.load(open(path))["results"]})
-    return list(found.values())
+    return report.saved_runs(f"benchmarks/results/{folder}")
 
 
 def _fmt(aucs):

@@ -9,6 +9,8 @@ the seeds of each.
 from __future__ import annotations
 
 import csv
+import glob
+import json
 import math
 import os
 import statistics
@@ -44,6 +46,16 @@ def compare(a: list[float], b: list[float]) -> dict[str, Any]:
         return {"diff": ma - mb, "bound": float("nan"), "within_noise": None}
     bound = 2.0 * math.sqrt(sa ** 2 / na + sb ** 2 / nb)
     return {"diff": ma - mb, "bound": bound, "within_noise": abs(ma - mb) <= bound}
+
+
+def saved_runs(folder: str) -> list[dict]:
+    """Every run saved in a results folder (results.json and its shards;
+    the last file read wins a key), for tables across configs."""
+    found: dict[str, dict] = {}
+    for path in sorted(glob.glob(os.path.join(folder, "results*.json"))):
+        with open(path) as f:
+            found.update({r["key"]: r for r in json.load(f)["results"]})
+    return list(found.values())
 
 
 def groups(results) -> dict[tuple, list[dict]]:
