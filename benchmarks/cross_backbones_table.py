@@ -7,8 +7,8 @@ AEFS loses the most (criteo_80k, k = F/2), and the mixed form on census_kdd at o
 
 No selection, AEFS as it was (our form and the paper's) and AEFS at mixed resolution come from
 results.yaml's grid `fair_backbones` (the same settings and seeds), each at the learning rate / form
-with the best mean validation AUC; static early selection likewise from its two learning rates. Differences are of mean test AUC, with two standard errors
-(`aefs_keras.bench.report.compare`).
+with the best mean validation AUC; static early selection likewise from its two learning rates.
+Differences are of mean test AUC, with two standard errors (`aefs_keras.bench.report.compare`).
 """
 
 import statistics
@@ -35,7 +35,7 @@ def _diff(a, b):
 def main():
     runs = _runs("results")
     base = report.validated([r for r in runs if not r["variant"].startswith("mixed")], "fair_backbones")
-    mixed = report.validated([r for r in runs if r["variant"].startswith("mixed")], "fair_backbones")
+    mixed_best = report.validated([r for r in runs if r["variant"].startswith("mixed")], "fair_backbones")
     cross = _runs("cross_backbones")
     static = report.validated(cross, "static")
     variants = sorted({r["variant"] for r in cross if r["grid"] == "keep"})
@@ -45,7 +45,7 @@ def main():
         none = base.get(("criteo_80k", bb, "none", None))
         stat = static.get(("criteo_80k", bb, "static", 0.5))
         rows = [("none", none), ("AEFS", base.get(("criteo_80k", bb, "aefs_adafs", 0.5))), ("static", stat),
-                ("AEFS mixed, validated", mixed.get(("criteo_80k", bb, "aefs_adafs", 0.5)))]
+                ("AEFS mixed, validated", mixed_best.get(("criteo_80k", bb, "aefs_adafs", 0.5)))]
         rows += [("AEFS", (v, [r for r in cross if r["grid"] == "keep" and r["backbone"] == bb
                                and r["variant"] == v])) for v in variants]
         for name, found in rows:

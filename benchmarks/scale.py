@@ -11,8 +11,9 @@ with one embedding table of 10^4 .. 10^7 rows in all; median step time of
 SparseAdam (lazy Adam, row-wise Adagrad).
 
 `aefs`: a backbone (`--backbones`, default DeepFM) without selection and
-with AEFS (k = 19 of 39; `--selection mixed`: `ResearchAEFS.mixed_resolution`), the same d_main, 39 fields x `--rows-per-field`
-rows, SparseAdam row-wise Adagrad for the tables, MLP 400-400-400. Both
+with AEFS (k = 19 of 39; `--selection mixed`: `ResearchAEFS.mixed_resolution`),
+the same d_main, 39 fields x `--rows-per-field` rows, SparseAdam row-wise
+Adagrad for the tables, MLP 400-400-400. Both
 models live in one process: `--rounds` interleaved rounds of training
 (median step of batch 4096), then both are exported with `aefs_keras.serving.export`
 and their `serving_default` signatures timed in interleaved rounds (batch
@@ -134,7 +135,8 @@ def run_aefs(cfg):
 
     _, _, ds = _data(cfg["rows_per_field"], cfg["batch"], 4)
     names = ("none", "aefs")
-    models = {n: _model(cfg["rows_per_field"], None if n == "none" else cfg.get("selection", "aefs"), cfg["d_main"],
+    selection = cfg.get("selection", "aefs")
+    models = {n: _model(cfg["rows_per_field"], None if n == "none" else selection, cfg["d_main"],
                         "rowwise_adagrad", [400, 400, 400], cfg["backbone"]) for n in names}
     activated = {n: m.activated_embedding_parameters() for n, m in models.items()}
     for m in models.values():
