@@ -87,7 +87,10 @@ def test_tiny_grid_end_to_end_and_resume(tmp_path, capsys):
         "settings": {"synthetic_rows": 4000, "batch_size": 256, "max_epochs": 2, "patience": 1,
                      "static_search_epochs": 1, "d_main": 8, "hidden_units": [8]},
         "grids": [{"name": "m", "datasets": ["synthetic"], "backbones": ["deepfm"],
-                   "selections": ["none", "static", "aefs_adafs"], "k_ratios": [0.3, 0.5], "seeds": [0]}],
+                   "selections": ["none", "static", "aefs_adafs"], "k_ratios": [0.3, 0.5], "seeds": [0]},
+                  # The same run under another grid and variant name is taken over, not trained again.
+                  {"name": "again", "datasets": ["synthetic"], "backbones": ["deepfm"], "selections": ["none"],
+                   "seeds": [0], "variants": {"same": {}}}],
     }
     path = tmp_path / "tiny.json"
     path.write_text(json.dumps(cfg))
@@ -95,8 +98,13 @@ def test_tiny_grid_end_to_end_and_resume(tmp_path, capsys):
     assert main(["bench", str(path), "--out", str(out), "--report", str(doc)]) == 0
     payload = json.loads((out / "results.json").read_text())
     runs = {r["key"]: r for r in payload["results"]}
-    assert len(runs) == 1 + 2 * 2
+    assert len(runs) == 1 + 2 * 2 + 1
     none = runs["m/synthetic/deepfm/none/-/default/0"]
+    again = runs.pop("again/synthetic/deepfm/none/-/same/0")
+    assert again["reused_from"] == none["key"] and again["grid"] == "again" and again["variant"] == "same"
+    assert {k: v for k, v in again.items() if k not in ("key", "grid", "variant", "reused_from")} == {
+        k: v for k, v in none.items() if k not in ("key", "grid", "variant")}
+    assert "again/synthetic/deepfm/none/-/same/0: taken over from m/synthetic" in capsys.readouterr().out
     assert none["activated_embedding_parameters"] == 39 * (8 + 1)  # DeepFM: d_main + first-order weight
     static = runs["m/synthetic/deepfm/static/0.5/default/0"]
     assert len(static["static_fields"]) == 19 and static["activated_embedding_parameters"] == 19 * 9
@@ -110,14 +118,22 @@ def test_tiny_grid_end_to_end_and_resume(tmp_path, capsys):
     assert "aefs-keras bench" in text and "| synthetic | deepfm | AEFS (mini-AdaFS) | 0.3 (11) |" in text
     for png in ("m_auc_vs_k.png", "m_throughput_vs_k.png", "m_selection_synthetic.png"):
         assert (out / png).stat().st_size > 1000 and f"({os.path.relpath(out / png, doc.parent)})" in text
-    assert (out / "results.csv").read_text().count("\n") == 1 + 5
+    assert (out / "results.csv").read_text().count("\n") == 1 + 6
     assert all(r["machine"] == payload["machine"] for r in runs.values())
     assert f"Machine: {payload['machine']}." in text
     # Rerun: nothing left to train, same results.
     capsys.readouterr()
     assert main(["bench", str(path), "--out", str(out), "--report", str(doc)]) == 0
-    assert "5 already done, 0 to run" in capsys.readouterr().out
+    assert "6 already done, 0 to run" in capsys.readouterr().out
     assert json.loads((out / "results.json").read_text())["results"] == payload["results"]
+    # A grid added later takes over the finished run it repeats, without training.
+    cfg["grids"].append({**cfg["grids"][1], "name": "later", "variants": {"x": {}}})
+    path.write_text(json.dumps(cfg))
+    assert main(["bench", str(path), "--out", str(out), "--report", str(doc)]) == 0
+    log = capsys.readouterr().out
+    assert "1 run(s) taken over from other grids" in log and "0 to run" in log
+    later = {r["key"]: r for r in json.loads((out / "results.json").read_text())["results"]}
+    assert later["later/synthetic/deepfm/none/-/x/0"]["reused_from"] == "m/synthetic/deepfm/none/-/default/0"
 
 
 def test_grid_variants_reach_the_selection_objects():

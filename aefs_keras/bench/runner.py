@@ -262,6 +262,7 @@ def run_grid(config: BenchConfig, out_dir: str, fresh: bool = False, shard: tupl
     path = main_path if count == 1 else os.path.join(out_dir, f"results.shard{index}.json")
     paths = [] if fresh else [main_path] + _shard_paths(out_dir)
     payload, done = _collect(config, paths, log)
+    made = _take_over(config, done, log)
     order = {s.key: i for i, s in enumerate(config.runs)}
     grids = list(dict.fromkeys(s.grid for s in config.runs))
     datasets = list(dict.fromkeys(s.dataset for s in config.runs))
@@ -276,6 +277,13 @@ def run_grid(config: BenchConfig, out_dir: str, fresh: bool = False, shard: tupl
     payload["results"] = sorted(own.values(), key=lambda r: order[r["key"]])
     cache: dict[str, CTRData] = {}
     for i, spec in enumerate(mine, 1):
+        if _identity(spec) in made:  # made earlier in this call under another grid's name
+            r = _reuse(made[_identity(spec)], spec)
+            payload["results"].append(r)
+            payload["results"].sort(key=lambda x: order.get(x["key"], -1))
+            _save(path, payload)
+            log(f"[{i}/{len(mine)}] {spec.key}: taken over from {r['reused_from']}")
+            continue
         if spec.dataset not in cache:
             cache.clear()  # one dataset in memory at a time
             cache[spec.dataset] = load_data(spec.dataset, config.settings)
@@ -284,6 +292,7 @@ def run_grid(config: BenchConfig, out_dir: str, fresh: bool = False, shard: tupl
         if getattr(data, "informative_fields", None):
             payload["informative_fields"][spec.dataset] = data.informative_fields
         r = run_one(spec, data, config.settings)
+        made.setdefault(_identity(spec), r)
         payload["results"].append(r)
         payload["results"].sort(key=lambda x: order.get(x["key"], -1))
         _save(path, payload)
@@ -293,6 +302,39 @@ def run_grid(config: BenchConfig, out_dir: str, fresh: bool = False, shard: tupl
     if count == 1:
         _save(path, payload)
     return payload
+
+
+def _identity(spec: RunSpec) -> tuple:
+    """What decides a run's result besides the shared settings: the grid and
+    variant names do not."""
+    return (spec.dataset, spec.backbone, spec.selection, spec.k_ratio, spec.overrides,
+            spec.backbone_options, spec.seed)
+
+
+def _reuse(source: dict, spec: RunSpec) -> dict:
+    return {**source, "key": spec.key, "grid": spec.grid, "variant": spec.variant,
+            "reused_from": source.get("reused_from", source["key"])}
+
+
+def _take_over(config: BenchConfig, done: dict[str, dict], log) -> dict[tuple, dict]:
+    """Adds to `done` every run of `config` that another grid of it already
+    made with the same identity (runs are seeded and deterministic, so
+    training it again repeats the result), marked `reused_from`; returns
+    the made runs by identity."""
+    made: dict[tuple, dict] = {}
+    for s in config.runs:
+        if s.key in done:
+            made.setdefault(_identity(s), done[s.key])
+    taken = 0
+    for s in config.runs:
+        source = made.get(_identity(s))
+        if s.key not in done and source is not None:
+            done[s.key] = _reuse(source, s)
+            taken += 1
+    if taken:
+        log(f"{taken} run(s) taken over from other grids of the config (same dataset, backbone, method, k, "
+            f"options and seed)")
+    return made
 
 
 def _shard_paths(out_dir):
@@ -308,6 +350,7 @@ def merge_shards(config: BenchConfig, out_dir: str, log=print) -> dict[str, Any]
     main_path = os.path.join(out_dir, "results.json")
     shards = _shard_paths(out_dir)
     payload, found = _collect(config, [main_path] + shards, log)
+    _take_over(config, found, log)
     order = {s.key: i for i, s in enumerate(config.runs)}
     payload["results"] = sorted((r for k, r in found.items() if k in order), key=lambda r: order[r["key"]])
     _save(main_path, payload)
