@@ -97,6 +97,53 @@ def _place_fields(values, indices, num_fields):
     return tf.autograph.experimental.do_not_convert(place)(values)
 
 
+def assemble_fields(values, indices, fill_by_field):
+    """Exactly `place_fields(values, indices, F)` with `fill_by_field`'s
+    vectors in place of the zeros: out[b, f] = values[b, j] where
+    indices[b, j] = f, else fill_by_field[f, b].
+
+    The fill is field-major (F, B, d), the layout a per-field matmul writes,
+    so no (B, F, d) transpose is made: one gather assembles the output, and
+    the gradient is one gather back (each source row feeds at most one
+    output row). `DroppedFieldFill`'s auxiliary fill times it
+    (`benchmarks/scale.py profile --selection mixed`).
+    """
+    return _assemble_fields(values, tf.cast(indices, tf.int32), fill_by_field)
+
+
+def _assemble_fields(values, indices, fill_by_field):
+    num_fields, d = fill_by_field.shape[0], values.shape[-1]
+    shape = tf.shape(indices)
+    b, m = shape[0], shape[1]
+    # Source rows: the fill (field-major, f * B + b), then the kept values
+    # (b * m + j). where[b * F + f] is the source row of output (b, f).
+    slot = tf.scatter_nd(_row_field_pairs(indices), tf.reshape(tf.range(1, b * m + 1), shape),
+                         tf.stack([b, num_fields]))
+    fill_row = tf.range(num_fields)[None] * b + tf.range(b)[:, None]
+    where = tf.reshape(tf.where(slot > 0, num_fields * b + slot - 1, fill_row), [-1])
+    sources = num_fields * b + b * m
+    # inverse[s] = the output row source s feeds, or B * F (a zero row) if none.
+    inverse = tf.tensor_scatter_nd_update(tf.fill([sources], b * num_fields), where[:, None],
+                                          tf.range(b * num_fields))
+
+    @tf.custom_gradient
+    def assemble(fill_by_field, values):
+        table = tf.concat([tf.reshape(fill_by_field, [-1, d]), tf.reshape(values, [-1, d])], 0)
+        out = tf.reshape(tf.gather(table, where), tf.stack([b, num_fields, d]))
+
+        def grad(upstream):
+            padded = tf.concat([tf.reshape(upstream, [-1, d]), tf.zeros([1, d], upstream.dtype)], 0)
+            g = tf.gather(padded, inverse)
+            return (tf.reshape(g[:num_fields * b], tf.shape(fill_by_field)),
+                    tf.reshape(g[num_fields * b:], tf.shape(values)))
+
+        return out, grad
+
+    out = tf.autograph.experimental.do_not_convert(assemble)(fill_by_field, values)
+    out.set_shape([values.shape[0], num_fields, d])
+    return out
+
+
 def _group_by_field(indices, num_fields):
     """A stable counting sort of the (row, slot) pairs by field.
 

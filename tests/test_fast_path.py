@@ -200,3 +200,41 @@ def test_user_backbone_without_indices_gets_the_scattered_form():
     assert model.get_layer("main_embedding").output_mode == "scattered"
     x, _ = _x(n=8)
     assert model.predict(x, verbose=0).shape == (8, 1)
+
+
+@pytest.mark.parametrize("b, m", [(1, 3), (9, 3), (9, F)])
+def test_aux_fill_fast_path_equals_the_plain_fill(b, m):
+    from aefs_keras.experimental.dropped_field_fill import DroppedFieldFill
+
+    idx = _random_selection(b, F, m, seed=10 * b + m)
+    rng = np.random.default_rng(3)
+    rows = tf.constant(rng.normal(size=(b, m, 5)).astype("float32"))
+    aux = tf.constant(rng.normal(size=(b, F, 2)).astype("float32"))
+    upstream = tf.constant(rng.normal(size=(b, F, 5)).astype("float32"))
+    fast, plain = DroppedFieldFill(F, compact=True, from_aux=True), DroppedFieldFill(F, compact=False, from_aux=True)
+    fast(rows, idx, aux), plain(place_fields(rows, idx, F), idx, aux)
+    for layer in (fast, plain):  # the same non-zero weights in both
+        layer.fill.assign(rng.normal(size=(F, 5)).astype("float32") if layer is fast else fast.fill)
+        layer.projection.assign(rng.normal(size=(F, 2, 5)).astype("float32") if layer is fast else fast.projection)
+    # Graph mode with an unknown batch size, as in a Keras model.
+    spec = [tf.TensorSpec([None, m, 5]), tf.TensorSpec([None, m], tf.int32), tf.TensorSpec([None, F, 2])]
+
+    @tf.function(input_signature=spec)
+    def fast_call(r, i, a):
+        return fast(r, i, a)
+
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([rows, aux])
+        got = fast_call(rows, tf.constant(idx), aux)
+        want = plain(place_fields(rows, idx, F), idx, aux)
+        lg, lw = tf.reduce_sum(got * upstream), tf.reduce_sum(want * upstream)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # By hand: a kept field is its row, a dropped one m_f + a_f P_f.
+    for f in set(range(F)) - set(idx[0].tolist()):
+        np.testing.assert_allclose(got[0, f], fast.fill.numpy()[f] + aux.numpy()[0, f] @ fast.projection.numpy()[f],
+                                   rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(got[0, idx[0, 0]], rows[0, 0])
+    grads = zip(tape.gradient(lg, [rows, aux, fast.fill, fast.projection]),
+                tape.gradient(lw, [rows, aux, plain.fill, plain.projection]))
+    for a, c in grads:
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)

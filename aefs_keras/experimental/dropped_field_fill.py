@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from aefs_keras.ops import place_fields
+from aefs_keras.ops import assemble_fields, place_fields
 
 
 @keras.saving.register_keras_serializable(package="aefs_keras")
@@ -60,6 +60,8 @@ class DroppedFieldFill(keras.layers.Layer):
 
     def call(self, embeddings, indices, aux=None):
         indices = tf.cast(indices, tf.int32)
+        if self.compact and self.from_aux:
+            return self._assembled(embeddings, indices, aux)
         placed = place_fields(embeddings, indices, self.num_fields) if self.compact else embeddings
         kept = tf.reduce_max(tf.one_hot(indices, self.num_fields, dtype=placed.dtype), axis=1)  # (B, F)
         fill = tf.cast(self.fill, placed.dtype)[None]
@@ -67,6 +69,19 @@ class DroppedFieldFill(keras.layers.Layer):
             fill = fill + tf.einsum("bfa,fad->bfd", tf.cast(aux, placed.dtype),
                                     tf.cast(self.projection, placed.dtype))
         return placed + (1.0 - kept)[..., None] * fill
+
+    def _assembled(self, embeddings, indices, aux):
+        """The compact auxiliary fill without (B, F, d) temporaries: the fill
+        m_f + a_f P_f of every field as one field-major batched matmul (m_f
+        as the row of P_f that a constant-1 column of a_f picks), assembled
+        with the kept rows by `ops.assemble_fields`. The same outputs and
+        gradients as the plain path (tests/test_fast_path.py)."""
+        dtype = embeddings.dtype
+        aux = tf.cast(aux, dtype)
+        aux = tf.concat([aux, tf.ones_like(aux[..., :1])], -1)                # (B, F, d_aux + 1)
+        weights = tf.concat([tf.cast(self.projection, dtype), tf.cast(self.fill, dtype)[:, None]], 1)
+        fill = tf.matmul(tf.transpose(aux, [1, 0, 2]), weights)                  # (F, B, d)
+        return assemble_fields(embeddings, indices, fill)
 
     def compute_output_shape(self, embeddings_shape, indices_shape=None, aux_shape=None):
         return (embeddings_shape[0], self.num_fields, embeddings_shape[-1])
