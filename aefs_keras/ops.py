@@ -105,8 +105,8 @@ def assemble_fields(values, indices, fill_by_field):
     The fill is field-major (F, B, d), the layout a per-field matmul writes,
     so no (B, F, d) transpose is made: one gather assembles the output, and
     the gradient is one gather back (each source row feeds at most one
-    output row). `DroppedFieldFill`'s auxiliary fill times it
-    (`benchmarks/scale.py profile --selection mixed`).
+    output row). `DroppedFieldFill`'s auxiliary fill uses it
+    (`benchmarks/fill_speed.py` times the two paths).
     """
     return _assemble_fields(values, tf.cast(indices, tf.int32), fill_by_field)
 
