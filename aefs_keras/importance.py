@@ -12,17 +12,25 @@ random one (docs/aefs.md, "Importance prior").
 from __future__ import annotations
 
 import numpy as np
+import tensorflow as tf
 
 from aefs_keras.metrics import auc_score
 
 
 def _probabilities(model, features, batch_size):
-    if not hasattr(model, "predict"):  # a function of the features
+    if not hasattr(model, "predict_on_batch"):  # a function of the features
         return np.asarray(model(features)).ravel()
-    out = model.predict(features, batch_size=batch_size, verbose=0)
-    if isinstance(out, dict):  # AEFS models also return the auxiliary head
-        out = out["probability"]
-    return np.asarray(out).ravel()
+    # Batch by batch through tensors rather than `model.predict`, which
+    # rejects string columns held as object arrays (rows read from files).
+    n = len(next(iter(features.values())))
+    parts = []
+    for lo in range(0, n, batch_size):
+        out = model.predict_on_batch({k: tf.constant(np.asarray(v)[lo:lo + batch_size])
+                                      for k, v in features.items()})
+        if isinstance(out, dict):  # AEFS models also return the auxiliary head
+            out = out["probability"]
+        parts.append(np.asarray(out).ravel())
+    return np.concatenate(parts)
 
 
 def permutation_importance(model, features: dict, labels, seed: int = 0,

@@ -167,7 +167,6 @@ def _mixed_selection(ak, args, data, strategy, options):
     ranking (docs/aefs.md, "Mixed resolution")."""
     import keras
     import numpy as np
-    import tensorflow as tf
 
     if args.importance_epochs < 1 or args.importance_rows < 100:
         raise ValueError("--importance-epochs must be at least 1 and --importance-rows at least 100. Received: "
@@ -204,12 +203,7 @@ def _mixed_selection(ak, args, data, strategy, options):
         raise ValueError(f"the first {len(y):,} validation rows have one label only; permutation importance "
                          "needs both: give more --importance-rows")
 
-    def predict(features):  # tensors, batch by batch: string columns too
-        return np.concatenate([keras.ops.convert_to_numpy(plain.predict_on_batch(
-            {k: tf.constant(v[lo:lo + 4096]) for k, v in features.items()})).ravel()
-            for lo in range(0, len(y), 4096)])
-
-    drops = ak.importance.permutation_importance(predict, x, y, seed=args.seed)
+    drops = ak.importance.permutation_importance(plain, x, y, seed=args.seed)
     order = np.argsort(-drops, kind="stable")
     print("Validation AUC lost by shuffling each field: " +
           ", ".join(f"{data.schema.names[i]} {drops[i]:+.4f}" for i in order))

@@ -29,6 +29,18 @@ def test_permutation_importance_exact_on_a_known_model():
                                           {**x, "c": x["c"][:10]}, y)
 
 
+def test_permutation_importance_takes_string_columns_as_object_arrays():
+    # Rows read from files hold strings as object arrays, which model.predict rejects.
+    inputs = {"s": keras.Input((), dtype="string", name="s"), "a": keras.Input((), name="a")}
+    hit = keras.ops.cast(keras.layers.StringLookup(vocabulary=["yes"], num_oov_indices=1)(inputs["s"]), "float32")
+    model = keras.Model(inputs, keras.ops.sigmoid(4.0 * hit - 2.0 + 0.0 * inputs["a"]))
+    rng = np.random.default_rng(1)
+    s = np.array([b"yes" if v else b"no" for v in rng.random(3000) < 0.5], dtype=object)
+    drops = importance.permutation_importance(model, {"s": s, "a": np.zeros(3000, "float32")},
+                                              (s == b"yes").astype(int), batch_size=512)
+    assert drops[0] > 0.4 and drops[1] == 0.0
+
+
 def test_importance_prior_standardises_and_clips():
     prior = importance.importance_prior([0.0, 0.0, 0.0, 0.3])
     z = np.array([-1, -1, -1, 3]) / np.sqrt(3)  # mean 0.075, sd 0.3 * sqrt(3) / 4
