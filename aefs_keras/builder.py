@@ -191,7 +191,9 @@ def build_model(
                                  embeddings_initializer=embeddings_initializer,
                                  name="main_embedding", **main_layout)(*lookup)
     linear = None
-    if uses_linear:
+    if uses_linear and getattr(sel, "linear_fields", "selected") == "all":  # every field's first-order weight
+        linear = L.FieldEmbedding(sizes, 1, embeddings_initializer="zeros", name="linear_embedding", **layout)(ids)
+    elif uses_linear:
         linear = L.ConditionalEmbedding(sizes, 1, output_mode=mode, embeddings_initializer="zeros",
                                         name="linear_embedding", **layout)(*lookup)
     kept = {"indices": indices} if compact else {}

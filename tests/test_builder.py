@@ -153,6 +153,37 @@ def test_mixed_resolution_keeps_the_most_important_fields(data, tmp_path):
         ak.importance.most_important(importance, 9)
 
 
+def test_linear_fields_all_reads_every_first_order_weight(data, tmp_path):
+    importance = [0.0, 0.05, 0.01, 0.0, 0.03, 0.0, 0.02, 0.0]
+    sel = ak.experimental.ResearchAEFS.mixed_resolution(importance, k=4, linear_fields="all")
+    model = small(data.schema, "wide_deep", sel)
+    plain = small(data.schema, "wide_deep", ak.experimental.ResearchAEFS.mixed_resolution(importance, k=4))
+    # F x 4 auxiliary + k x 8 main, and the first-order table: F values instead of k.
+    assert plain.activated_embedding_parameters() == 8 * 4 + 4 * 8 + 4
+    assert model.activated_embedding_parameters() == 8 * 4 + 4 * 8 + 8
+    assert isinstance(model.get_layer("linear_embedding"), ak.layers.FieldEmbedding)
+    # The wide part sums every field's first-order weight: adding 1 to the whole table moves each
+    # row's logit by F = 8 (by k = 4 when only the selected fields' weights are read).
+    x = {k: v[:32] for k, v in data.test_arrays[0].items()}
+
+    def logit_shift(m):
+        before = m.predict(x, verbose=0).ravel()
+        table = m.get_layer("linear_embedding").weights[0]
+        table.assign(table + 1.0)
+        after = m.predict(x, verbose=0).ravel()
+        return np.log(after / (1 - after)) - np.log(before / (1 - before))
+
+    np.testing.assert_allclose(logit_shift(model), 8.0, atol=1e-3)
+    np.testing.assert_allclose(logit_shift(plain), 4.0, atol=1e-3)
+    model.save(tmp_path / "linear_all.keras")
+    np.testing.assert_array_equal(keras.models.load_model(tmp_path / "linear_all.keras").predict(x, verbose=0),
+                                  model.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="Received: dropped_fill='zeros'"):
+        ak.experimental.ResearchAEFS(k=4, linear_fields="all")
+    with pytest.raises(ValueError, match="linear_fields='some'"):
+        ak.experimental.ResearchAEFS(k=4, linear_fields="some", dropped_fill="aux")
+
+
 def test_selection_objects_equal_strings_with_options(data):
     keras.utils.set_random_seed(0)
     a = ak.build_model(data.schema, "deepfm", ak.AEFS(k=3, warmup_steps=5, d_aux=2), hidden_units=[8])

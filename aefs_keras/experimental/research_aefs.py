@@ -11,10 +11,11 @@ from aefs_keras.selection import AEFS
 AUX_INPUTS = ("selected", "soft")
 MAIN_WEIGHTINGS = ("scaled", "straight_through", "unit", "unit_fixed")
 DROPPED_FILLS = ("zeros", "learned", "aux")
+LINEAR_FIELDS = ("selected", "all")
 # The options this adds to AEFS (the bench runner picks this class when a
 # grid variant sets any of them).
 OPTIONS = ("soft_gradient", "exploration", "score_decay", "aux_input", "main_weighting", "always_keep",
-           "dropped_fill")
+           "dropped_fill", "linear_fields")
 
 
 @dataclasses.dataclass
@@ -37,6 +38,11 @@ class ResearchAEFS(AEFS):
             per field, or "aux", that plus a learned projection of the
             field's auxiliary embedding (`DroppedFieldFill`; the backbone
             then takes all F fields, without the compact fast path).
+        linear_fields: whose first-order weights (the width-1 table of
+            DeepFM and Wide&Deep) are read: "selected" (default, the
+            paper) or "all", every field's (F values per example more; the
+            wide part then stays whole). "all" needs a `dropped_fill` other
+            than "zeros" (the backbone takes all F fields).
         **AEFS options.
 
     Example:
@@ -52,9 +58,16 @@ class ResearchAEFS(AEFS):
     main_weighting: str = "scaled"
     always_keep: tuple = ()
     dropped_fill: str = "zeros"
+    linear_fields: str = "selected"
 
     def __post_init__(self):
         super().__post_init__()
+        if self.linear_fields not in LINEAR_FIELDS:
+            raise ValueError(f"`linear_fields` must be one of {LINEAR_FIELDS}. "
+                             f"Received: linear_fields={self.linear_fields!r}")
+        if self.linear_fields == "all" and self.dropped_fill == "zeros":
+            raise ValueError("`linear_fields='all'` needs the backbone to take all F fields: set `dropped_fill` "
+                             "to 'learned' or 'aux'. Received: dropped_fill='zeros'")
         if self.dropped_fill not in DROPPED_FILLS:
             raise ValueError(f"`dropped_fill` must be one of {DROPPED_FILLS}. "
                              f"Received: dropped_fill={self.dropped_fill!r}")
@@ -127,7 +140,7 @@ class ResearchAEFS(AEFS):
                 emb, indices, aux)
         else:
             emb = DroppedFieldFill(num_fields, compact=compact, name="dropped_fill")(emb, indices)
-        if linear is not None:
+        if linear is not None and self.linear_fields == "selected":
             linear = DroppedFieldFill(num_fields, compact=compact, name="dropped_fill_linear")(linear, indices)
         return emb, linear, {}
 
