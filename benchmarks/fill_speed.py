@@ -88,6 +88,19 @@ def main(argv=None):
         ratio = [a / p for a, p in zip(ms["assembled"], ms["plain"])]
         results[f"forward + backward ms, d {d}"] = {**{n: _summary(v) for n, v in ms.items()},
                                                     "assembled / plain": _summary(ratio)}
+        for batch in (512, BATCH):  # forward only: serving
+            calls = {name: tf.function(fn) for name, fn in forms.items()}
+            r_, a_, i_ = rows[:batch], aux[:batch], idx[:batch]
+            fwd = {"plain": lambda r, a: plain(place_fields(r, i_, F), i_, a),
+                   "assembled": lambda r, a: assembled(r, i_, a)}
+            calls = {name: tf.function(fn) for name, fn in fwd.items()}
+            ms = {name: [] for name in calls}
+            for r in range(args.rounds):
+                for name in (list(calls) if r % 2 == 0 else list(calls)[::-1]):
+                    ms[name].append(timed(calls[name], r_, a_))
+            ratio = [a / p for a, p in zip(ms["assembled"], ms["plain"])]
+            results[f"forward ms, d {d}, batch {batch}"] = {**{n: _summary(v) for n, v in ms.items()},
+                                                            "assembled / plain": _summary(ratio)}
     write_json({"machine": f"{platform.machine()}, {os.cpu_count()} cores", "F": F, "k": K, "d_aux": D_AUX,
                 "batch": BATCH, "results": results}, args.out)
 
