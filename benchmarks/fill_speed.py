@@ -12,6 +12,7 @@ auxiliary embeddings and both weights), d = 32 and 64.
 - `assembled`: the fill as one field-major matmul with m_f folded in,
   assembled with the kept rows by one gather (`ops.assemble_fields`), the
   layer's path for compact rows.
+Also the forward pass alone (serving) at batches 512 and 4096.
 Each form: the median of `--calls` calls, in `--rounds` interleaved rounds;
 mean and sd over the rounds, and the ratio assembled / plain per round.
 """
@@ -89,7 +90,6 @@ def main(argv=None):
         results[f"forward + backward ms, d {d}"] = {**{n: _summary(v) for n, v in ms.items()},
                                                     "assembled / plain": _summary(ratio)}
         for batch in (512, BATCH):  # forward only: serving
-            calls = {name: tf.function(fn) for name, fn in forms.items()}
             r_, a_, i_ = rows[:batch], aux[:batch], idx[:batch]
             fwd = {"plain": lambda r, a: plain(place_fields(r, i_, F), i_, a),
                    "assembled": lambda r, a: assembled(r, i_, a)}
