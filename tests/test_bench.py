@@ -219,3 +219,18 @@ def test_machines_line_names_each_grids_machines():
     assert machines_line(payload, runs) == ("Machines (compare throughput within one): grid `g1`: A; "
                                             "grid `g2`: B.")
     assert machines_line(payload, runs[1:]) == "Machine: B."
+
+
+def test_take_over_prefers_a_source_with_validation_auc():
+    from aefs_keras.bench.runner import _take_over
+
+    grid = {"datasets": ["frappe"], "selections": ["none"], "seeds": [0], "variants": {"v": {}}}
+    cfg = load_config({"grids": [{**grid, "name": "old"}, {**grid, "name": "new"}, {**grid, "name": "later"}]})
+    old, new, later = (f"{g}/frappe/deepfm/none/-/v/0" for g in ("old", "new", "later"))
+    done = {old: {"key": old, "auc": 0.90},  # saved before validation AUC was recorded
+            new: {"key": new, "auc": 0.90, "val_auc": 0.89},
+            later: {"key": later, "auc": 0.90, "reused_from": old}}  # taken over from `old` earlier
+    logged = []
+    _take_over(cfg, done, logged.append)
+    assert done[later]["reused_from"] == new and done[later]["val_auc"] == 0.89
+    assert done[old] == {"key": old, "auc": 0.90} and not logged  # nothing new, one source refreshed

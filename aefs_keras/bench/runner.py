@@ -319,18 +319,23 @@ def _reuse(source: dict, spec: RunSpec) -> dict:
 def _take_over(config: BenchConfig, done: dict[str, dict], log) -> dict[tuple, dict]:
     """Adds to `done` every run of `config` that another grid of it already
     made with the same identity (runs are seeded and deterministic, so
-    training it again repeats the result), marked `reused_from`; returns
-    the made runs by identity."""
+    training it again repeats the result), marked `reused_from`, preferring
+    a source with a validation AUC; returns the made runs by identity."""
     made: dict[tuple, dict] = {}
     for s in config.runs:
-        if s.key in done:
-            made.setdefault(_identity(s), done[s.key])
+        # Runs saved before validation AUC was recorded cannot be chosen
+        # on validation: a repeat that has it is the better source.
+        if s.key in done and "reused_from" not in done[s.key]:
+            old = made.get(_identity(s))
+            if old is None or ("val_auc" not in old and "val_auc" in done[s.key]):
+                made[_identity(s)] = done[s.key]
     taken = 0
     for s in config.runs:
         source = made.get(_identity(s))
-        if s.key not in done and source is not None:
+        # Taken-over runs are derived again each time, from the best source.
+        if source is not None and (s.key not in done or "reused_from" in done[s.key]):
+            taken += s.key not in done
             done[s.key] = _reuse(source, s)
-            taken += 1
     if taken:
         log(f"{taken} run(s) taken over from other grids of the config (same dataset, backbone, method, k, "
             f"options and seed)")
