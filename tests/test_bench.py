@@ -221,7 +221,7 @@ def test_machines_line_names_each_grids_machines():
     assert machines_line(payload, runs[1:]) == "Machine: B."
 
 
-def test_take_over_prefers_a_source_with_validation_auc():
+def test_take_over_needs_a_source_with_validation_auc():
     from aefs_keras.bench.runner import _take_over
 
     grid = {"datasets": ["frappe"], "selections": ["none"], "seeds": [0], "variants": {"v": {}}}
@@ -233,4 +233,8 @@ def test_take_over_prefers_a_source_with_validation_auc():
     logged = []
     _take_over(cfg, done, logged.append)
     assert done[later]["reused_from"] == new and done[later]["val_auc"] == 0.89
-    assert done[old] == {"key": old, "auc": 0.90} and not logged  # nothing new, one source refreshed
+    assert done[old] == {"key": old, "auc": 0.90} and not logged  # nothing new, one source replaced
+    # With only the old source, the run is trained, not taken over.
+    done = {old: {"key": old, "auc": 0.90}, later: {"key": later, "auc": 0.90, "reused_from": old}}
+    _take_over(cfg, done, logged.append)
+    assert set(done) == {old}

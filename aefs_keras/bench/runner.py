@@ -319,23 +319,24 @@ def _reuse(source: dict, spec: RunSpec) -> dict:
 def _take_over(config: BenchConfig, done: dict[str, dict], log) -> dict[tuple, dict]:
     """Adds to `done` every run of `config` that another grid of it already
     made with the same identity (runs are seeded and deterministic, so
-    training it again repeats the result), marked `reused_from`, preferring
-    a source with a validation AUC; returns the made runs by identity."""
+    training it again repeats the result), marked `reused_from`; only a
+    source with a validation AUC is used. Returns the made runs by identity."""
     made: dict[tuple, dict] = {}
     for s in config.runs:
-        # Runs saved before validation AUC was recorded cannot be chosen
-        # on validation: a repeat that has it is the better source.
-        if s.key in done and "reused_from" not in done[s.key]:
-            old = made.get(_identity(s))
-            if old is None or ("val_auc" not in old and "val_auc" in done[s.key]):
-                made[_identity(s)] = done[s.key]
+        # Runs saved before validation AUC was recorded are not taken over:
+        # a searched grid could not choose them on validation.
+        r = done.get(s.key)
+        if r is not None and "reused_from" not in r and "val_auc" in r:
+            made.setdefault(_identity(s), r)
     taken = 0
     for s in config.runs:
         source = made.get(_identity(s))
-        # Taken-over runs are derived again each time, from the best source.
-        if source is not None and (s.key not in done or "reused_from" in done[s.key]):
+        reused = s.key in done and "reused_from" in done[s.key]
+        if source is not None and (s.key not in done or reused):
             taken += s.key not in done
-            done[s.key] = _reuse(source, s)
+            done[s.key] = _reuse(source, s)  # derived again each time from its source
+        elif reused:
+            del done[s.key]  # its source is gone or has no validation AUC: train it
     if taken:
         log(f"{taken} run(s) taken over from other grids of the config (same dataset, backbone, method, k, "
             f"options and seed)")
