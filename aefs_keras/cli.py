@@ -84,7 +84,8 @@ def main(argv=None) -> int:
     g.add_argument("--d-main", type=int, default=32)
     g.add_argument("--hidden-units", type=int, nargs="+", default=[256, 128])
     g.add_argument("--selection", default=None, choices=[None, "adafs", "aefs", "mixed"],
-                   help="mixed: AEFS at mixed resolution (experimental.ResearchAEFS.mixed_resolution); "
+                   help="mixed: AEFS at mixed resolution (experimental.ResearchAEFS.mixed_resolution, every "
+                        "field's first-order weight read); "
                         "a model without selection trains --importance-epochs first to rank the fields")
     g.add_argument("--importance-epochs", type=int, default=2,
                    help="mixed: epochs of the model without selection whose permutation importance ranks "

@@ -97,6 +97,8 @@ def test_own_csv_with_mixed_resolution(clicks, tmp_path, capsys):
     model = keras.models.load_model(tmp_path / "models" / "mixed.keras")
     names = ["user_id", "city", "price", "ad", "noise"]
     assert tuple(names[i] for i in model.get_layer("selector").always_keep) == tuple(sorted(kept, key=names.index))
+    # DeepFM's first-order part reads every field's weight (linear_fields="all").
+    assert type(model.get_layer("linear_embedding")).__name__ == "FieldEmbedding"
     shares = re.search(r"Share of test rows that kept each field \(k = 3 of 5\):\n  (.*)\n", out).group(1)
     assert all(f"{name} 1.00" in shares for name in kept)
     err = _error(capsys, ["train", "--train", str(clicks), "--selection", "mixed", "--importance-epochs", "0"])

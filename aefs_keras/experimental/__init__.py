@@ -9,8 +9,9 @@ dropped fields filled from their auxiliary embeddings), the form that
 brings early selection nearest to no selection on the cross backbones.
 
 - `ResearchAEFS`: `AEFS` plus `soft_gradient`, `exploration`,
-  `score_decay`, `aux_input="soft"`, `main_weighting="straight_through"`
-  and `always_keep` (fields kept on every row).
+  `score_decay`, `aux_input="soft"`, `main_weighting="straight_through"`,
+  `always_keep` (fields kept on every row), `dropped_fill` and
+  `linear_fields="all"` (every field's first-order weight read).
 - `ExploringSelector`: `AuxiliarySelector` with the first three and
   `always_keep`.
 - `StraightThroughOnes`: ones forward, identity backward (or none).
