@@ -20,14 +20,12 @@ mean and sd over the rounds, and the ratio assembled / plain per round.
 import argparse
 import os
 import platform
-import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from scale import _summary, write_json  # noqa: E402
+from scale import _summary, interleaved_ms, write_json  # noqa: E402
 
 F, K, D_AUX, BATCH = 39, 20, 4, 4096
 
@@ -48,16 +46,6 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     idx = tf.constant(np.stack([rng.permutation(F)[:K] for _ in range(BATCH)]).astype("int32"))
     aux = tf.constant(rng.normal(size=(BATCH, F, D_AUX)).astype("float32"))
-
-    def timed(fn, *a):
-        for _ in range(3):
-            fn(*a)
-        ts = []
-        for _ in range(args.calls):
-            t = time.perf_counter()
-            tf.nest.map_structure(lambda v: v.numpy(), fn(*a))
-            ts.append(time.perf_counter() - t)
-        return 1e3 * statistics.median(ts)
 
     results = {}
     for d in (32, 64):
@@ -82,10 +70,7 @@ def main(argv=None):
             return step
 
         steps = {name: step_of(name, fn) for name, fn in forms.items()}
-        ms = {name: [] for name in steps}
-        for r in range(args.rounds):
-            for name in (list(steps) if r % 2 == 0 else list(steps)[::-1]):
-                ms[name].append(timed(steps[name], rows, aux))
+        ms = interleaved_ms(steps, args.rounds, args.calls, rows, aux)
         ratio = [a / p for a, p in zip(ms["assembled"], ms["plain"])]
         results[f"forward + backward ms, d {d}"] = {**{n: _summary(v) for n, v in ms.items()},
                                                     "assembled / plain": _summary(ratio)}
@@ -94,10 +79,7 @@ def main(argv=None):
             fwd = {"plain": lambda r, a: plain(place_fields(r, i_, F), i_, a),
                    "assembled": lambda r, a: assembled(r, i_, a)}
             calls = {name: tf.function(fn) for name, fn in fwd.items()}
-            ms = {name: [] for name in calls}
-            for r in range(args.rounds):
-                for name in (list(calls) if r % 2 == 0 else list(calls)[::-1]):
-                    ms[name].append(timed(calls[name], r_, a_))
+            ms = interleaved_ms(calls, args.rounds, args.calls, r_, a_)
             ratio = [a / p for a, p in zip(ms["assembled"], ms["plain"])]
             results[f"forward ms, d {d}, batch {batch}"] = {**{n: _summary(v) for n, v in ms.items()},
                                                             "assembled / plain": _summary(ratio)}

@@ -19,14 +19,12 @@ mean and sd over the rounds.
 import argparse
 import os
 import platform
-import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from scale import _summary, write_json  # noqa: E402
+from scale import _summary, interleaved_ms, write_json  # noqa: E402
 
 F, K, D, H = 39, 19, 64, 400
 
@@ -80,16 +78,6 @@ def main(argv=None):
         "fields_matmul (grouped backward)": with_backward(lambda rows, idx, w: fields_matmul(rows, idx, w, F)),
     }
 
-    def timed(fn, *a):
-        for _ in range(3):
-            fn(*a)
-        ts = []
-        for _ in range(args.calls):
-            t = time.perf_counter()
-            tf.nest.map_structure(lambda v: v.numpy(), fn(*a))
-            ts.append(time.perf_counter() - t)
-        return 1e3 * statistics.median(ts)
-
     results = {}
     for batch in (16, 512, 4096):
         scores = rng.random((batch, F)).astype("float32")
@@ -97,16 +85,10 @@ def main(argv=None):
         rows = tf.constant(rng.normal(size=(batch, K, D)).astype("float32"))
         full = tf.constant(rng.normal(size=(batch, F, D)).astype("float32"))
         fns = {name: tf.function(fn) for name, fn in forms.items()}
-        ms = {name: [] for name in fns}
-        for r in range(args.rounds):
-            for name in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
-                ms[name].append(timed(fns[name], full, rows, idx))
+        ms = interleaved_ms(fns, args.rounds, args.calls, full, rows, idx)
         results[f"forward ms, batch {batch}"] = {n: _summary(v) for n, v in ms.items()}
         if batch == 4096:
-            ms = {name: [] for name in backward_forms}
-            for r in range(args.rounds):
-                for name in (list(backward_forms) if r % 2 == 0 else list(backward_forms)[::-1]):
-                    ms[name].append(timed(backward_forms[name], rows, idx, kernel))
+            ms = interleaved_ms(backward_forms, args.rounds, args.calls, rows, idx, kernel)
             results["forward + backward ms, batch 4096"] = {n: _summary(v) for n, v in ms.items()}
     write_json({"machine": f"{platform.machine()}, {os.cpu_count()} cores", "F": F, "k": K, "d": D, "h": H,
                 "results": results}, args.out)

@@ -178,6 +178,32 @@ def write_json(result, path):
             json.dump(result, f, indent=1)
 
 
+def interleaved_ms(fns, rounds, calls, *args):
+    """Milliseconds per call of each function in `fns` (name -> function of
+    `args`): per round the median of `calls` calls after 3 warm-up calls,
+    the order reversed every other round. Returns name -> list per round."""
+    import statistics
+    import time
+
+    import tensorflow as tf
+
+    def median_ms(fn):
+        for _ in range(3):
+            fn(*args)
+        times = []
+        for _ in range(calls):
+            t = time.perf_counter()
+            tf.nest.map_structure(lambda v: v.numpy(), fn(*args))
+            times.append(time.perf_counter() - t)
+        return 1e3 * statistics.median(times)
+
+    ms = {name: [] for name in fns}
+    for r in range(rounds):
+        for name in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
+            ms[name].append(median_ms(fns[name]))
+    return ms
+
+
 def _summary(values):
     return {"mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
             "values": values}
