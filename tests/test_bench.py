@@ -126,14 +126,6 @@ def test_tiny_grid_end_to_end_and_resume(tmp_path, capsys):
     assert main(["bench", str(path), "--out", str(out), "--report", str(doc)]) == 0
     assert "6 already done, 0 to run" in capsys.readouterr().out
     assert json.loads((out / "results.json").read_text())["results"] == payload["results"]
-    # A grid added later takes over the finished run it repeats, without training.
-    cfg["grids"].append({**cfg["grids"][1], "name": "later", "variants": {"x": {}}})
-    path.write_text(json.dumps(cfg))
-    assert main(["bench", str(path), "--out", str(out), "--report", str(doc)]) == 0
-    log = capsys.readouterr().out
-    assert "1 run(s) taken over from other grids" in log and "0 to run" in log
-    later = {r["key"]: r for r in json.loads((out / "results.json").read_text())["results"]}
-    assert later["later/synthetic/deepfm/none/-/x/0"]["reused_from"] == "m/synthetic/deepfm/none/-/default/0"
 
 
 def test_grid_variants_reach_the_selection_objects():
