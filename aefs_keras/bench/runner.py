@@ -312,8 +312,8 @@ def _identity(spec: RunSpec) -> tuple:
 
 
 def _reuse(source: dict, spec: RunSpec) -> dict:
-    return {**source, "key": spec.key, "grid": spec.grid, "variant": spec.variant,
-            "reused_from": source.get("reused_from", source["key"])}
+    # Sources are always runs that were trained (never taken over themselves).
+    return {**source, "key": spec.key, "grid": spec.grid, "variant": spec.variant, "reused_from": source["key"]}
 
 
 def _take_over(config: BenchConfig, done: dict[str, dict], log) -> dict[tuple, dict]:
