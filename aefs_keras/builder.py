@@ -190,12 +190,7 @@ def build_model(
     emb = L.ConditionalEmbedding(sizes, d_main, output_mode=mode,
                                  embeddings_initializer=embeddings_initializer,
                                  name="main_embedding", **main_layout)(*lookup)
-    linear = None
-    if uses_linear and getattr(sel, "linear_fields", "selected") == "all":  # every field's first-order weight
-        linear = L.FieldEmbedding(sizes, 1, embeddings_initializer="zeros", name="linear_embedding", **layout)(ids)
-    elif uses_linear:
-        linear = L.ConditionalEmbedding(sizes, 1, output_mode=mode, embeddings_initializer="zeros",
-                                        name="linear_embedding", **layout)(*lookup)
+    linear = sel.linear_terms(sizes, ids, lookup, mode, **layout) if uses_linear else None
     kept = {"indices": indices} if compact else {}
     main_emb, main_linear, main_kept = sel.backbone_inputs(emb, linear, indices, compact, num_fields,
                                                            aux=selected["embeddings"])

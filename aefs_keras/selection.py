@@ -160,6 +160,15 @@ class AEFS(AdaFS):
         kept fields, for variants that treat fields apart)."""
         return weights
 
+    def linear_terms(self, field_sizes, ids, lookup, output_mode, **layout):
+        """The first-order weights the main model reads (backbones with a
+        wide part): the kept fields', looked up as the main embeddings are
+        (`lookup`: `ConditionalEmbedding`'s inputs; `ids`: every field's)."""
+        from aefs_keras.layers.conditional_embedding import ConditionalEmbedding
+
+        return ConditionalEmbedding(field_sizes, 1, output_mode=output_mode, embeddings_initializer="zeros",
+                                    name="linear_embedding", **layout)(*lookup)
+
     def backbone_inputs(self, emb, linear, indices, compact, num_fields, aux=None):
         """What the main backbone is called with: the kept fields'
         embeddings (and linear terms), and {"indices": ...} when compact

@@ -130,6 +130,15 @@ class ResearchAEFS(AEFS):
             return StraightThroughOnes(gradient=self.main_weighting == "straight_through", name=name)(weights)
         return weights
 
+    def linear_terms(self, field_sizes, ids, lookup, output_mode, **layout):
+        if self.linear_fields == "selected":
+            return super().linear_terms(field_sizes, ids, lookup, output_mode, **layout)
+        from aefs_keras.layers.field_embedding import FieldEmbedding
+
+        # Every field's first-order weight: F values per example more, and
+        # the wide part stays whole.
+        return FieldEmbedding(field_sizes, 1, embeddings_initializer="zeros", name="linear_embedding", **layout)(ids)
+
     def backbone_inputs(self, emb, linear, indices, compact, num_fields, aux=None):
         if self.dropped_fill == "zeros":
             return super().backbone_inputs(emb, linear, indices, compact, num_fields)
