@@ -230,3 +230,32 @@ def test_take_over_needs_a_source_with_validation_auc():
     done = {old: {"key": old, "auc": 0.90}, later: {"key": later, "auc": 0.90, "reused_from": old}}
     _take_over(cfg, done, logged.append)
     assert set(done) == {old}
+
+
+def test_validation_curve_equals_the_bench_run_at_its_epoch_end(tmp_path):
+    """benchmarks/validation_curve.py retrains a bench run: its epoch-end
+    point is the bench's run (same test AUC), and mid-epoch points differ."""
+    import sys
+
+    from aefs_keras.bench.runner import load_data, run_one
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    import validation_curve
+
+    raw = {"settings": {"synthetic_rows": 4000, "batch_size": 256, "max_epochs": 1, "d_main": 8,
+                        "hidden_units": [8]},
+           "grids": [{"name": "g", "datasets": ["synthetic"], "backbones": ["deepfm"],
+                      "selections": ["none"], "seeds": [1]}]}
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(raw))
+    cfg = load_config(str(path))
+    spec, = cfg.runs
+    data = load_data("synthetic", cfg.settings)
+    bench = run_one(spec, data, cfg.settings)
+    got = validation_curve.curve(spec, data, cfg.settings, checks_per_epoch=2, epochs=1)
+    assert [p["epochs"] for p in got["points"]] == [round(6 / 13, 4), 1.0]  # 3,200 rows / 256: 13 steps
+    assert [p["epoch_end"] for p in got["points"]] == [False, True]
+    assert got["best_at_epoch_ends"]["test_auc"] == pytest.approx(bench["auc"], abs=1e-6)
+    assert got["points"][0]["test_auc"] != pytest.approx(got["points"][1]["test_auc"], abs=1e-4)
+    with pytest.raises(SystemExit):  # a run the config does not have
+        validation_curve.main([str(path), "g/synthetic/deepfm/none/-/default"])
