@@ -16,7 +16,6 @@ the same with epoch ends only (what the bench sees); test never chooses.
 """
 
 import argparse
-import functools
 import json
 import math
 import os
@@ -34,22 +33,13 @@ def _best(points):
 def curve(spec, data, settings, checks_per_epoch, epochs):
     import keras
 
-    from aefs_keras.bench.config import TRAINING_OVERRIDES
-    from aefs_keras.bench.runner import _importance, _model_args, _predict
-    from aefs_keras.builder import build_model, default_compile
+    from aefs_keras.bench.runner import _predict, build_run_model
     from aefs_keras.metrics import auc_score
     from aefs_keras.serving import inference_model
 
     if spec.selection == "static":
         raise ValueError(f"{spec.key}: the static baseline retrains on its own fields; not supported here")
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(spec.seed)
-    settings = {**settings, **{k: v for k, v in spec.overrides if k in TRAINING_OVERRIDES}}
-    importance = functools.lru_cache(maxsize=None)(lambda: tuple(_importance(spec, data, settings)))
-    args = _model_args(spec, settings, importance=importance)
-    keras.utils.set_random_seed(spec.seed)
-    model = default_compile(build_model(data.schema, spec.backbone, **args),
-                            learning_rate=float(settings["learning_rate"]))
+    model, settings, _ = build_run_model(spec, data, settings)
     serving = inference_model(model)
     train, _ = data.pipelines(spec.seed)
     steps = math.ceil(len(data.train_arrays[1]) / int(settings["batch_size"]))

@@ -140,11 +140,12 @@ def _static_fields(spec: RunSpec, data: CTRData, settings) -> list[str]:
     return [data.schema.names[i] for i in most_important(drops, k)]
 
 
-def run_one(spec: RunSpec, data: CTRData, settings: dict[str, Any]) -> dict[str, Any]:
-    """Trains and measures one run; returns its result record."""
+def build_run_model(spec: RunSpec, data: CTRData, settings: dict[str, Any]):
+    """The compiled, untrained model of one run, from a clear session and
+    the run's seed -> (model, the run's settings, its static fields or None).
+    Shared by `run_one` and benchmarks/validation_curve.py."""
     keras.backend.clear_session()
     keras.utils.set_random_seed(spec.seed)
-    started = time.perf_counter()
     settings = {**settings, **{k: v for k, v in spec.overrides if k in TRAINING_OVERRIDES}}
     fields = _static_fields(spec, data, settings) if spec.selection == "static" else None
     schema = data.schema.select(fields) if fields is not None else data.schema
@@ -154,6 +155,13 @@ def run_one(spec: RunSpec, data: CTRData, settings: dict[str, Any]) -> dict[str,
     keras.utils.set_random_seed(spec.seed)
     model = default_compile(build_model(schema, spec.backbone, **args),
                             learning_rate=float(settings["learning_rate"]))
+    return model, settings, fields
+
+
+def run_one(spec: RunSpec, data: CTRData, settings: dict[str, Any]) -> dict[str, Any]:
+    """Trains and measures one run; returns its result record."""
+    started = time.perf_counter()
+    model, settings, fields = build_run_model(spec, data, settings)
     train, valid = data.pipelines(spec.seed, fields)
     timer = TrainingThroughput()
     stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=int(settings["patience"]),
