@@ -37,14 +37,13 @@ def curve(spec, data, settings, checks_per_epoch, epochs):
     from aefs_keras.metrics import auc_score
     from aefs_keras.serving import inference_model
 
-    if spec.selection == "static":
-        raise ValueError(f"{spec.key}: the static baseline retrains on its own fields; not supported here")
-    model, settings, _ = build_run_model(spec, data, settings)
+    model, settings, fields = build_run_model(spec, data, settings)  # fields: the static baseline's
     serving = inference_model(model)
-    train, _ = data.pipelines(spec.seed)
+    train, _ = data.pipelines(spec.seed, fields)
     steps = math.ceil(len(data.train_arrays[1]) / int(settings["batch_size"]))
     at = {round(j * steps / checks_per_epoch) for j in range(1, checks_per_epoch + 1)}
-    splits = {"val_auc": data.valid_arrays, "test_auc": data.test_arrays}
+    splits = {name: (x if fields is None else {k: x[k] for k in fields}, y)
+              for name, (x, y) in (("val_auc", data.valid_arrays), ("test_auc", data.test_arrays))}
     points = []
 
     class Checks(keras.callbacks.Callback):
