@@ -83,7 +83,7 @@ def test_research_options_round_trip(data, tmp_path):
     assert "main_weights" not in {layer.name for layer in core.layers}
 
 
-@pytest.mark.parametrize("backbone, fill", [("dcn", "aux")])  # "learned" is the layer cases below
+@pytest.mark.parametrize("backbone, fill", [("dcn", "aux"), ("mlcc", "aux_residual")])  # "learned" is the layer cases below
 def test_learned_dropped_fill(data, tmp_path, backbone, fill):
     # Zeros (its start) give exactly AEFS's zero-filled model; a fill moves
     # the output only through the fields a row dropped, and its gradient
@@ -118,7 +118,7 @@ def test_learned_dropped_fill(data, tmp_path, backbone, fill):
     by_row.projection.assign(np.ones((3, 2, 4), "float32"))
     out = by_row(np.ones((1, 2, 4), "float32"), np.array([[0, 2]]), aux).numpy()[0]
     np.testing.assert_array_equal(out, [[1.0] * 4, [5.0] * 4, [1.0] * 4])
-    if fill == "aux":
+    if fill in ("aux", "aux_residual"):
         layer.projection.assign(np.random.default_rng(1).normal(size=layer.projection.shape).astype("float32"))
         assert np.abs(filled.predict(x, verbose=0) - plain.predict(x, verbose=0)).max() > 1e-4
     layer.fill.assign(np.random.default_rng(0).normal(size=layer.fill.shape).astype("float32"))
@@ -129,6 +129,8 @@ def test_learned_dropped_fill(data, tmp_path, backbone, fill):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), moved)
     with pytest.raises(ValueError, match="dropped_fill='mean'"):
         research(dropped_fill="mean")
+    with pytest.raises(ValueError, match="residual=True"):
+        ak.experimental.DroppedFieldFill(3, residual=True)
 
 
 def test_mixed_resolution_keeps_the_most_important_fields(data, tmp_path):

@@ -202,8 +202,8 @@ def test_user_backbone_without_indices_gets_the_scattered_form():
     assert model.predict(x, verbose=0).shape == (8, 1)
 
 
-@pytest.mark.parametrize("b, m", [(1, 3), (9, 3), (9, F)])
-def test_aux_fill_fast_path_equals_the_plain_fill(b, m):
+@pytest.mark.parametrize("b, m, residual", [(1, 3, False), (9, 3, False), (9, F, False), (9, 3, True), (9, F, True)])
+def test_aux_fill_fast_path_equals_the_plain_fill(b, m, residual):
     from aefs_keras.experimental.dropped_field_fill import DroppedFieldFill
 
     idx = _random_selection(b, F, m, seed=10 * b + m)
@@ -211,7 +211,8 @@ def test_aux_fill_fast_path_equals_the_plain_fill(b, m):
     rows = tf.constant(rng.normal(size=(b, m, 5)).astype("float32"))
     aux = tf.constant(rng.normal(size=(b, F, 2)).astype("float32"))
     upstream = tf.constant(rng.normal(size=(b, F, 5)).astype("float32"))
-    fast, plain = DroppedFieldFill(F, compact=True, from_aux=True), DroppedFieldFill(F, compact=False, from_aux=True)
+    fast = DroppedFieldFill(F, compact=True, from_aux=True, residual=residual)
+    plain = DroppedFieldFill(F, compact=False, from_aux=True, residual=residual)
     fast(rows, idx, aux), plain(place_fields(rows, idx, F), idx, aux)
     for layer in (fast, plain):  # the same non-zero weights in both
         layer.fill.assign(rng.normal(size=(F, 5)).astype("float32") if layer is fast else fast.fill)
@@ -229,11 +230,15 @@ def test_aux_fill_fast_path_equals_the_plain_fill(b, m):
         want = plain(place_fields(rows, idx, F), idx, aux)
         lg, lw = tf.reduce_sum(got * upstream), tf.reduce_sum(want * upstream)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    # By hand: a kept field is its row, a dropped one m_f + a_f P_f.
+    # By hand: a dropped field is m_f + a_f P_f; a kept one its row (plus
+    # that fill when residual).
+    def coarse(f):
+        return fast.fill.numpy()[f] + aux.numpy()[0, f] @ fast.projection.numpy()[f]
+
     for f in set(range(F)) - set(idx[0].tolist()):
-        np.testing.assert_allclose(got[0, f], fast.fill.numpy()[f] + aux.numpy()[0, f] @ fast.projection.numpy()[f],
-                                   rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(got[0, idx[0, 0]], rows[0, 0])
+        np.testing.assert_allclose(got[0, f], coarse(f), rtol=1e-5, atol=1e-6)
+    for j, f in enumerate(idx[0].tolist()):
+        np.testing.assert_allclose(got[0, f], rows[0, j] + coarse(f) if residual else rows[0, j], rtol=1e-5, atol=1e-5)
     grads = zip(tape.gradient(lg, [rows, aux, fast.fill, fast.projection]),
                 tape.gradient(lw, [rows, aux, plain.fill, plain.projection]))
     for a, c in grads:

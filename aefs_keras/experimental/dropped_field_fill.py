@@ -26,12 +26,18 @@ class DroppedFieldFill(keras.layers.Layer):
     every field, the dropped ones at the auxiliary width's resolution, and
     no more embedding values are read.
 
+    With `residual` (needs `from_aux`), every field gets its fill and a kept
+    field's main embedding is added to it: m_f + a_f P_f + e_f. The main
+    embedding is then a refinement of a coarse vector that every row sees,
+    not a different vector that replaces it when the field is kept.
+
     Args:
         num_fields: F.
         compact: True when called with the kept fields' embeddings
             (B, m, d) and their `indices` (B, m); False when the embeddings
             are already (B, F, d) with zeros at the dropped fields.
         from_aux: also take the auxiliary embeddings (third argument).
+        residual: add the fill to the kept fields too (with `from_aux`).
 
     Example:
 
@@ -43,11 +49,15 @@ class DroppedFieldFill(keras.layers.Layer):
     [[1.0, 1.0], [5.0, 5.0], [1.0, 1.0]]
     """
 
-    def __init__(self, num_fields, compact=True, from_aux=False, **kwargs):
+    def __init__(self, num_fields, compact=True, from_aux=False, residual=False, **kwargs):
         super().__init__(**kwargs)
         if isinstance(num_fields, bool) or not isinstance(num_fields, int) or num_fields < 1:
             raise ValueError(f"`num_fields` must be a positive integer. Received: num_fields={num_fields!r}")
+        if residual and not from_aux:
+            raise ValueError("`residual=True` needs `from_aux=True` (the coarse vector is the auxiliary "
+                             f"embedding's projection). Received: residual={residual!r}, from_aux={from_aux!r}")
         self.num_fields, self.compact, self.from_aux = num_fields, bool(compact), bool(from_aux)
+        self.residual = bool(residual)
 
     def build(self, embeddings_shape, indices_shape=None, aux_shape=None):
         dim = embeddings_shape[-1]
@@ -68,6 +78,8 @@ class DroppedFieldFill(keras.layers.Layer):
         if self.from_aux:
             fill = fill + tf.einsum("bfa,fad->bfd", tf.cast(aux, placed.dtype),
                                     tf.cast(self.projection, placed.dtype))
+        if self.residual:
+            return placed + fill
         return placed + (1.0 - kept)[..., None] * fill
 
     def _assembled(self, embeddings, indices, aux):
@@ -81,6 +93,10 @@ class DroppedFieldFill(keras.layers.Layer):
         aux = tf.concat([aux, tf.ones_like(aux[..., :1])], -1)                # (B, F, d_aux + 1)
         weights = tf.concat([tf.cast(self.projection, dtype), tf.cast(self.fill, dtype)[:, None]], 1)
         fill = tf.matmul(tf.transpose(aux, [1, 0, 2]), weights)                  # (F, B, d)
+        if self.residual:
+            # A kept row is its main embedding plus its own field's fill.
+            rows = tf.broadcast_to(tf.range(tf.shape(indices)[0])[:, None], tf.shape(indices))
+            embeddings = embeddings + tf.gather_nd(fill, tf.stack([indices, rows], -1))
         return assemble_fields(embeddings, indices, fill)
 
     def compute_output_shape(self, embeddings_shape, indices_shape=None, aux_shape=None):
@@ -88,4 +104,4 @@ class DroppedFieldFill(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_fields": self.num_fields, "compact": self.compact,
-                "from_aux": self.from_aux}
+                "from_aux": self.from_aux, "residual": self.residual}

@@ -10,7 +10,7 @@ from aefs_keras.selection import AEFS
 
 AUX_INPUTS = ("selected", "soft")
 MAIN_WEIGHTINGS = ("scaled", "straight_through", "unit", "unit_fixed")
-DROPPED_FILLS = ("zeros", "learned", "aux")
+DROPPED_FILLS = ("zeros", "learned", "aux", "aux_residual")
 LINEAR_FIELDS = ("selected", "all")
 # The options this adds to AEFS (the bench runner picks this class when a
 # grid variant sets any of them).
@@ -37,7 +37,9 @@ class ResearchAEFS(AEFS):
             "zeros" (default, the paper), "learned", one learned vector
             per field, or "aux", that plus a learned projection of the
             field's auxiliary embedding (`DroppedFieldFill`; the backbone
-            then takes all F fields, without the compact fast path).
+            then takes all F fields, without the compact fast path), or
+            "aux_residual": that fill for every field, with a kept
+            field's main embedding added to it.
         linear_fields: whose first-order weights (the width-1 table of
             DeepFM and Wide&Deep) are read: "selected" (default, the
             paper) or "all", every field's (F values per example more; the
@@ -144,9 +146,9 @@ class ResearchAEFS(AEFS):
             return super().backbone_inputs(emb, linear, indices, compact, num_fields)
         from aefs_keras.experimental.dropped_field_fill import DroppedFieldFill
 
-        if self.dropped_fill == "aux":
-            emb = DroppedFieldFill(num_fields, compact=compact, from_aux=True, name="dropped_fill")(
-                emb, indices, aux)
+        if self.dropped_fill in ("aux", "aux_residual"):
+            emb = DroppedFieldFill(num_fields, compact=compact, from_aux=True,
+                                   residual=self.dropped_fill == "aux_residual", name="dropped_fill")(emb, indices, aux)
         else:
             emb = DroppedFieldFill(num_fields, compact=compact, name="dropped_fill")(emb, indices)
         if linear is not None and self.linear_fields == "selected":
