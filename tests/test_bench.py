@@ -4,6 +4,7 @@ report computed by hand, and a tiny grid end to end (resume included)."""
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -120,6 +121,8 @@ def test_tiny_grid_end_to_end_and_resume(tmp_path, capsys):
         assert (out / png).stat().st_size > 1000 and f"({os.path.relpath(out / png, doc.parent)})" in text
     assert (out / "results.csv").read_text().count("\n") == 1 + 6
     assert all(r["machine"] == payload["machine"] for r in runs.values())
+    # The code each run ran: this checkout's commit (the fingerprint covers settings only).
+    assert all(re.fullmatch(r"[0-9a-f]{40}(\+uncommitted)?|unknown", r["code"]) for r in runs.values())
     assert f"Machine: {payload['machine']}." in text
     # Rerun: nothing left to train, same results.
     capsys.readouterr()

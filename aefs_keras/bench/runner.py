@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import time
 from typing import Any
 
@@ -191,6 +192,8 @@ def run_one(spec: RunSpec, data: CTRData, settings: dict[str, Any]) -> dict[str,
         "serving_examples_per_s": _serving_examples_per_s(serving, test_x, int(settings["serving_batch"])),
         "seconds": time.perf_counter() - started,
         "machine": machine_description(),  # runs of one results file may come from several machines
+        # The fingerprint covers settings, not code: a numerics change shows here.
+        "code": code_version(),
     }
     if picked is not None:
         out["k"] = int(picked.shape[1])
@@ -201,6 +204,25 @@ def run_one(spec: RunSpec, data: CTRData, settings: dict[str, Any]) -> dict[str,
         out["static_fields"] = fields
         out["selection_frequency"] = [float(n in fields) for n in data.schema.names]
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def code_version() -> str:
+    """The git commit of this package's checkout, "+uncommitted" when its
+    files differ from it, or "unknown" outside a git checkout."""
+    here = os.path.dirname(os.path.abspath(__file__))
+
+    def git(*args):
+        return subprocess.run(["git", "-C", here, *args], capture_output=True, text=True, timeout=30)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return "unknown"
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", os.path.dirname(here)).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head.stdout.strip() + ("+uncommitted" if dirty else "")
 
 
 def machine_description() -> str:
