@@ -92,6 +92,9 @@ def main(argv=None) -> int:
                         "the fields")
     g.add_argument("--importance-rows", type=int, default=50_000,
                    help="mixed: validation rows the permutation importance is measured on")
+    g.add_argument("--keep-share", type=float, default=None,
+                   help="mixed: share of k kept on every row (default 0.75; with DCN and MLCC validation "
+                        "preferred 0.9 on criteo_80k, docs/aefs.md)")
     for flag, kind, what in (("--k", int, "fields kept per row"), ("--k-ratio", float, "fraction of fields kept"),
                              ("--controller", str, "mlp or mvfs"), ("--d-aux", int, "AEFS auxiliary width"),
                              ("--aux-backbone", str, "AEFS small head, e.g. dnn"),

@@ -95,6 +95,10 @@ def train(args) -> int:
         raise ValueError("held-out rows are needed for early stopping and the test figures: give --valid "
                          "(and --test) files, or one --train file to --split")
     options = {name: getattr(args, name) for name in SELECTION_FLAGS if getattr(args, name) is not None}
+    if args.keep_share is not None and args.selection != "mixed":
+        raise ValueError(f"--keep-share applies to --selection mixed only. Received: --selection {args.selection}")
+    if args.keep_share is not None and not 0.0 <= args.keep_share < 1.0:
+        raise ValueError(f"--keep-share must be in [0, 1). Received: --keep-share {args.keep_share}")
     if args.selection == "mixed":
         ak.selection.as_selection("aefs", options)  # errors before any table exists
         selection = _mixed_selection(ak, args, data, strategy, options)
@@ -209,7 +213,9 @@ def _mixed_selection(ak, args, data, strategy, options):
           ", ".join(f"{data.schema.names[i]} {drops[i]:+.4f}" for i in order))
     # Every field's first-order weight (DeepFM, Wide&Deep; no effect elsewhere): with it validation
     # chose the mixed form on criteo_80k and census_kdd (docs/aefs.md, "Every field's first-order weight").
-    selection = ak.experimental.ResearchAEFS.mixed_resolution(drops, **{"linear_fields": "all", **options})
+    keep_share = 0.75 if args.keep_share is None else args.keep_share
+    selection = ak.experimental.ResearchAEFS.mixed_resolution(drops, keep_share,
+                                                              **{"linear_fields": "all", **options})
     print("Kept on every row: " + ", ".join(data.schema.names[i] for i in selection.always_keep))
     return selection
 

@@ -70,7 +70,7 @@ def test_own_csv_trains_reports_by_name_saves_and_exports(clicks, tmp_path, caps
     assert re.search(r"price\s+numeric", out) and re.search(r"city\s+categorical", out)
     auc = float(re.search(r"test AUC (0\.\d+)  log-loss 0\.\d+  \(([\d,]+) rows; exact\)", out).group(1))
     assert auc > 0.6  # the planted signal is learnt
-    shares = re.search(r"Share of test rows that kept each field \(k = 3 of 5\):\n  (.*)\n", out).group(1)
+    shares = re.search(r"Share of test rows that kept each field \(k = 4 of 5\):\n  (.*)\n", out).group(1)
     named = dict(s.rsplit(" ", 1) for s in shares.split(", "))
     assert set(named) == {"user_id", "city", "price", "ad", "noise"}
     assert sum(float(v) for v in named.values()) == pytest.approx(3, abs=0.03)
@@ -81,9 +81,10 @@ def test_own_csv_trains_reports_by_name_saves_and_exports(clicks, tmp_path, caps
 
 def test_own_csv_with_mixed_resolution(clicks, tmp_path, capsys):
     # --selection mixed: a model without selection ranks the fields first; the
-    # round(0.75 x 3) = 2 most important are kept on every row, and the
-    # saved model keeps them.
-    code = cli.main(["train", "--train", str(clicks), "--selection", "mixed", "--k", "3", "--epochs", "2",
+    # round(0.5 x 4) = 2 most important are kept on every row (3 at the
+    # default share 0.75), and the saved model keeps them.
+    code = cli.main(["train", "--train", str(clicks), "--selection", "mixed", "--k", "4", "--keep-share", "0.5",
+                     "--epochs", "2",
                      "--importance-epochs", "2", "--batch-size", "512", "--hidden-units", "16", "--d-main", "8",
                      "--out", str(tmp_path / "models"), "--name", "mixed"])
     assert code == 0
@@ -99,10 +100,14 @@ def test_own_csv_with_mixed_resolution(clicks, tmp_path, capsys):
     assert tuple(names[i] for i in model.get_layer("selector").always_keep) == tuple(sorted(kept, key=names.index))
     # DeepFM's first-order part reads every field's weight (linear_fields="all").
     assert type(model.get_layer("linear_embedding")).__name__ == "FieldEmbedding"
-    shares = re.search(r"Share of test rows that kept each field \(k = 3 of 5\):\n  (.*)\n", out).group(1)
+    shares = re.search(r"Share of test rows that kept each field \(k = 4 of 5\):\n  (.*)\n", out).group(1)
     assert all(f"{name} 1.00" in shares for name in kept)
     err = _error(capsys, ["train", "--train", str(clicks), "--selection", "mixed", "--importance-epochs", "0"])
     assert "--importance-epochs must be at least 1" in err
+    err = _error(capsys, ["train", "--train", str(clicks), "--selection", "mixed", "--keep-share", "1.0"])
+    assert "--keep-share must be in [0, 1). Received: --keep-share 1.0" in err
+    err = _error(capsys, ["train", "--train", str(clicks), "--selection", "aefs", "--keep-share", "0.9"])
+    assert "--keep-share applies to --selection mixed only. Received: --selection aefs" in err
 
 
 def test_preprocess_own_csv(clicks, tmp_path, capsys):
