@@ -213,9 +213,8 @@ def _mixed_selection(ak, args, data, strategy, options):
           ", ".join(f"{data.schema.names[i]} {drops[i]:+.4f}" for i in order))
     # Every field's first-order weight (DeepFM, Wide&Deep; no effect elsewhere): with it validation
     # chose the mixed form on criteo_80k and census_kdd (docs/aefs.md, "Every field's first-order weight").
-    keep_share = 0.75 if args.keep_share is None else args.keep_share
-    selection = ak.experimental.ResearchAEFS.mixed_resolution(drops, keep_share,
-                                                              **{"linear_fields": "all", **options})
+    share = {} if args.keep_share is None else {"keep_share": args.keep_share}  # else mixed_resolution's default
+    selection = ak.experimental.ResearchAEFS.mixed_resolution(drops, **share, **{"linear_fields": "all", **options})
     print("Kept on every row: " + ", ".join(data.schema.names[i] for i in selection.always_keep))
     return selection
 
