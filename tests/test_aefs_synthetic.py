@@ -1,8 +1,9 @@
 """End-to-end: AEFS against no selection on data with a known answer.
 
 What is asserted here is what AEFS reaches at test scale (48k training
-rows, 3 epochs), with and without a one-epoch warm-up, and with the warm-up
-plus the importance prior (the demo's default). The full-size
+rows, 3 epochs), plain and with a one-epoch warm-up plus the importance
+prior (the demo's default). The warm-up alone is measured by the bench
+config `warmup_synthetic.yaml`, not here (docs/aefs.md). The full-size
 comparisons are `aefs-keras demo` and the bench configs
 `selection_signal.yaml` and `warmup_synthetic.yaml`; see docs/aefs.md.
 """
@@ -18,12 +19,11 @@ import aefs_keras as ak
 def runs():
     data = ak.datasets.synthetic(num_rows=60_000, seed=0, batch_size=1024)
     out = {}
-    for selection in (None, "aefs", "aefs_warmup", "aefs_prior"):
+    for selection in (None, "aefs", "aefs_prior"):
         keras.utils.set_random_seed(0)
         kw = {"k_ratio": 0.5} if selection else {}
-        if selection in ("aefs_warmup", "aefs_prior"):  # one epoch: ceil(48,000 / 1024) steps
-            kw["warmup_steps"] = 47
-        if selection == "aefs_prior":  # the demo's default: start from the plain model's ranking
+        if selection == "aefs_prior":  # the demo's default: a one-epoch warm-up (ceil(48,000 / 1024)
+            kw["warmup_steps"] = 47    # steps) from the plain model's field ranking
             drops = ak.importance.permutation_importance(out[None][0], *data.valid_arrays)
             kw["field_prior"] = ak.importance.importance_prior(drops)
         key, selection = selection, ("aefs" if selection else None)
@@ -66,25 +66,6 @@ def test_aefs_prefers_planted_fields_on_average(runs):
     print("informative", dict(zip(data.informative_fields, informative.round(2))),
           "noise mean", noise.mean().round(3), "noise max", noise.max().round(3))
     assert informative.mean() > noise.mean() + 0.2  # measured: 0.82 against 0.40
-
-
-def test_warmup_lifts_the_rarest_planted_field(runs):
-    data, out = runs
-    names = data.schema.names
-    rarest = {}
-    for key in ("aefs", "aefs_warmup"):
-        served = ak.selection_frequency(out[key][0], data.test)
-        informative = np.array([served[names.index(n)] for n in data.informative_fields])
-        noise = np.array([served[names.index(n)] for n in data.noise_fields])
-        rarest[key] = informative.min()
-        print(key, "planted", informative.round(2), "noise mean", noise.mean().round(2),
-              "max", noise.max().round(2))
-    # Measured (two runs; threads make runs differ): rarest planted field without the
-    # warm-up 0.56 and 0.67 of the test rows, with it 0.91 and 0.88; noise mean 0.37. The
-    # threshold sits between the two.
-    assert rarest["aefs_warmup"] >= 0.75
-    assert rarest["aefs_warmup"] > noise.mean() + 0.3
-    assert out["aefs_warmup"][1] > out[None][1] - 0.03  # measured 0.8163 against 0.8284
 
 
 def test_importance_prior_puts_every_planted_field_first(runs):

@@ -84,7 +84,7 @@ def test_own_csv_with_mixed_resolution(clicks, tmp_path, capsys):
     # round(0.5 x 4) = 2 most important are kept on every row (3 at the
     # default share 0.75), and the saved model keeps them.
     code = cli.main(["train", "--train", str(clicks), "--selection", "mixed", "--k", "4", "--keep-share", "0.5",
-                     "--epochs", "2",
+                     "--epochs", "1",
                      "--importance-epochs", "2", "--batch-size", "512", "--hidden-units", "16", "--d-main", "8",
                      "--out", str(tmp_path / "models"), "--name", "mixed"])
     assert code == 0

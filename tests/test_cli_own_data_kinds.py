@@ -57,7 +57,7 @@ def test_own_csv_with_lists_and_values(tagged, tmp_path, capsys):
     assert price.mean == pytest.approx(10, abs=0.5) and price.std == pytest.approx(7.07, abs=0.5)
 
     code = cli.main(["train", "--train", str(tagged), *flags, "--selection", "aefs", "--k", "2",
-                     "--epochs", "6", "--batch-size", "128", "--hidden-units", "16", "--d-main", "8",
+                     "--epochs", "3", "--batch-size", "128", "--hidden-units", "16", "--d-main", "8",
                      "--out", str(tmp_path / "models"), "--export", str(tmp_path / "serving"), "--name", "tagged"])
     assert code == 0
     out = capsys.readouterr().out
@@ -99,7 +99,7 @@ def test_own_parquet_file_with_a_list_column(tagged, tmp_path, capsys):
     }), path)
     artifact = tmp_path / "artifact.json"
     code = cli.main(["train", "--train", str(path), "--dense-numeric", "price", "--selection", "aefs", "--k", "2",
-                     "--epochs", "6", "--batch-size", "128", "--hidden-units", "16", "--d-main", "8",
+                     "--epochs", "3", "--batch-size", "128", "--hidden-units", "16", "--d-main", "8",
                      "--artifact", str(artifact), "--out", str(tmp_path / "models"),
                      "--export", str(tmp_path / "serving"), "--name", "tagged"])
     out = capsys.readouterr().out
