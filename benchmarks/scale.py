@@ -88,8 +88,9 @@ def _model(rows_per_field, selection, d_main, optimizer, hidden, backbone="deepf
     schema = ak.Schema([ak.Categorical(f"C{i}", vocabulary_size=rows_per_field - 1) for i in range(F)])
     keras.utils.set_random_seed(0)
     kw = {"k_ratio": 0.5} if selection else {}
-    if selection == "mixed":  # which fields are fixed does not change the cost: the first ones
-        selection, kw = ak.experimental.ResearchAEFS.mixed_resolution(list(range(F, 0, -1)), k_ratio=0.5), {}
+    if selection in ("mixed", "mixed_no_alignment"):  # which fields are fixed does not change the cost
+        off = {"embedding_alignment": 0.0, "prediction_alignment": 0.0} if selection == "mixed_no_alignment" else {}
+        selection, kw = ak.experimental.ResearchAEFS.mixed_resolution(list(range(F, 0, -1)), k_ratio=0.5, **off), {}
     mem = {"adam": "adam", "lazy_adam": "lazy_adam", "rowwise_adagrad": "rowwise_adagrad"}[optimizer]
     model = ak.build_model(schema, backbone, selection, d_main=d_main, hidden_units=hidden,
                            memory_check=mem, **kw)
@@ -325,8 +326,9 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3, help="aefs: interleaved timing rounds")
     parser.add_argument("--backbones", nargs="+", default=["deepfm"],
                         help="aefs: backbones to compare (deepfm dcn wide_deep mc_mlcc ...)")
-    parser.add_argument("--selection", default="aefs", choices=["aefs", "mixed"],
-                        help="aefs, profile: AEFS as it is, or ResearchAEFS.mixed_resolution")
+    parser.add_argument("--selection", default="aefs", choices=["aefs", "mixed", "mixed_no_alignment"],
+                        help="aefs, profile: AEFS as it is, or ResearchAEFS.mixed_resolution (with its "
+                             "alignment losses' weights at 0)")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     if args.what == "_child":

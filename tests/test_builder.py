@@ -333,6 +333,27 @@ def test_aux_loss_weight_is_kept_and_aux_loss_tracked(data):
     assert "aux_loss" in [m.name for m in model.metrics]
 
 
+def test_alignment_off_trains_nothing_for_it_and_round_trips(data, tmp_path):
+    model = small(data.schema, "deepfm", "aefs", embedding_alignment=0.0, prediction_alignment=0.0)
+    x, y = data.train_arrays
+    keras.utils.set_random_seed(0)
+    model.predict({k: v[:2] for k, v in x.items()}, verbose=0)  # built
+    projection = model.get_layer("alignment")._projection
+    before = [w.numpy().copy() for w in projection.weights]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        h = model.fit(x, y, epochs=1, batch_size=512, verbose=0)
+    assert not [w for w in caught if "Gradients do not exist" in str(w.message)]
+    assert "aux_loss" in h.history and not [k for k in h.history if "alignment" in k], list(h.history)
+    for w, b in zip(projection.weights, before):
+        np.testing.assert_array_equal(w.numpy(), b)  # frozen: no optimizer step touched it
+    path = str(tmp_path / "off.keras")
+    model.save(path)
+    xt = {k: v[:64] for k, v in data.test_arrays[0].items()}
+    np.testing.assert_allclose(keras.saving.load_model(path).predict(xt, verbose=0),
+                               model.predict(xt, verbose=0), atol=1e-6)
+
+
 def test_register_backbone(data):
     class Tiny(ak.layers.DNN):
         pass

@@ -284,6 +284,44 @@ def test_alignment_loss_exact_and_stop_gradient():
         L.AlignmentLoss(kind="l1")
 
 
+def test_alignment_weight_zero_drops_its_term():
+    """A zero weight skips its term: the two one-term layers' losses add up to
+    the two-term layer's, with the same gradients, and nothing is computed,
+    tracked or trained for the skipped term."""
+    shapes = {"aux_embeddings": (1, 2, 1), "main_embeddings": (1, 2, 2), "mask": (1, 2),
+              "aux_probability": (1, 1), "main_probability": (1, 1)}
+    aux, pa = tf.Variable(np.ones((1, 2, 1), "float32")), tf.Variable([[0.2]])
+    inputs = {"aux_embeddings": aux, "main_embeddings": tf.constant([[[3.0, 1.0], [0.0, 0.0]]]),
+              "mask": tf.constant([[1.0, 0.0]]), "aux_probability": pa, "main_probability": tf.constant([[0.6]])}
+    totals, grads, layers = [], [], []
+    for weights in ((0.5, 2.0), (0.5, 0.0), (0.0, 2.0), (0.0, 0.0)):
+        layer = L.AlignmentLoss(*weights)
+        layer.build(shapes)
+        layer._projection.kernel.assign([[1.0, 2.0]])
+        layer._projection.bias.assign([0.0, 0.0])
+        with tf.GradientTape() as tape:
+            out = layer(inputs)
+            total = tf.add_n(layer.losses) if layer.losses else tf.constant(0.0)
+        np.testing.assert_allclose(out.numpy(), [[0.6]])
+        totals.append(float(total))
+        grads.append(tape.gradient(total, [aux, pa, layer._projection.kernel]))
+        layers.append(layer)
+    np.testing.assert_allclose(totals, [0.5 * 1.25 + 2.0 * 0.16, 0.5 * 1.25, 2.0 * 0.16, 0.0], rtol=1e-6)
+    both, emb_only, pred_only, none = grads
+    np.testing.assert_allclose(emb_only[0].numpy(), both[0].numpy(), rtol=1e-6)  # the aux embeddings
+    np.testing.assert_allclose(emb_only[2].numpy(), both[2].numpy(), rtol=1e-6)  # the projection
+    np.testing.assert_allclose(pred_only[1].numpy(), both[1].numpy(), rtol=1e-6)  # the aux probability
+    np.testing.assert_allclose(pred_only[1].numpy(), [[2.0 * 2 * (0.2 - 0.6)]], rtol=1e-6)
+    assert emb_only[1] is None and pred_only[0] is None and pred_only[2] is None
+    assert layers[3].losses == [] and all(g is None for g in none)
+    names = [[m.name for m in layer.metrics] for layer in layers]
+    assert names == [["embedding_alignment_loss", "prediction_alignment_loss"], ["embedding_alignment_loss"],
+                     ["prediction_alignment_loss"], []]
+    # The unused projection is kept (one saved layout) but frozen.
+    assert [len(layer.trainable_weights) for layer in layers] == [2, 2, 0, 0]
+    assert [len(layer.weights) for layer in layers] == [2, 2, 2, 2]
+
+
 def test_fm_exact():
     e = np.array([[[1.0, 2.0], [3.0, 4.0], [0.0, 0.0]]], "float32")
     assert L.FactorizationMachine()(e).numpy().tolist() == [[11.0]]
