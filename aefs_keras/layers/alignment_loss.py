@@ -35,10 +35,9 @@ class AlignmentLoss(keras.layers.Layer):
 
     Both are added with `add_loss` and tracked as `embedding_alignment_loss`
     and `prediction_alignment_loss` in `History` (and `val_` ones). A term
-    whose weight is 0 is neither computed nor tracked (its gradient was
-    zero; computing it cost a tenth of a training step), and with an
-    embedding weight of 0 the projection is kept, frozen, so that saved
-    models keep one layout. The layer returns `main_probability` unchanged
+    whose weight is 0 is neither computed nor tracked (its gradient would
+    be zero, its cost real), and with an embedding weight of 0 the
+    projection is kept, frozen, so that saved models keep one layout. The layer returns `main_probability` unchanged
     so that it sits on the path to the model output.
 
     Args:
