@@ -37,8 +37,9 @@ class AlignmentLoss(keras.layers.Layer):
     and `prediction_alignment_loss` in `History` (and `val_` ones). A term
     whose weight is 0 is neither computed nor tracked (its gradient would
     be zero, its cost real), and with an embedding weight of 0 the
-    projection is kept, frozen, so that saved models keep one layout. The layer returns `main_probability` unchanged
-    so that it sits on the path to the model output.
+    projection is kept, frozen, so that saved models keep one layout. The
+    layer returns `main_probability` unchanged so that it sits on the path
+    to the model output.
 
     Args:
         embedding_weight: weight of the embedding alignment (default 0.3).
