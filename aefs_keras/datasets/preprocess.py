@@ -241,7 +241,8 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
         raise ValueError("`split` needs engine='tf' or 'auto'. Received: engine='arrow'")
     if engine == "auto":
         engine = "arrow" if arrow_scan.available() and split is None else "tf"
-    if count_budget is not None and engine == "tf" and not is_parquet(_check_paths(paths)):
+    paths = _check_paths(paths)
+    if count_budget is not None and engine == "tf" and not is_parquet(paths):
         raise ValueError("`count_budget` needs the arrow engine (or Parquet files). Received: engine='tf'"
                          + (" (`split` needs the TensorFlow engine)" if split is not None else ""))
     rng = np.random.default_rng(seed)
@@ -269,7 +270,6 @@ def fit_preprocessing(fmt, paths, min_count: int = 2, numeric: str = "log_square
     line = RateLine("preprocess", lambda: share * estimate_rows(paths), enabled=progress)
     show = line.update
 
-    paths = _check_paths(paths)
     approximate: dict = {}  # fields whose count budget dropped values
     if is_parquet(paths):  # pyarrow reads the columns; no text engine applies
         counts, rows, report = _parquet_scan(fmt, paths, cat_names, [*maxima, *moments], add_numeric, show,
