@@ -97,7 +97,7 @@ def _place_fields(values, indices, num_fields):
     return tf.autograph.experimental.do_not_convert(place)(values)
 
 
-def assemble_fields(values, indices, fill_by_field, fill_fields=None, num_fields=None):
+def assemble_fields(values, indices, fill_by_field):
     """Exactly `place_fields(values, indices, F)` with `fill_by_field`'s
     vectors in place of the zeros: out[b, f] = values[b, j] where
     indices[b, j] = f, else fill_by_field[f, b].
@@ -107,50 +107,35 @@ def assemble_fields(values, indices, fill_by_field, fill_fields=None, num_fields
     the gradient is one gather back (each source row feeds at most one
     output row). `DroppedFieldFill`'s auxiliary fill uses it
     (`benchmarks/fill_speed.py` times the two paths).
-
-    With `fill_fields` (a list of field numbers) the fill holds those fields
-    only, (len(fill_fields), B, d), in that order, and the output has
-    `num_fields` fields: a field that every row keeps needs no fill. A
-    field with no fill that a row did not keep gets zeros there.
     """
-    if fill_fields is None:
-        num_fields = fill_by_field.shape[0]
-        fill_fields = range(num_fields)
-    elif num_fields is None:
-        raise ValueError("`num_fields` is needed with `fill_fields`. Received: num_fields=None")
-    position = [-1] * num_fields
-    for i, f in enumerate(fill_fields):
-        position[f] = i
-    return _assemble_fields(values, tf.cast(indices, tf.int32), fill_by_field, tf.constant(position, tf.int32))
+    return _assemble_fields(values, tf.cast(indices, tf.int32), fill_by_field)
 
 
-def _assemble_fields(values, indices, fill_by_field, position):
-    num_fields, num_fill, d = position.shape[0], fill_by_field.shape[0], values.shape[-1]
+def _assemble_fields(values, indices, fill_by_field):
+    num_fields, d = fill_by_field.shape[0], values.shape[-1]
     shape = tf.shape(indices)
     b, m = shape[0], shape[1]
-    # Source rows: the fill (field-major, position[f] * B + b), then the kept
-    # values (b * m + j), then one zero row. where[b * F + f] is the source
-    # row of output (b, f).
+    # Source rows: the fill (field-major, f * B + b), then the kept values
+    # (b * m + j). where[b * F + f] is the source row of output (b, f).
     slot = tf.scatter_nd(_row_field_pairs(indices), tf.reshape(tf.range(1, b * m + 1), shape),
                          tf.stack([b, num_fields]))
-    sources = num_fill * b + b * m
-    fill_row = tf.where(position[None] >= 0, position[None] * b + tf.range(b)[:, None], sources)
-    where = tf.reshape(tf.where(slot > 0, num_fill * b + slot - 1, fill_row), [-1])
+    fill_row = tf.range(num_fields)[None] * b + tf.range(b)[:, None]
+    where = tf.reshape(tf.where(slot > 0, num_fields * b + slot - 1, fill_row), [-1])
+    sources = num_fields * b + b * m
     # inverse[s] = the output row source s feeds, or B * F (a zero row) if none.
-    inverse = tf.tensor_scatter_nd_update(tf.fill([sources + 1], b * num_fields), where[:, None],
-                                          tf.range(b * num_fields))[:sources]
+    inverse = tf.tensor_scatter_nd_update(tf.fill([sources], b * num_fields), where[:, None],
+                                          tf.range(b * num_fields))
 
     @tf.custom_gradient
     def assemble(fill_by_field, values):
-        table = tf.concat([tf.reshape(fill_by_field, [-1, d]), tf.reshape(values, [-1, d]),
-                           tf.zeros([1, d], values.dtype)], 0)
+        table = tf.concat([tf.reshape(fill_by_field, [-1, d]), tf.reshape(values, [-1, d])], 0)
         out = tf.reshape(tf.gather(table, where), tf.stack([b, num_fields, d]))
 
         def grad(upstream):
             padded = tf.concat([tf.reshape(upstream, [-1, d]), tf.zeros([1, d], upstream.dtype)], 0)
             g = tf.gather(padded, inverse)
-            return (tf.reshape(g[:num_fill * b], tf.shape(fill_by_field)),
-                    tf.reshape(g[num_fill * b:], tf.shape(values)))
+            return (tf.reshape(g[:num_fields * b], tf.shape(fill_by_field)),
+                    tf.reshape(g[num_fields * b:], tf.shape(values)))
 
         return out, grad
 

@@ -38,10 +38,6 @@ class DroppedFieldFill(keras.layers.Layer):
             are already (B, F, d) with zeros at the dropped fields.
         from_aux: also take the auxiliary embeddings (third argument).
         residual: add the fill to the kept fields too (with `from_aux`).
-        always_kept: fields that every row keeps (`ResearchAEFS.always_keep`):
-            their fill is never seen, so the compact auxiliary fill is not
-            computed for them (a row that did not keep one would get zeros
-            there). Default (): every field may be dropped.
 
     Example:
 
@@ -53,7 +49,7 @@ class DroppedFieldFill(keras.layers.Layer):
     [[1.0, 1.0], [5.0, 5.0], [1.0, 1.0]]
     """
 
-    def __init__(self, num_fields, compact=True, from_aux=False, residual=False, always_kept=(), **kwargs):
+    def __init__(self, num_fields, compact=True, from_aux=False, residual=False, **kwargs):
         super().__init__(**kwargs)
         if isinstance(num_fields, bool) or not isinstance(num_fields, int) or num_fields < 1:
             raise ValueError(f"`num_fields` must be a positive integer. Received: num_fields={num_fields!r}")
@@ -62,12 +58,6 @@ class DroppedFieldFill(keras.layers.Layer):
                              f"embedding's projection). Received: residual={residual!r}, from_aux={from_aux!r}")
         self.num_fields, self.compact, self.from_aux = num_fields, bool(compact), bool(from_aux)
         self.residual = bool(residual)
-        kept = tuple(always_kept)
-        if len(set(kept)) != len(kept) or any(isinstance(f, bool) or not isinstance(f, int)
-                                              or not 0 <= f < num_fields for f in kept):
-            raise ValueError(f"`always_kept` must be distinct field numbers in [0, {num_fields}). "
-                             f"Received: always_kept={always_kept!r}")
-        self.always_kept = kept
 
     def build(self, embeddings_shape, indices_shape=None, aux_shape=None):
         dim = embeddings_shape[-1]
@@ -102,13 +92,7 @@ class DroppedFieldFill(keras.layers.Layer):
         aux = tf.cast(aux, dtype)
         aux = tf.concat([aux, tf.ones_like(aux[..., :1])], -1)                # (B, F, d_aux + 1)
         weights = tf.concat([tf.cast(self.projection, dtype), tf.cast(self.fill, dtype)[:, None]], 1)
-        aux = tf.transpose(aux, [1, 0, 2])                                       # (F, B, d_aux + 1)
-        if self.always_kept and not self.residual:  # a field every row keeps needs no fill
-            fields = [f for f in range(self.num_fields) if f not in self.always_kept]
-            at = tf.constant(fields, tf.int32)
-            fill = tf.matmul(tf.gather(aux, at), tf.gather(weights, at))        # (F', B, d)
-            return assemble_fields(embeddings, indices, fill, fields, self.num_fields)
-        fill = tf.matmul(aux, weights)                                           # (F, B, d)
+        fill = tf.matmul(tf.transpose(aux, [1, 0, 2]), weights)                  # (F, B, d)
         if self.residual:
             # A kept row is its main embedding plus its own field's fill.
             rows = tf.broadcast_to(tf.range(tf.shape(indices)[0])[:, None], tf.shape(indices))
@@ -120,4 +104,4 @@ class DroppedFieldFill(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_fields": self.num_fields, "compact": self.compact,
-                "from_aux": self.from_aux, "residual": self.residual, "always_kept": list(self.always_kept)}
+                "from_aux": self.from_aux, "residual": self.residual}

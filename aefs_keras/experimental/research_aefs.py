@@ -148,8 +148,7 @@ class ResearchAEFS(AEFS):
 
         if self.dropped_fill in ("aux", "aux_residual"):
             emb = DroppedFieldFill(num_fields, compact=compact, from_aux=True,
-                                   residual=self.dropped_fill == "aux_residual",
-                                   always_kept=tuple(self.always_keep or ()), name="dropped_fill")(emb, indices, aux)
+                                   residual=self.dropped_fill == "aux_residual", name="dropped_fill")(emb, indices, aux)
         else:
             emb = DroppedFieldFill(num_fields, compact=compact, name="dropped_fill")(emb, indices)
         if linear is not None and self.linear_fields == "selected":
