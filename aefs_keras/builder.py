@@ -192,8 +192,9 @@ def build_model(
                                  name="main_embedding", **main_layout)(*lookup)
     linear = sel.linear_terms(sizes, ids, lookup, mode, **layout) if uses_linear else None
     kept = {"indices": indices} if compact else {}
-    main_emb, main_linear, main_kept = sel.backbone_inputs(emb, linear, indices, compact, num_fields,
-                                                           aux=selected["embeddings"])
+    main_emb, main_linear, main_kept = sel.backbone_inputs(
+        emb, linear, indices, compact, num_fields, aux=selected["embeddings"],
+        factored_fill=compact and getattr(backbone_cls, "supports_factored_fill", False))
     logit = (main_backbone(main_emb, main_linear, **main_kept) if main_linear is not None
              else main_backbone(main_emb, **main_kept))
     p_main = _sigmoid("main_probability")(logit)

@@ -212,6 +212,41 @@ def fields_matmul(rows, indices, kernel, num_fields: int):
     return tf.autograph.experimental.do_not_convert(matmul)(rows, kernel)
 
 
+# --- Fields filled at low rank ---------------------------------------------
+# The mixed form fills each field f that row b dropped with
+# codes[b, f] @ weights[f]: codes (B, F, e) are the field's auxiliary
+# embedding with a constant 1 appended (zeros where the row kept f), weights
+# (F, e, d) the projection P_f with the fill vector m_f as its last row. A
+# backbone whose first operation on the fields is linear (an MLP's first
+# layer, the FM's sums) can take the fill in this factored form and never
+# build the (B, F, d) tensor.
+
+
+def fill_vectors(codes, weights):
+    """(B, F, d): every field's fill, codes[b, f] @ weights[f]."""
+    return tf.einsum("bfe,fed->bfd", codes, weights)
+
+
+def fill_matmul(codes, weights, kernel):
+    """`flatten(fill_vectors(codes, weights)) @ kernel` without the (B, F, d)
+    fill: the kernel's field blocks are folded into the weights first
+    ((F, e, h), F * e * d * h multiply-adds per step, not per row), then one
+    (B, F * e) x (F * e, h) matmul: e / d of the dense layer's work."""
+    num_fields, e, d = weights.shape
+    folded = tf.einsum("fed,fdh->feh", weights, tf.reshape(kernel, [num_fields, d, -1]))
+    return tf.matmul(tf.reshape(codes, [-1, num_fields * e]), tf.reshape(folded, [num_fields * e, -1]))
+
+
+def fill_sums(codes, weights):
+    """The sum over fields of the fill vectors (B, d) and the sum of their
+    squared norms (B,), from the codes: the norms through each field's
+    Gram matrix weights[f] weights[f]^T (e x e)."""
+    total = tf.einsum("bfe,fed->bd", codes, weights)
+    gram = tf.matmul(weights, weights, transpose_b=True)
+    squares = tf.reduce_sum(tf.einsum("bfe,feg->bfg", codes, gram) * codes, [1, 2])
+    return total, squares
+
+
 def warmup_fields(indices, weights, warmup_weights, warming, num_fields: int, dtype):
     """The fields the main model reads on a training step: every field at its
     soft score `warmup_weights` (B, F) while `warming` (B,) is set, else the

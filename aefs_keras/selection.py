@@ -169,10 +169,11 @@ class AEFS(AdaFS):
         return ConditionalEmbedding(field_sizes, 1, output_mode=output_mode, embeddings_initializer="zeros",
                                     name="linear_embedding", **layout)(*lookup)
 
-    def backbone_inputs(self, emb, linear, indices, compact, num_fields, aux=None):
+    def backbone_inputs(self, emb, linear, indices, compact, num_fields, aux=None, factored_fill=False):
         """What the main backbone is called with: the kept fields'
         embeddings (and linear terms), and {"indices": ...} when compact
-        (`aux`: every field's auxiliary embeddings, for variants)."""
+        (`aux`: every field's auxiliary embeddings, and `factored_fill`:
+        whether the backbone takes a factored fill, for variants)."""
         return emb, linear, ({"indices": indices} if compact else {})
 
     def aux_embeddings(self, selected):

@@ -19,6 +19,10 @@ models live in one process: `--rounds` interleaved rounds of training
 and their `serving_default` signatures timed in interleaved rounds (batch
 512). Each round gives one AEFS / none ratio; the mean and sd over rounds
 are reported.
+`serving`: both models (one pass of training each) exported, then their
+`serving_default` timed at each `--serve-batches` size in `--rounds`
+interleaved rounds (median of 30 calls per round); each round gives one
+AEFS / none ratio.
 `profile`: op time by model stage (forward, backward, optimizer) of one
 training step and of one serving call of the exported model, from TF
 profiler traces, with the wall time of each.
@@ -170,6 +174,45 @@ def run_serve(cfg):
             "serve_ratio": _summary([a / b for a, b in zip(serve["aefs"], serve["none"])])}
 
 
+def run_export(cfg):
+    """No selection and AEFS, one pass of training each, exported to
+    `cfg["export_dir"]` for `run_serve_batches`."""
+    import aefs_keras as ak
+
+    _, _, ds = _data(cfg["rows_per_field"], 4096, 2)
+    paths = {}
+    for n in ("none", "aefs"):
+        model = _model(cfg["rows_per_field"], None if n == "none" else cfg["selection"], cfg["d_main"],
+                       "rowwise_adagrad", [400, 400, 400], cfg["backbone"])
+        model.fit(ds, epochs=1, verbose=0)
+        paths[n] = ak.export(model, cfg["export_dir"], n)
+        del model
+    return {"paths": paths}
+
+
+def run_serve_batches(cfg):
+    """The exported models' `serving_default` at each batch size of
+    `cfg["serve_batches"]`, in interleaved rounds: ms per call and the
+    AEFS / none ratio of examples/s per round."""
+    import tensorflow as tf
+
+    x, _, _ = _data(cfg["rows_per_field"], max(cfg["serve_batches"]), 1)
+    names = ("none", "aefs")
+    served = {n: tf.saved_model.load(cfg["paths"][n]).signatures["serving_default"] for n in names}
+    out = []
+    for b in cfg["serve_batches"]:
+        xb = {k: tf.constant(v[:b]) for k, v in x.items()}
+        for fn in served.values():
+            _serving_time(fn, xb, 5)
+        ms = {n: [] for n in names}
+        for r in range(cfg["rounds"]):
+            for n in (names if r % 2 == 0 else names[::-1]):
+                ms[n].append(1e3 * _serving_time(served[n], xb, cfg["serve_calls"]))
+        out.append({"serve_batch": b, "serve_call_ms": {n: _summary(v) for n, v in ms.items()},
+                    "serve_ratio": _summary([c / a for a, c in zip(ms["aefs"], ms["none"])])})
+    return {"by_batch": out}
+
+
 def write_json(result, path):
     """Print `result` and, with a path, write it there (folders created)."""
     print(json.dumps(result, indent=1))
@@ -220,6 +263,20 @@ def _aefs_pair(cfg):
         if "error" not in res:
             res.update(_child("serve", {**cfg, "paths": res.pop("paths")}))
         return res
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _serving_pair(cfg):
+    import shutil
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="scale_export_")
+    try:
+        res = _child("export", {**cfg, "export_dir": tmp})
+        if "error" in res:
+            return {**cfg, **res}
+        return {**cfg, **_child("serve_batches", {**cfg, "paths": res["paths"]})}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -313,7 +370,7 @@ def _child(kind, cfg):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["steps", "aefs", "profile", "_child"])
+    parser.add_argument("what", choices=["steps", "aefs", "profile", "serving", "_child"])
     parser.add_argument("child_kind", nargs="?")
     parser.add_argument("child_cfg", nargs="?")
     parser.add_argument("--table-rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000, 10_000_000])
@@ -329,12 +386,14 @@ def main(argv=None):
     parser.add_argument("--selection", default="aefs", choices=["aefs", "mixed", "mixed_no_alignment"],
                         help="aefs, profile: AEFS as it is, or ResearchAEFS.mixed_resolution (with its "
                              "alignment losses' weights at 0)")
+    parser.add_argument("--serve-batches", type=int, nargs="+", default=[64, 512, 4096],
+                        help="serving: batch sizes timed")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     if args.what == "_child":
         cfg = json.loads(args.child_cfg)
-        fn = {"steps": run_steps, "aefs": run_aefs, "serve": run_serve,
-              "profile": run_profile}[args.child_kind]
+        fn = {"steps": run_steps, "aefs": run_aefs, "serve": run_serve, "profile": run_profile,
+              "export": run_export, "serve_batches": run_serve_batches}[args.child_kind]
         print(json.dumps(fn(cfg)))
         return
     results = []
@@ -356,6 +415,14 @@ def main(argv=None):
                                           "rounds": args.rounds, "repeat": r})
                     results.append(res)
                     print(json.dumps(res), flush=True)
+        elif args.what == "serving":
+            for d in args.d_main:
+                res = _serving_pair({"rows_per_field": args.rows_per_field, "d_main": d,
+                                     "selection": args.selection, "backbone": args.backbones[0],
+                                     "serve_batches": args.serve_batches, "serve_calls": 30,
+                                     "rounds": args.rounds, "repeat": r})
+                results.append(res)
+                print(json.dumps(res), flush=True)
         else:
             for d in args.d_main:
                 for selection in (None, args.selection):

@@ -188,8 +188,14 @@ def test_validated_best_is_chosen_on_validation_not_test():
     lines = report.validated_verdicts(rs, "g")
     assert lines == ["- **d**, deepfm, k = 0.5: AEFS (ours) vs none (all fields) (lr_3e-3) +0.0500 "
                      "(2 SE 0.0141): ABOVE."]  # 2 * sqrt(2 * 0.00707^2 / 2)
-    # One variant per method: nothing was searched, no table.
-    assert report.validated_table([r for r in rs if r["variant"] != "lr_3e-3"], "g") is None
+    # One variant per method: nothing was searched, no table; named variants
+    # (fixed by an earlier search) still get their verdict, all-default ones do not.
+    fixed = [r for r in rs if r["variant"] != "lr_3e-3"]
+    assert report.validated_table(fixed, "g") is None
+    assert report._fixed_variants(fixed, "g") and not report._fixed_variants(rs, "g")
+    assert not report._fixed_variants([{**r, "variant": "default"} for r in fixed], "g")
+    assert report.validated_verdicts(fixed, "g") == [
+        "- **d**, deepfm, k = 0.5: AEFS (ours) vs none (all fields) (lr_1e-3) -0.0500 (2 SE 0.0141): BELOW."]
 
 
 def test_frontier_marks_points_no_other_point_beats():

@@ -243,3 +243,106 @@ def test_aux_fill_fast_path_equals_the_plain_fill(b, m, residual):
                 tape.gradient(lw, [rows, aux, plain.fill, plain.projection]))
     for a, c in grads:
         np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
+
+
+# --- The mixed form's fill, factored into the backbone ----------------------
+
+
+def _mixed_pair(backbone, linear_fields):
+    """The mixed form (fill factored into the backbone) and its scattered
+    reference, with the same (non-zero) weights, copied layer by layer."""
+    sel = ak.experimental.ResearchAEFS(k=3, dropout=0.0, always_keep=(1,), main_weighting="unit",
+                                       dropped_fill="aux", linear_fields=linear_fields)
+    kw = {"hidden_units": [16, 8], "d_main": 8, "embeddings_initializer": keras.initializers.RandomNormal(stddev=0.5)}
+    keras.utils.set_random_seed(1)
+    fast = ak.build_model(_schema(), backbone, sel, **kw)
+    builder._SCATTERED_REFERENCE = True
+    try:
+        ref = ak.build_model(_schema(), backbone, sel, **kw)
+    finally:
+        builder._SCATTERED_REFERENCE = False
+    rng = np.random.default_rng(5)
+    for layer in fast.layers:
+        if layer.name.startswith("dropped_fill"):  # zeros at the start: make the fill count
+            layer.set_weights([rng.normal(size=w.shape).astype("float32") for w in layer.get_weights()])
+        ref.get_layer(layer.name).set_weights(layer.get_weights())
+    return fast, ref
+
+
+def _grads_by_path(model, x, y):
+    loss, grads = _loss_and_grads(model, x, y)
+    return loss, dict(zip([v.path for v in model.trainable_variables], grads))
+
+
+@pytest.mark.parametrize("backbone, linear_fields, fold", [("dnn", "selected", True), ("deepfm", "selected", True),
+                                                           ("deepfm", "all", True), ("wide_deep", "selected", True),
+                                                           ("deepfm", "selected", False)])
+def test_factored_fill_equals_the_scattered_mixed_form(tmp_path, monkeypatch, backbone, linear_fields, fold):
+    from aefs_keras.layers import mlp
+
+    # The fill folded into the first layer's kernel (large batches) or added
+    # to the placed rows (small ones): both must be the scattered model.
+    monkeypatch.setattr(mlp, "FOLD_MIN_BATCH", 0 if fold else 10**9)
+    fast, ref = _mixed_pair(backbone, linear_fields)
+    assert fast.get_layer("dropped_fill").factored and not ref.get_layer("dropped_fill").factored
+    assert fast.get_layer("main_embedding").output_mode == "compact"
+    x, y = _x()
+    want = _main(ref(x, training=False))
+    np.testing.assert_allclose(_main(fast(x, training=False)), want, atol=1e-5)
+    lf, gf = _grads_by_path(fast, x, y)
+    lr, gr = _grads_by_path(ref, x, y)
+    np.testing.assert_allclose(lf, lr, rtol=1e-5)
+    assert gf.keys() == gr.keys()
+    assert np.abs(gf["dropped_fill/projection"]).max() > 0
+    _assert_same_grads([gf[k] for k in sorted(gf)], [gr[k] for k in sorted(gf)])
+    # Saved, reloaded and served: the same outputs (the training calls above
+    # moved the selector's statistics, so compare with the model as saved).
+    want = _main(fast(x, training=False))
+    fast.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.get_layer("dropped_fill").factored
+    np.testing.assert_allclose(_main(loaded(x, training=False)), want, atol=1e-6)
+    served = tf.saved_model.load(ak.export(fast, str(tmp_path), "m")).signatures["serving_default"]
+    got = served(**{k: tf.constant(v) for k, v in x.items()})
+    np.testing.assert_allclose(got["probability"].numpy(), want, atol=1e-5)
+
+
+def test_backbones_without_a_factored_fill_get_it_assembled():
+    sel = ak.experimental.ResearchAEFS(k=3, always_keep=(1,), main_weighting="unit", dropped_fill="aux")
+    for backbone in ("dcn", "mlcc"):
+        model = ak.build_model(_schema(), backbone, sel, hidden_units=[4], d_main=4)
+        assert not model.get_layer("dropped_fill").factored
+    # The residual fill adds to the kept rows too: assembled, also for DeepFM.
+    sel = ak.experimental.ResearchAEFS(k=3, always_keep=(1,), main_weighting="unit", dropped_fill="aux_residual")
+    assert not ak.build_model(_schema(), "deepfm", sel, hidden_units=[4], d_main=4).get_layer("dropped_fill").factored
+
+
+def test_fill_matmul_and_fill_sums_by_numpy():
+    from aefs_keras.ops import fill_matmul, fill_sums, fill_vectors
+
+    rng = np.random.default_rng(7)
+    b, e, d, h = 5, 3, 4, 6
+    codes = rng.normal(size=(b, F, e)).astype("float32")
+    weights = rng.normal(size=(F, e, d)).astype("float32")
+    kernel = rng.normal(size=(F * d, h)).astype("float32")
+    vectors = np.einsum("bfe,fed->bfd", codes, weights)
+    np.testing.assert_allclose(fill_vectors(codes, weights), vectors, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fill_matmul(codes, weights, kernel), vectors.reshape(b, F * d) @ kernel,
+                               rtol=1e-4, atol=1e-4)
+    total, squares = fill_sums(codes, weights)
+    np.testing.assert_allclose(total, vectors.sum(1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(squares, (vectors ** 2).sum((1, 2)), rtol=1e-5, atol=1e-4)
+
+
+def test_factored_fill_needs_the_compact_aux_fill():
+    from aefs_keras.experimental.dropped_field_fill import DroppedFieldFill
+
+    for bad in ({"compact": False, "from_aux": True}, {"from_aux": False}, {"from_aux": True, "residual": True}):
+        with pytest.raises(ValueError, match="`factored=True` needs"):
+            DroppedFieldFill(F, factored=True, **bad)
+    with pytest.raises(ValueError, match="fill_weights=None"):
+        L.DNN([4], num_fields=F)(np.ones((2, 3, 4), "float32"), indices=np.array([[0, 1, 2]] * 2),
+                                fill_codes=np.zeros((2, F, 2), "float32"))
+    with pytest.raises(ValueError, match="needs the compact call"):
+        L.DNN([4])(np.ones((2, F, 4), "float32"), fill_codes=np.zeros((2, F, 2), "float32"),
+                   fill_weights=np.zeros((F, 2, 4), "float32"))

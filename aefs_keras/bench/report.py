@@ -241,6 +241,13 @@ def _searched(results, grid) -> bool:
     return any(len(v) > 1 for v in seen.values())
 
 
+def _fixed_variants(results, grid) -> bool:
+    """True when every method of `grid` ran one variant and some are named
+    (not "default"): a confirmation of variants chosen elsewhere."""
+    variants = {r["variant"] for r in results if r["grid"] == grid}
+    return bool(variants) and variants != {"default"} and not _searched(results, grid)
+
+
 def validated_table(results, grid: str) -> str | None:
     """Each method at its validated best: the chosen variant and its
     settings, its validation and test AUC, and the other variants'
@@ -569,6 +576,10 @@ def write_report(payload: dict[str, Any], out_dir: str, report_path: str, comman
             parts += ["AEFS at its validated best against each method at its own (difference of mean test "
                       "AUC; within noise = at most two standard errors):", ""] + \
                 validated_verdicts(results, grid) + [""]
+        elif _fixed_variants(results, grid):
+            parts += ["Each method ran one variant, fixed before these runs (the grid's comment in the config "
+                      "says how); AEFS against each method (difference of mean test AUC; within noise = at "
+                      "most two standard errors):", ""] + validated_verdicts(results, grid) + [""]
         v = verdicts(results, grid)
         if v:
             parts += ["AEFS at k = 0.5 against the baselines (difference of mean test AUC; "

@@ -37,9 +37,10 @@ class ResearchAEFS(AEFS):
             "zeros" (default, the paper), "learned", one learned vector
             per field, or "aux", that plus a learned projection of the
             field's auxiliary embedding (`DroppedFieldFill`; the backbone
-            then takes all F fields, without the compact fast path), or
-            "aux_residual": that fill for every field, with a kept
-            field's main embedding added to it.
+            then takes all F fields: DNN, DeepFM and Wide&Deep take the
+            fill factored into their first layer and FM, the others as a
+            (B, F, d) tensor), or "aux_residual": that fill for every
+            field, with a kept field's main embedding added to it.
         linear_fields: whose first-order weights (the width-1 table of
             DeepFM and Wide&Deep) are read: "selected" (default, the
             paper) or "all", every field's (F values per example more; the
@@ -141,19 +142,25 @@ class ResearchAEFS(AEFS):
         # the wide part stays whole.
         return FieldEmbedding(field_sizes, 1, embeddings_initializer="zeros", name="linear_embedding", **layout)(ids)
 
-    def backbone_inputs(self, emb, linear, indices, compact, num_fields, aux=None):
+    def backbone_inputs(self, emb, linear, indices, compact, num_fields, aux=None, factored_fill=False):
         if self.dropped_fill == "zeros":
             return super().backbone_inputs(emb, linear, indices, compact, num_fields)
         from aefs_keras.experimental.dropped_field_fill import DroppedFieldFill
 
-        if self.dropped_fill in ("aux", "aux_residual"):
+        kept = {}
+        if self.dropped_fill == "aux" and compact and factored_fill:
+            # The backbone takes the fill factored: no (B, F, d) tensor.
+            fill = DroppedFieldFill(num_fields, compact=True, from_aux=True, factored=True,
+                                    name="dropped_fill")(emb, indices, aux)
+            kept = {"indices": indices, "fill_codes": fill["codes"], "fill_weights": fill["weights"]}
+        elif self.dropped_fill in ("aux", "aux_residual"):
             emb = DroppedFieldFill(num_fields, compact=compact, from_aux=True,
                                    residual=self.dropped_fill == "aux_residual", name="dropped_fill")(emb, indices, aux)
         else:
             emb = DroppedFieldFill(num_fields, compact=compact, name="dropped_fill")(emb, indices)
         if linear is not None and self.linear_fields == "selected":
             linear = DroppedFieldFill(num_fields, compact=compact, name="dropped_fill_linear")(linear, indices)
-        return emb, linear, {}
+        return emb, linear, kept
 
     def aux_embeddings(self, selected):
         if self.aux_input == "selected":

@@ -30,6 +30,14 @@ class Backbone(keras.layers.Layer):
       form (zeros at the other fields). That needs `num_fields` (F); the
       builder passes it. Default False: a user's backbone gets the
       scattered (B, F, d) form.
+    - With `supports_factored_fill = True` (and compact), the class also
+      accepts `fill_codes` (B, F, e) and `fill_weights` (F, e, d): every
+      field f then holds fill_codes[b, f] @ fill_weights[f] plus its kept
+      row, if any (the codes are zero at the kept fields), and the result
+      must equal the call on that (B, F, d) tensor. The mixed form's fill
+      of the dropped fields comes so (`ops.fill_vectors`); `deep()` takes
+      it folded into the first layer. Default False: the builder then
+      assembles the (B, F, d) tensor.
 
     This base class gives the MLP part (`mlp` and `head`, built by the
     default `build`), `deep()` (the MLP on the flattened fields, compact or
@@ -55,6 +63,7 @@ class Backbone(keras.layers.Layer):
 
     uses_linear = False
     supports_compact = False
+    supports_factored_fill = False
 
     def __init__(self, hidden_units=(400, 400, 400), dropout=0.0, batch_norm=False,
                  num_fields=None, **kwargs):
@@ -107,18 +116,32 @@ class Backbone(keras.layers.Layer):
         placed = place_fields(embeddings, indices, self.num_fields)
         return tf.reshape(placed, [-1, self.num_fields * embeddings.shape[-1]])
 
-    def deep(self, embeddings, indices=None, training=None):
+    def deep(self, embeddings, indices=None, training=None, fill=None):
         """MLP(flatten(embeddings)); on compact rows, without the zero blocks
-        in the first layer's backward pass."""
+        in the first layer's backward pass (`fill`: (codes, weights) of a
+        factored fill, see the contract)."""
         if indices is None:
+            if fill is not None:
+                raise ValueError(f"{type(self).__name__}: a factored fill (`fill_codes`) needs the compact "
+                                 "call (`indices`). Received: indices=None")
             return self.mlp(self.flatten(embeddings), training=training)
-        return self.mlp.call_on_fields(embeddings, indices, self.num_fields, training=training)
+        return self.mlp.call_on_fields(embeddings, indices, self.num_fields, training=training, fill=fill)
+
+    @staticmethod
+    def fill_of(fill_codes, fill_weights):
+        """(codes, weights), or None when the call has no factored fill."""
+        if fill_codes is None:
+            return None
+        if fill_weights is None:
+            raise ValueError("`fill_codes` needs `fill_weights` (F, e, d). Received: fill_weights=None")
+        return fill_codes, fill_weights
 
     def build(self, embeddings_shape, linear_shape=None, indices_shape=None):
         self.build_deep(self.field_shape(embeddings_shape, indices_shape))
 
-    def call(self, embeddings, linear=None, indices=None, training=None):
-        return self.head(self.deep(embeddings, indices, training=training))
+    def call(self, embeddings, linear=None, indices=None, training=None, fill_codes=None, fill_weights=None):
+        fill = self.fill_of(fill_codes, fill_weights)
+        return self.head(self.deep(embeddings, indices, training=training, fill=fill))
 
     def build_deep(self, field_shape):
         flat = (field_shape[0], field_shape[1] * field_shape[2])

@@ -31,17 +31,19 @@ class DeepFM(Backbone):
 
     uses_linear = True
     supports_compact = True
+    supports_factored_fill = True
 
     def __init__(self, hidden_units=(400, 400, 400), dropout=0.0, batch_norm=False, num_fields=None,
                  **kwargs):
         super().__init__(hidden_units, dropout, batch_norm, num_fields, **kwargs)
         self.fm = FactorizationMachine(name="fm")
 
-    def call(self, embeddings, linear=None, indices=None, training=None):
-        logit = self.head(self.deep(embeddings, indices, training=training))
+    def call(self, embeddings, linear=None, indices=None, training=None, fill_codes=None, fill_weights=None):
+        fill = self.fill_of(fill_codes, fill_weights)
+        logit = self.head(self.deep(embeddings, indices, training=training, fill=fill))
         # Zero vectors add nothing to the FM or the linear sum, so on compact
-        # rows both run over the kept fields only.
-        logit = logit + self.fm(embeddings)
+        # rows both run over the kept fields only (plus the factored fill).
+        logit = logit + self.fm(embeddings, fill)
         if linear is not None:
             logit = logit + self.linear_logit(linear)
         return logit

@@ -21,4 +21,6 @@ class DNN(Backbone):
     TensorShape([2, 1])
     """
 
-    supports_compact = True  # the base class's build and call are the DNN
+    # The base class's build and call are the DNN.
+    supports_compact = True
+    supports_factored_fill = True

@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from aefs_keras.ops import fill_sums
+
 
 @keras.saving.register_keras_serializable(package="aefs_keras")
 class FactorizationMachine(keras.layers.Layer):
@@ -20,10 +22,18 @@ class FactorizationMachine(keras.layers.Layer):
     Reference: Rendle, "Factorization Machines", ICDM 2010.
     """
 
-    def call(self, embeddings):
-        square_of_sum = tf.square(tf.reduce_sum(embeddings, axis=1))
-        sum_of_square = tf.reduce_sum(tf.square(embeddings), axis=1)
-        return 0.5 * tf.reduce_sum(square_of_sum - sum_of_square, axis=-1, keepdims=True)
+    def call(self, embeddings, fill=None):
+        """`fill`: None, or (codes, weights) of a low-rank fill for the
+        fields whose `embeddings` are zero (`aefs_keras.ops.fill_sums`): the
+        FM of the filled fields without their (B, F, d) vectors. The codes
+        must be zero where a field has an embedding (no cross terms)."""
+        total = tf.reduce_sum(embeddings, axis=1)
+        if fill is None:
+            sum_of_square = tf.reduce_sum(tf.square(embeddings), axis=1)
+            return 0.5 * tf.reduce_sum(tf.square(total) - sum_of_square, axis=-1, keepdims=True)
+        fill_total, fill_squares = fill_sums(*fill)
+        squares = tf.reduce_sum(tf.square(embeddings), axis=[1, 2]) + fill_squares
+        return 0.5 * (tf.reduce_sum(tf.square(total + fill_total), -1, keepdims=True) - squares[:, None])
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 1)

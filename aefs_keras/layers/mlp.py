@@ -5,7 +5,15 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from aefs_keras.ops import fields_matmul, place_fields
+from aefs_keras.ops import fields_matmul, fill_matmul, fill_vectors, place_fields
+
+
+# From this many rows, the first layer takes a factored fill folded into its
+# kernel (`ops.fill_matmul`: a fixed cost per call, then e / d of the dense
+# work per row); below it, as vectors added to the placed rows (no fixed
+# cost). The crossover measured on a 2-core CPU, F = 39, d 64, h 400, is
+# about 200 rows (docs/scale.md).
+FOLD_MIN_BATCH = 256
 
 
 def check_hidden_units(hidden_units):
@@ -63,21 +71,41 @@ class MLP(keras.layers.Layer):
             x = layer(x, training=training)
         return x
 
-    def call_on_fields(self, rows, indices, num_fields, training=None):
+    def call_on_fields(self, rows, indices, num_fields, training=None, fill=None):
         """The same as `call(flatten(place_fields(rows, indices, num_fields)))`,
         with the first layer's backward pass on the kept fields only (see
-        `aefs_keras.ops.fields_matmul`)."""
+        `aefs_keras.ops.fields_matmul`).
+
+        `fill`: None, or (codes, weights) of a low-rank fill added to the
+        placed rows (`aefs_keras.ops.fill_vectors`); from `FOLD_MIN_BATCH`
+        rows the first layer takes it folded (`ops.fill_matmul`), without
+        the (B, F, d) tensor."""
         if not self.hidden_units:
             placed = place_fields(rows, indices, num_fields)
+            if fill is not None:
+                placed = placed + fill_vectors(*fill)
             return tf.reshape(placed, [-1, num_fields * rows.shape[-1]])
         with tf.name_scope(self.name):
             first = self.blocks[0]
-            x = fields_matmul(rows, indices, tf.convert_to_tensor(first.kernel), num_fields)
+            kernel = tf.convert_to_tensor(first.kernel)
+            if fill is None:
+                x = fields_matmul(rows, indices, kernel, num_fields)
+            else:
+                x = tf.cond(tf.shape(rows)[0] >= FOLD_MIN_BATCH,
+                            lambda: fields_matmul(rows, indices, kernel, num_fields) + fill_matmul(*fill, kernel),
+                            lambda: self._placed_with_fill(rows, indices, num_fields, fill, kernel))
             if first.use_bias:
                 x = tf.nn.bias_add(x, tf.convert_to_tensor(first.bias))
             for layer in self.blocks[1:]:
                 x = layer(x, training=training)
         return x
+
+    @staticmethod
+    def _placed_with_fill(rows, indices, num_fields, fill, kernel):
+        # Small batches (serving): the fill's vectors added to the placed rows
+        # and one dense matmul, cheaper than the fold's fixed cost.
+        placed = place_fields(rows, indices, num_fields) + fill_vectors(*fill)
+        return tf.matmul(tf.reshape(placed, [-1, num_fields * rows.shape[-1]]), kernel)
 
     def compute_output_shape(self, input_shape):
         if not self.hidden_units:

@@ -29,9 +29,11 @@ class WideDeep(Backbone):
 
     uses_linear = True
     supports_compact = True
+    supports_factored_fill = True
 
-    def call(self, embeddings, linear=None, indices=None, training=None):
-        logit = self.head(self.deep(embeddings, indices, training=training))
+    def call(self, embeddings, linear=None, indices=None, training=None, fill_codes=None, fill_weights=None):
+        fill = self.fill_of(fill_codes, fill_weights)
+        logit = self.head(self.deep(embeddings, indices, training=training, fill=fill))
         if linear is not None:
             logit = logit + self.linear_logit(linear)
         return logit
