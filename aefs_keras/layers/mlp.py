@@ -11,8 +11,8 @@ from aefs_keras.ops import fields_matmul, fill_matmul, fill_vectors, place_field
 # From this many rows, the first layer takes a factored fill folded into its
 # kernel (`ops.fill_matmul`: a fixed cost per call, then e / d of the dense
 # work per row); below it, as vectors added to the placed rows (no fixed
-# cost). The crossover measured on a 2-core CPU, F = 39, d 64, h 400, is
-# about 200 rows (docs/scale.md).
+# cost). The crossover measured on a 2-core CPU, F = 39, d 64, h 400, lies
+# between 128 and 256 rows (`benchmarks/fill_fold.py`, docs/scale.md).
 FOLD_MIN_BATCH = 256
 
 
