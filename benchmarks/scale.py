@@ -22,7 +22,8 @@ are reported.
 `serving`: both models (one pass of training each) exported, then their
 `serving_default` timed at each `--serve-batches` size in `--rounds`
 interleaved rounds (median of 30 calls per round); each round gives one
-AEFS / none ratio.
+AEFS / none ratio. Also the op count of each exported signature (its graph
+and the functions it calls).
 `profile`: op time by model stage (forward, backward, optimizer) of one
 training step and of one serving call of the exported model, from TF
 profiler traces, with the wall time of each.
@@ -199,6 +200,8 @@ def run_serve_batches(cfg):
     x, _, _ = _data(cfg["rows_per_field"], max(cfg["serve_batches"]), 1)
     names = ("none", "aefs")
     served = {n: tf.saved_model.load(cfg["paths"][n]).signatures["serving_default"] for n in names}
+    graphs = {n: fn.graph.as_graph_def() for n, fn in served.items()}
+    ops = {n: len(g.node) + sum(len(f.node_def) for f in g.library.function) for n, g in graphs.items()}
     out = []
     for b in cfg["serve_batches"]:
         xb = {k: tf.constant(v[:b]) for k, v in x.items()}
@@ -210,7 +213,7 @@ def run_serve_batches(cfg):
                 ms[n].append(1e3 * _serving_time(served[n], xb, cfg["serve_calls"]))
         out.append({"serve_batch": b, "serve_call_ms": {n: _summary(v) for n, v in ms.items()},
                     "serve_ratio": _summary([c / a for a, c in zip(ms["aefs"], ms["none"])])})
-    return {"by_batch": out}
+    return {"ops_in_graph": ops, "by_batch": out}
 
 
 def write_json(result, path):
