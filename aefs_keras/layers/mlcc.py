@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from aefs_keras.ops import fields_matmul, place_fields
+from aefs_keras.ops import place_fields
 
 
 def _positive_int(name, value):
@@ -170,23 +170,16 @@ class MLCC(keras.layers.Layer):
         """The same as `call(place_fields(rows, indices, num_fields))` for the
         kept fields' rows (B, m, D): the layered crossing runs on the m kept
         fields only (an unkept field's zero vector crosses to zero, and the
-        local compressor has no bias); with one channel the global
-        compressor's backward pass is grouped by field too."""
+        local compressor has no bias). The global compressor is one dense
+        product on the placed fields: grouping its backward pass by field
+        was slower (docs/scale.md, "The grouped backward pass, measured
+        again")."""
         s, e = self.channels, self.channel_width
         m = tf.shape(rows)[1]
         x = tf.transpose(tf.reshape(rows, [-1, m, s, e]), [0, 2, 1, 3])  # (B, S, m, e)
-        if s == 1:
-            # The global compressor with its backward grouped by field, as the
-            # first MLP layer (rows as wide as the embedding: it pays).
-            kernel = tf.convert_to_tensor(self.global_kernel)[0]
-            dynamic = fields_matmul(rows, indices, kernel, num_fields)[:, None]  # (B, 1, H*per_head)
-        else:
-            # Per channel the rows are only e wide and the sort would be done
-            # S times: one dense product per channel on the placed fields was
-            # faster in `benchmarks/scale.py aefs --backbones mc_mlcc`.
-            placed = tf.reshape(place_fields(rows, indices, num_fields), [-1, num_fields, s, e])
-            flat = tf.reshape(tf.transpose(placed, [0, 2, 1, 3]), [-1, s, num_fields * e])
-            dynamic = tf.einsum("bsi,sio->bso", flat, self.global_kernel)  # (B, S, H*per_head)
+        placed = tf.reshape(place_fields(rows, indices, num_fields), [-1, num_fields, s, e])
+        flat = tf.reshape(tf.transpose(placed, [0, 2, 1, 3]), [-1, s, num_fields * e])
+        dynamic = tf.einsum("bsi,sio->bso", flat, self.global_kernel)  # (B, S, H*per_head)
         local = self._local_input(self._levels(x, dynamic), rows)
         return self._compress(place_fields(local, indices, num_fields))
 

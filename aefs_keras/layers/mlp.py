@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from aefs_keras.ops import fields_matmul, fill_matmul, fill_vectors, place_fields
+from aefs_keras.ops import fill_matmul, fill_vectors, place_fields
 
 
 # From this many rows, the first layer takes a factored fill folded into its
@@ -72,9 +72,10 @@ class MLP(keras.layers.Layer):
         return x
 
     def call_on_fields(self, rows, indices, num_fields, training=None, fill=None):
-        """The same as `call(flatten(place_fields(rows, indices, num_fields)))`,
-        with the first layer's backward pass on the kept fields only (see
-        `aefs_keras.ops.fields_matmul`).
+        """`call(flatten(place_fields(rows, indices, num_fields)))`: the kept
+        rows placed and one dense product (a backward pass grouped by field,
+        `ops.fields_matmul`, was slower in the whole step: docs/scale.md,
+        "The grouped backward pass, measured again").
 
         `fill`: None, or (codes, weights) of a low-rank fill added to the
         placed rows (`aefs_keras.ops.fill_vectors`); from `FOLD_MIN_BATCH`
@@ -89,11 +90,13 @@ class MLP(keras.layers.Layer):
             first = self.blocks[0]
             kernel = tf.convert_to_tensor(first.kernel)
             if fill is None:
-                x = fields_matmul(rows, indices, kernel, num_fields)
+                x = self._placed_matmul(place_fields(rows, indices, num_fields), kernel)
             else:
                 x = tf.cond(tf.shape(rows)[0] >= FOLD_MIN_BATCH,
-                            lambda: fields_matmul(rows, indices, kernel, num_fields) + fill_matmul(*fill, kernel),
-                            lambda: self._placed_with_fill(rows, indices, num_fields, fill, kernel))
+                            lambda: self._placed_matmul(place_fields(rows, indices, num_fields), kernel)
+                            + fill_matmul(*fill, kernel),
+                            lambda: self._placed_matmul(place_fields(rows, indices, num_fields)
+                                                        + fill_vectors(*fill), kernel))
             if first.use_bias:
                 x = tf.nn.bias_add(x, tf.convert_to_tensor(first.bias))
             for layer in self.blocks[1:]:
@@ -101,11 +104,9 @@ class MLP(keras.layers.Layer):
         return x
 
     @staticmethod
-    def _placed_with_fill(rows, indices, num_fields, fill, kernel):
-        # Small batches (serving): the fill's vectors added to the placed rows
-        # and one dense matmul, cheaper than the fold's fixed cost.
-        placed = place_fields(rows, indices, num_fields) + fill_vectors(*fill)
-        return tf.matmul(tf.reshape(placed, [-1, num_fields * rows.shape[-1]]), kernel)
+    def _placed_matmul(placed, kernel):
+        shape = placed.shape
+        return tf.matmul(tf.reshape(placed, [-1, shape[1] * shape[2]]), kernel)
 
     def compute_output_shape(self, input_shape):
         if not self.hidden_units:
