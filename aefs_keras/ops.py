@@ -181,6 +181,10 @@ def fields_matmul(rows, indices, kernel, num_fields: int):
     """`flatten(place_fields(rows, indices, F)) @ kernel`, with a backward
     pass that touches only the kept fields' kernel blocks.
 
+    Not on the model path: in the whole training step the plain dense
+    backward pass was faster (docs/scale.md, "The grouped backward pass,
+    measured again"); `benchmarks/first_layer.py` still compares the two.
+
     Args:
         rows: (B, m, d) kept field vectors (m = k, or F while warming up).
         indices: (B, m) their fields, distinct within a row.
