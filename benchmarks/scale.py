@@ -256,30 +256,18 @@ def _summary(values):
             "values": values}
 
 
-def _aefs_pair(cfg):
+def _exported_pair(train_kind, serve_kind, cfg):
+    """`train_kind` in one child (it exports both models to a temporary
+    folder), then `serve_kind` on the exports in another."""
     import shutil
     import tempfile
 
     tmp = tempfile.mkdtemp(prefix="scale_export_")
     try:
-        res = _child("aefs", {**cfg, "export_dir": tmp})
+        res = _child(train_kind, {**cfg, "export_dir": tmp})
         if "error" not in res:
-            res.update(_child("serve", {**cfg, "paths": res.pop("paths")}))
-        return res
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _serving_pair(cfg):
-    import shutil
-    import tempfile
-
-    tmp = tempfile.mkdtemp(prefix="scale_export_")
-    try:
-        res = _child("export", {**cfg, "export_dir": tmp})
-        if "error" in res:
-            return {**cfg, **res}
-        return {**cfg, **_child("serve_batches", {**cfg, "paths": res["paths"]})}
+            res.update(_child(serve_kind, {**cfg, "paths": res.pop("paths")}))
+        return {**cfg, **res}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -411,19 +399,18 @@ def main(argv=None):
         elif args.what == "aefs":
             for backbone in args.backbones:
                 for d in args.d_main:
-                    res = _aefs_pair({"rows_per_field": args.rows_per_field, "d_main": d,
-                                          "selection": args.selection,
-                                          "backbone": backbone, "batch": 4096, "serve_batch": 512,
-                                          "serve_calls": 40, "epochs": args.epochs,
-                                          "rounds": args.rounds, "repeat": r})
+                    res = _exported_pair("aefs", "serve", {
+                        "rows_per_field": args.rows_per_field, "d_main": d, "selection": args.selection,
+                        "backbone": backbone, "batch": 4096, "serve_batch": 512, "serve_calls": 40,
+                        "epochs": args.epochs, "rounds": args.rounds, "repeat": r})
                     results.append(res)
                     print(json.dumps(res), flush=True)
         elif args.what == "serving":
             for d in args.d_main:
-                res = _serving_pair({"rows_per_field": args.rows_per_field, "d_main": d,
-                                     "selection": args.selection, "backbone": args.backbones[0],
-                                     "serve_batches": args.serve_batches, "serve_calls": 30,
-                                     "rounds": args.rounds, "repeat": r})
+                res = _exported_pair("export", "serve_batches", {
+                    "rows_per_field": args.rows_per_field, "d_main": d, "selection": args.selection,
+                    "backbone": args.backbones[0], "serve_batches": args.serve_batches, "serve_calls": 30,
+                    "rounds": args.rounds, "repeat": r})
                 results.append(res)
                 print(json.dumps(res), flush=True)
         else:

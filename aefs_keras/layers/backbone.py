@@ -117,9 +117,8 @@ class Backbone(keras.layers.Layer):
         return tf.reshape(placed, [-1, self.num_fields * embeddings.shape[-1]])
 
     def deep(self, embeddings, indices=None, training=None, fill=None):
-        """MLP(flatten(embeddings)); on compact rows, without the zero blocks
-        in the first layer's backward pass (`fill`: (codes, weights) of a
-        factored fill, see the contract)."""
+        """MLP(flatten(embeddings)), also on compact rows (`fill`: (codes,
+        weights) of a factored fill, see the contract)."""
         if indices is None:
             if fill is not None:
                 raise ValueError(f"{type(self).__name__}: a factored fill (`fill_codes`) needs the compact "

@@ -73,15 +73,14 @@ class DCN(Backbone):
 
     def call(self, embeddings, linear=None, indices=None, training=None):
         # The cross layers multiply by x0 elementwise, so they need the
-        # scattered x0; the parallel MLP can skip the zero blocks.
+        # scattered x0; the parallel MLP takes the same flat input.
         x0 = self.flat_input(embeddings, indices)
         x = x0
         for cross in self.crosses:
             x = cross(x0, x)
         if self.structure == "stacked":
             return self.head(self.mlp(x, training=training))
-        deep = self.deep(embeddings, indices, training=training)
-        return self.head(tf.concat([x, deep], axis=-1))
+        return self.head(tf.concat([x, self.mlp(x0, training=training)], axis=-1))
 
     def get_config(self):
         config = super().get_config()

@@ -89,14 +89,13 @@ class MLP(keras.layers.Layer):
         with tf.name_scope(self.name):
             first = self.blocks[0]
             kernel = tf.convert_to_tensor(first.kernel)
+            placed = place_fields(rows, indices, num_fields)
             if fill is None:
-                x = self._placed_matmul(place_fields(rows, indices, num_fields), kernel)
+                x = self._placed_matmul(placed, kernel)
             else:
                 x = tf.cond(tf.shape(rows)[0] >= FOLD_MIN_BATCH,
-                            lambda: self._placed_matmul(place_fields(rows, indices, num_fields), kernel)
-                            + fill_matmul(*fill, kernel),
-                            lambda: self._placed_matmul(place_fields(rows, indices, num_fields)
-                                                        + fill_vectors(*fill), kernel))
+                            lambda: self._placed_matmul(placed, kernel) + fill_matmul(*fill, kernel),
+                            lambda: self._placed_matmul(placed + fill_vectors(*fill), kernel))
             if first.use_bias:
                 x = tf.nn.bias_add(x, tf.convert_to_tensor(first.bias))
             for layer in self.blocks[1:]:
