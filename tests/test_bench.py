@@ -43,6 +43,11 @@ def test_grid_expansion_and_quick():
      r"Unknown setting\(s\) \['epochs'\]"),
     (_config(selections=["none"], backbone=["dnn"]), r"unknown key\(s\) \['backbone'\]"),
     ({"grids": []}, "`grids` must be a non-empty list"),
+    ({**_config(selections=["none"]), "summary": {"pairs": [{"dataset": "frappe", "backbone": "deepfm",
+                                                            "grid": "nope"}]}},
+     r"`summary` names grid 'nope'"),
+    ({**_config(selections=["none"]), "summary": {"pairs": [{"dataset": "frappe"}]}},
+     r"exactly `dataset`, `backbone` and `grid`"),
 ])
 def test_config_errors_name_the_key_and_value(bad, message):
     with pytest.raises(ValueError, match=message):
@@ -196,6 +201,36 @@ def test_validated_best_is_chosen_on_validation_not_test():
     assert not report._fixed_variants([{**r, "variant": "default"} for r in fixed], "g")
     assert report.validated_verdicts(fixed, "g") == [
         "- **d**, deepfm, k = 0.5: AEFS (ours) vs none (all fields) (lr_1e-3) -0.0500 (2 SE 0.0141): BELOW."]
+
+
+def test_summary_takes_each_pair_from_its_own_grid():
+    def run(grid, ds, sel, variant, val, auc, k_ratio=0.5):
+        return {"grid": grid, "dataset": ds, "backbone": "deepfm", "selection": sel,
+                "k_ratio": None if sel == "none" else k_ratio, "variant": variant, "val_auc": val, "auc": auc,
+                "overrides": {}, "k": 2}
+    rs = ([run("a", "d1", "none", "lr", 0.7, a) for a in (0.80, 0.82)]
+          + [run("a", "d1", "aefs_adafs", "mixed", 0.7, a) for a in (0.81, 0.83)]
+          # grid b: AEFS's better validation variant is the worse one on test; it is the one reported
+          + [run("b", "d2", "none", "lr", 0.7, a) for a in (0.90, 0.90)]
+          + [run("b", "d2", "aefs_adafs", "good_val", 0.8, a) for a in (0.85, 0.87)]
+          + [run("b", "d2", "aefs_adafs", "bad_val", 0.6, a) for a in (0.95, 0.95)]
+          # a grid the summary does not name: ignored
+          + [run("c", "d2", "aefs_adafs", "x", 0.9, a) for a in (0.99, 0.99)]
+          + [run("k", "d1", sel, "v", 0.7, auc, kr) for sel, kr, auc in
+             (("static", 0.3, 0.70), ("static", 0.7, 0.80), ("aefs_adafs", 0.3, 0.74), ("aefs_adafs", 0.7, 0.78))])
+    lines = report.summary_section(rs, {"pairs": [{"dataset": "d1", "backbone": "deepfm", "grid": "a"},
+                                                  {"dataset": "d2", "backbone": "deepfm", "grid": "b"},
+                                                  {"dataset": "d3", "backbone": "deepfm", "grid": "a"}],
+                                        "aukc_grid": "k"})
+    text = "\n".join(lines)
+    # d1: +0.0100, 2 SE = 2 * sqrt(0.01414^2 / 2 * 2) = 0.0283 -> within noise
+    assert "| d1 | deepfm | `a` | lr, 0.8100 ± 0.0141 | mixed, 0.8200 ± 0.0141 | +0.0100 (0.0283) | within noise | 2, 2 |" in text
+    # d2: 0.86 - 0.90 = -0.0400, 2 SE = 2 * sqrt(0.01414^2 / 2) = 0.0200 -> below
+    assert "| d2 | deepfm | `b` | lr, 0.9000 ± 0.0000 | good_val, 0.8600 ± 0.0141 | -0.0400 (0.0200) | BELOW |" in text
+    assert "on 1 of 2 pairs; below it on d2 deepfm -0.0400 (2 SE 0.0200)." in text
+    assert "No runs yet for: d3 deepfm (a)." in text
+    # AUKC: mean of the two k points: AEFS 0.76, static 0.75
+    assert "d1 (deepfm) 0.7600 against 0.7500: at least the static top-k's." in text
 
 
 def test_frontier_marks_points_no_other_point_beats():

@@ -62,6 +62,7 @@ def run(args) -> int:
         if subprocess.run(cmd).returncode != 0:
             print("bench: the peer check failed; the report leaves it out", file=sys.stderr)
     payload["notes"] = cfg.source.get("notes")
+    payload["summary"] = cfg.source.get("summary")
     if os.path.exists(peer_path):
         import json
 

@@ -24,7 +24,14 @@ is the product dataset x backbone x selection x k ratio x variant x seed:
     peer: {script: benchmarks/deepctr_accuracy.py, datasets: [frappe], seeds: [0, 1, 2]}
 
 `none` runs once per seed (k does not apply to it). `peer` runs the
-DeepCTR accuracy check after the grid (not with --quick).
+DeepCTR accuracy check after the grid (not with --quick). `summary` puts a
+table at the top of the report: for each listed (dataset, backbone), AEFS
+against no selection at k = F/2 in the named grid, and AEFS's AUKC against
+the static top-k's in `aukc_grid`:
+
+    summary:
+      pairs: [{dataset: frappe, backbone: deepfm, grid: fair}]
+      aukc_grid: fair_k
 
 A grid's `search` gives each method its own variants, in place of
 `variants`, for a per-method search chosen on validation AUC (the report's
@@ -156,10 +163,10 @@ def load_config(path_or_dict, quick: bool = False) -> BenchConfig:
     from aefs_keras.builder import BACKBONES
 
     raw = _read(path_or_dict) if isinstance(path_or_dict, str) else dict(path_or_dict)
-    unknown = set(raw) - {"name", "settings", "grids", "quick", "notes", "peer"}
+    unknown = set(raw) - {"name", "settings", "grids", "quick", "notes", "peer", "summary"}
     if unknown:
         raise ValueError(f"Unknown top-level config key(s) {sorted(unknown)}; "
-                         "known: name, settings, grids, quick, notes, peer")
+                         "known: name, settings, grids, quick, notes, peer, summary")
     settings = dict(SETTINGS)
     user_settings = raw.get("settings") or {}
     bad = set(user_settings) - set(SETTINGS)
@@ -221,4 +228,23 @@ def load_config(path_or_dict, quick: bool = False) -> BenchConfig:
                 if spec.key not in seen:
                     seen.add(spec.key)
                     runs.append(spec)
+    _check_summary(raw.get("summary"), [g.get("name", f"grid{i}") for i, g in enumerate(grids)])
     return BenchConfig(raw.get("name", "bench"), settings, runs, raw)
+
+
+def _check_summary(summary, grid_names):
+    if summary is None:
+        return
+    if not isinstance(summary, dict) or set(summary) - {"pairs", "aukc_grid", "k_ratio"}:
+        raise ValueError("`summary` must be a mapping with `pairs` and optionally `aukc_grid` and `k_ratio`. "
+                         f"Received: summary={summary!r}")
+    for pair in summary.get("pairs") or []:
+        if not isinstance(pair, dict) or set(pair) != {"dataset", "backbone", "grid"}:
+            raise ValueError("each `summary` pair must have exactly `dataset`, `backbone` and `grid`. "
+                             f"Received: {pair!r}")
+        if pair["grid"] not in grid_names:
+            raise ValueError(f"`summary` names grid {pair['grid']!r}, which the config does not have; "
+                             f"its grids: {grid_names}")
+    if summary.get("aukc_grid") is not None and summary["aukc_grid"] not in grid_names:
+        raise ValueError(f"`summary` names aukc_grid {summary['aukc_grid']!r}, which the config does not "
+                         f"have; its grids: {grid_names}")

@@ -106,13 +106,11 @@ def grid_table(results, grid: str) -> str:
     return "\n".join(rows)
 
 
-def aukc_table(results, grid: str) -> str | None:
-    """ERASE's AUKC, normalised: the area under mean test AUC against the
-    k ratio divided by the k range (the average AUC over k; trapezoids).
-    In a searched grid each k's point is the variant chosen on validation
-    at that k (`validated`), else the default variant."""
+def _aukc_curves(results, grid: str) -> dict[tuple, dict[float, tuple[float, str]]]:
+    """{(dataset, backbone, method): {k ratio: (mean test AUC, variant)}}
+    for the methods of `grid` with at least two k ratios."""
     curves: dict[tuple, dict[float, tuple[float, str]]] = {}
-    if _searched(results, grid):
+    if _searched(results, grid) or _fixed_variants(results, grid):
         for (ds, bb, sel, kr), (variant, rs) in validated(results, grid).items():
             if kr is not None:
                 curves.setdefault((ds, bb, sel), {})[kr] = (_stats([r["auc"] for r in rs])[0], variant)
@@ -120,17 +118,86 @@ def aukc_table(results, grid: str) -> str | None:
         for (g, ds, bb, sel, kr, variant), rs in groups(results).items():
             if g == grid and kr is not None and variant == "default":
                 curves.setdefault((ds, bb, sel), {})[kr] = (_stats([r["auc"] for r in rs])[0], variant)
-    curves = {k: v for k, v in curves.items() if len(v) >= 2}
+    return {k: v for k, v in curves.items() if len(v) >= 2}
+
+
+def _aukc(points: dict[float, tuple[float, str]]) -> float:
+    ks = sorted(points)
+    area = sum((ks[i + 1] - ks[i]) * (points[ks[i]][0] + points[ks[i + 1]][0]) / 2 for i in range(len(ks) - 1))
+    return area / (ks[-1] - ks[0])
+
+
+def aukc_table(results, grid: str) -> str | None:
+    """ERASE's AUKC, normalised: the area under mean test AUC against the
+    k ratio divided by the k range (the average AUC over k; trapezoids).
+    In a searched grid (or one of named variants fixed beforehand) each k's
+    point is the variant chosen on validation at that k (`validated`), else
+    the default variant."""
+    curves = _aukc_curves(results, grid)
     if not curves:
         return None
     rows = ["| dataset | backbone | method | k ratios | AUKC (mean AUC over k) | variant per k |",
             "|---|---|---|---|---|---|"]
     for (ds, bb, sel), pts in curves.items():
         ks = sorted(pts)
-        area = sum((ks[i + 1] - ks[i]) * (pts[ks[i]][0] + pts[ks[i + 1]][0]) / 2 for i in range(len(ks) - 1))
         rows.append(f"| {ds} | {bb} | {LABELS.get(sel, sel)} | {', '.join(f'{k:g}' for k in ks)} | "
-                    f"{area / (ks[-1] - ks[0]):.4f} | {', '.join(pts[k][1] for k in ks)} |")
+                    f"{_aukc(pts):.4f} | {', '.join(pts[k][1] for k in ks)} |")
     return "\n".join(rows)
+
+
+def _verdict(c) -> str:
+    if c["within_noise"] is None:
+        return "too few seeds to judge"
+    return "within noise" if c["within_noise"] else ("ABOVE" if c["diff"] > 0 else "BELOW")
+
+
+def summary_section(results, summary: dict) -> list[str]:
+    """The config's `summary`: for each listed (dataset, backbone) the
+    verdict of AEFS (mini-AdaFS) at k = F/2 against no selection, each at
+    its validated best in the grid named for that pair, and AEFS's AUKC
+    against the static top-k's in `aukc_grid`. Lines of markdown; a pair
+    whose runs are missing says so."""
+    k_ratio = float(summary.get("k_ratio", 0.5))
+    lines = ["| dataset | backbone | grid | none: variant, test AUC | AEFS: variant, test AUC | "
+             "AEFS minus none (2 SE) | verdict | seeds (none, AEFS) |", "|---|---|---|---|---|---|---|---|"]
+    met, missed, missing = 0, [], []
+    for pair in summary.get("pairs", []):
+        ds, bb, grid = pair["dataset"], pair["backbone"], pair["grid"]
+        chosen = validated(results, grid)
+        none, aefs = chosen.get((ds, bb, "none", None)), chosen.get((ds, bb, "aefs_adafs", k_ratio))
+        if none is None or aefs is None:
+            missing.append(f"{ds} {bb} ({grid})")
+            continue
+        a, b = [r["auc"] for r in aefs[1]], [r["auc"] for r in none[1]]
+        c = compare(a, b)
+        verdict = _verdict(c)
+        if verdict in ("within noise", "ABOVE"):
+            met += 1
+        else:
+            missed.append(f"{ds} {bb} {c['diff']:+.4f} (2 SE {c['bound']:.4f})")
+        lines.append(f"| {ds} | {bb} | `{grid}` | {none[0]}, {_fmt(*_stats(b)[:2])} | {aefs[0]}, "
+                     f"{_fmt(*_stats(a)[:2])} | {c['diff']:+.4f} ({c['bound']:.4f}) | {verdict} | "
+                     f"{len(b)}, {len(a)} |")
+    total = met + len(missed)
+    lines += ["", f"AEFS is within two standard errors of no selection or above it on {met} of {total} pairs"
+              + (f"; below it on {'; '.join(missed)}." if missed else ".")]
+    if missing:
+        lines.append(f"No runs yet for: {', '.join(missing)}.")
+    aukc_grid = summary.get("aukc_grid")
+    if aukc_grid:
+        curves = _aukc_curves(results, aukc_grid)
+        parts = []
+        for (ds, bb, sel), pts in curves.items():
+            static = curves.get((ds, bb, "static"))
+            if sel != "aefs_adafs" or static is None:
+                continue
+            ours, theirs = _aukc(pts), _aukc(static)
+            parts.append(f"{ds} ({bb}) {ours:.4f} against {theirs:.4f}: "
+                         + ("at least the static top-k's" if ours >= theirs else "BELOW the static top-k's"))
+        if parts:
+            lines += ["", f"AEFS's AUKC over k (grid `{aukc_grid}`, each k at its validated best): "
+                      + "; ".join(parts) + "."]
+    return lines
 
 
 def verdicts(results, grid: str, k_ratio: float = 0.5) -> list[str]:
@@ -562,6 +629,11 @@ def write_report(payload: dict[str, Any], out_dir: str, report_path: str, comman
     ]
     if payload.get("notes"):
         parts += [payload["notes"].strip(), ""]
+    if payload.get("summary"):
+        parts += ["## Summary: AEFS at k = F/2 against no selection, each at its validated best", "",
+                  "For each (dataset, backbone), the grid named in the config's `summary` (the widest search "
+                  "and the most seeds for that pair); the variants were chosen on validation AUC, the test "
+                  "split played no part.", ""] + summary_section(results, payload["summary"]) + [""]
     headline = headline_table(results, grids[0]) if grids else None
     if headline:
         parts += ["## Headline: k = F/2", "", headline, ""]
