@@ -27,6 +27,8 @@ and the functions it calls).
 `profile`: op time by model stage (forward, backward, optimizer) of one
 training step and of one serving call of the exported model, from TF
 profiler traces, with the wall time of each.
+`--hidden-units 64 32 --batch 1024` times `aefs` and `profile` at the
+size of the accuracy grid (benchmarks/configs/results.yaml).
 Every configuration runs in its own child process, one after the other,
 so that one's memory cannot slow the next.
 """
@@ -143,7 +145,8 @@ def run_aefs(cfg):
     names = ("none", "aefs")
     selection = cfg.get("selection", "aefs")
     models = {n: _model(cfg["rows_per_field"], None if n == "none" else selection, cfg["d_main"],
-                        "rowwise_adagrad", [400, 400, 400], cfg["backbone"]) for n in names}
+                        "rowwise_adagrad", cfg.get("hidden_units", [400, 400, 400]), cfg["backbone"])
+              for n in names}
     activated = {n: m.activated_embedding_parameters() for n, m in models.items()}
     for m in models.values():
         m.fit(ds, epochs=1, verbose=0)  # trace and warm up
@@ -328,7 +331,7 @@ def run_profile(cfg):
 
     x, _, ds = _data(cfg["rows_per_field"], cfg["batch"], 4)
     model = _model(cfg["rows_per_field"], cfg["selection"], cfg["d_main"], "rowwise_adagrad",
-                   [400, 400, 400], cfg.get("backbone", "deepfm"))
+                   cfg.get("hidden_units", [400, 400, 400]), cfg.get("backbone", "deepfm"))
     model.fit(ds, epochs=1, verbose=0)
     tmp = tempfile.mkdtemp(prefix="scale_profile_")
     try:
@@ -379,6 +382,9 @@ def main(argv=None):
                              "alignment losses' weights at 0)")
     parser.add_argument("--serve-batches", type=int, nargs="+", default=[64, 512, 4096],
                         help="serving: batch sizes timed")
+    parser.add_argument("--hidden-units", type=int, nargs="+", default=[400, 400, 400],
+                        help="aefs, profile: the backbone MLP")
+    parser.add_argument("--batch", type=int, default=4096, help="aefs, profile: training batch size")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     if args.what == "_child":
@@ -401,7 +407,8 @@ def main(argv=None):
                 for d in args.d_main:
                     res = _exported_pair("aefs", "serve", {
                         "rows_per_field": args.rows_per_field, "d_main": d, "selection": args.selection,
-                        "backbone": backbone, "batch": 4096, "serve_batch": 512, "serve_calls": 40,
+                        "backbone": backbone, "batch": args.batch, "hidden_units": args.hidden_units,
+                        "serve_batch": 512, "serve_calls": 40,
                         "epochs": args.epochs, "rounds": args.rounds, "repeat": r})
                     results.append(res)
                     print(json.dumps(res), flush=True)
@@ -417,15 +424,18 @@ def main(argv=None):
             for d in args.d_main:
                 for selection in (None, args.selection):
                     res = _child(args.what, {"rows_per_field": args.rows_per_field, "d_main": d,
-                                          "selection": selection, "batch": 4096, "serve_batch": 512,
+                                          "selection": selection, "batch": args.batch,
+                                          "hidden_units": args.hidden_units, "serve_batch": 512,
                                           "backbone": args.backbones[0], "repeat": r})
                     results.append(res)
                     print(json.dumps(res), flush=True)
     if args.out:
         os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
         machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}"
+        # glibc malloc settings change step times by up to a third (docs/scale.md): record them
+        malloc = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
         with open(args.out, "w") as f:
-            json.dump({"machine": machine, "results": results}, f, indent=1)
+            json.dump({"machine": machine, "malloc_env": malloc, "results": results}, f, indent=1)
 
 
 if __name__ == "__main__":
