@@ -54,6 +54,31 @@ def scatter_fields(values, indices, num_fields: int):
     return tf.scatter_nd(where, values, out_shape)
 
 
+def field_sums(embeddings):
+    """(sum over fields (B, d), sum of squared entries (B,)) of `embeddings`
+    (B, F, d): the two sums of the FM, without the (B, F, d) square.
+
+    TF's own gradient of `reduce_sum(square(e))` and `reduce_sum(e, 1)` writes
+    several (B, F, d) temporaries (the square, two broadcasts, their
+    products and sum); this one writes dE = g_sum + 2 g_squares e at once.
+    The squares come from the Euclidean-norm reduction, which reads e once.
+    """
+    @tf.custom_gradient
+    def sums(e):
+        total = tf.reduce_sum(e, axis=1)
+        flat = tf.reshape(e, [tf.shape(e)[0], -1])
+        squares = tf.square(tf.math.reduce_euclidean_norm(flat, axis=1))
+
+        def grad(g_total, g_squares):
+            g_total = tf.zeros_like(total) if g_total is None else g_total
+            g_squares = tf.zeros_like(squares) if g_squares is None else g_squares
+            return e * (2.0 * g_squares)[:, None, None] + g_total[:, None, :]
+
+        return (total, squares), grad
+
+    return tf.autograph.experimental.do_not_convert(sums)(embeddings)
+
+
 # --- The compact fast path -------------------------------------------------
 #
 # With early selection each row keeps k of F fields. The "scattered" form puts

@@ -324,7 +324,34 @@ def test_alignment_weight_zero_drops_its_term():
 
 def test_fm_exact():
     e = np.array([[[1.0, 2.0], [3.0, 4.0], [0.0, 0.0]]], "float32")
-    assert L.FactorizationMachine()(e).numpy().tolist() == [[11.0]]
+    # 1*3 + 2*4; the squares come from a norm (sqrt, then squared): exact to float rounding
+    np.testing.assert_allclose(L.FactorizationMachine()(e).numpy(), [[11.0]], rtol=1e-6)
+
+
+def test_fm_output_and_gradient_by_numpy():
+    # FM = sum over field pairs i < j of <e_i, e_j>; its gradient at e_f is
+    # the sum of the other fields' vectors. `field_sums` states that gradient
+    # by hand, so check it against numpy (zero rows: unselected fields).
+    rng = np.random.default_rng(0)
+    e = rng.normal(size=(3, 5, 4)).astype("float32")
+    e[1, 2] = 0.0
+    w = rng.normal(size=(3, 1)).astype("float32")
+    x = tf.constant(e)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = L.FactorizationMachine()(x)
+        y = tf.reduce_sum(out * w)
+    pairs = np.array([[sum(e[b, i] @ e[b, j] for i in range(5) for j in range(i + 1, 5))] for b in range(3)])
+    np.testing.assert_allclose(out.numpy(), pairs, rtol=1e-5, atol=1e-5)
+    total = e.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(tape.gradient(y, x).numpy(), w[:, :, None] * (total - e), rtol=1e-5, atol=1e-6)
+    # One of the two sums used alone: the other's gradient counts as zero.
+    from aefs_keras.ops import field_sums
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        squares = field_sums(x)[1]
+    np.testing.assert_allclose(squares.numpy(), (e ** 2).sum(axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(tape.gradient(squares, x).numpy(), 2 * e, rtol=1e-6)
 
 
 def test_mvfs_temperature_grows_with_training_steps():

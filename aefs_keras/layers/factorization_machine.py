@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from aefs_keras.ops import fill_sums
+from aefs_keras.ops import field_sums, fill_sums
 
 
 @keras.saving.register_keras_serializable(package="aefs_keras")
@@ -16,7 +16,7 @@ class FactorizationMachine(keras.layers.Layer):
 
     >>> import numpy as np
     >>> e = np.array([[[1., 2.], [3., 4.]]], "float32")
-    >>> FactorizationMachine()(e).numpy().tolist()  # 1*3 + 2*4
+    >>> FactorizationMachine()(e).numpy().round(4).tolist()  # 1*3 + 2*4
     [[11.0]]
 
     Reference: Rendle, "Factorization Machines", ICDM 2010.
@@ -27,13 +27,11 @@ class FactorizationMachine(keras.layers.Layer):
         fields whose `embeddings` are zero (`aefs_keras.ops.fill_sums`): the
         FM of the filled fields without their (B, F, d) vectors. The codes
         must be zero where a field has an embedding (no cross terms)."""
-        total = tf.reduce_sum(embeddings, axis=1)
-        if fill is None:
-            sum_of_square = tf.reduce_sum(tf.square(embeddings), axis=1)
-            return 0.5 * tf.reduce_sum(tf.square(total) - sum_of_square, axis=-1, keepdims=True)
-        fill_total, fill_squares = fill_sums(*fill)
-        squares = tf.reduce_sum(tf.square(embeddings), axis=[1, 2]) + fill_squares
-        return 0.5 * (tf.reduce_sum(tf.square(total + fill_total), -1, keepdims=True) - squares[:, None])
+        total, squares = field_sums(embeddings)
+        if fill is not None:
+            fill_total, fill_squares = fill_sums(*fill)
+            total, squares = total + fill_total, squares + fill_squares
+        return 0.5 * (tf.reduce_sum(tf.square(total), -1, keepdims=True) - squares[:, None])
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 1)
