@@ -136,8 +136,11 @@ class AlignmentLoss(keras.layers.Layer):
         m = tf.reshape(mask, [-1])
         p_sq = tf.reduce_sum(tf.matmul(a, tf.matmul(v, v, transpose_b=True)) * a, -1)
         p_e = tf.reduce_sum(_times_constant(e, v) * a, -1)
-        per_field = tf.square(m) * p_sq - 2.0 * m * p_e + tf.reduce_sum(tf.square(e), -1)
-        return tf.reduce_mean(per_field) / float(d_main)
+        # |e|^2 is a constant of the loss (e is a stop-gradient target): its
+        # mean comes from one norm reduction, not a (B*m, d_main) square.
+        e_sq = tf.square(tf.math.reduce_euclidean_norm(e)) / tf.cast(tf.shape(e)[0], e.dtype)
+        per_field = tf.square(m) * p_sq - 2.0 * m * p_e
+        return (tf.reduce_mean(per_field) + e_sq) / float(d_main)
 
     def call(self, inputs):
         main_p = inputs["main_probability"]
