@@ -359,25 +359,33 @@ def validated_verdicts(results, grid: str, k_ratio: float = 0.5) -> list[str]:
     return lines
 
 
+def _machine_label(rs) -> str:
+    """The CPU name of the runs' machine ("mixed" when they ran on several)."""
+    names = {str(r.get("machine", "unknown")).split(",")[0] for r in rs}
+    return names.pop() if len(names) == 1 else "mixed"
+
+
 def _frontier_points(results, grid):
     """{(dataset, backbone): [(method, k ratio, mean AUC, embedding values,
-    train ex/s, serve ex/s)]} over `grid`'s default variants."""
+    train ex/s, serve ex/s, machine)]} over `grid`'s default variants."""
     out: dict[tuple, list] = {}
     for (g, ds, bb, sel, kr, variant), rs in groups(results).items():
         if g == grid and variant == "default":
             out.setdefault((ds, bb), []).append((
                 sel, kr, _stats([r["auc"] for r in rs])[0], rs[0]["activated_embedding_parameters"],
                 _stats([r["train_examples_per_s"] for r in rs])[0],
-                _stats([r["serving_examples_per_s"] for r in rs])[0]))
+                _stats([r["serving_examples_per_s"] for r in rs])[0], _machine_label(rs)))
     return out
 
 
-def _on_frontier(point, points, cost) -> bool:
+def _on_frontier(point, points, cost, same_machine=False) -> bool:
     """No other point has at least its AUC at no more cost, and one of the
-    two strictly better."""
+    two strictly better. With `same_machine` (time costs) only points timed
+    on the same machine compete: throughput is not comparable across
+    machines."""
     auc, c = point[2], cost(point)
     return not any(q is not point and q[2] >= auc and cost(q) <= c and (q[2] > auc or cost(q) < c)
-                   for q in points)
+                   and (not same_machine or q[6] == point[6]) for q in points)
 
 
 def frontier_table(results, grid: str) -> str | None:
@@ -388,13 +396,17 @@ def frontier_table(results, grid: str) -> str | None:
     if not data or all(len(v) < 2 for v in data.values()):
         return None
     costs = {"values": lambda q: q[3], "train": lambda q: 1 / q[4], "serve": lambda q: 1 / q[5]}
+    machines = len({q[6] for points in data.values() for q in points}) > 1
     rows = ["| dataset | backbone | method | k ratio | test AUC | emb. values / ex | train ex/s | serve ex/s | "
-            "on the frontier of AUC against |", "|---|---|---|---|---|---|---|---|---|"]
+            + ("machine (times compared within it) | " if machines else "")
+            + "on the frontier of AUC against |", "|---|---|---|---|---|---|---|---|" + ("---|" if machines else "")
+            + "---|"]
     for (ds, bb), points in data.items():
         for q in sorted(points, key=lambda q: (q[3], -q[2])):
-            marks = [name for name, cost in costs.items() if _on_frontier(q, points, cost)]
+            marks = [name for name, cost in costs.items() if _on_frontier(q, points, cost, name != "values")]
             rows.append(f"| {ds} | {bb} | {LABELS.get(q[0], q[0])} | {'-' if q[1] is None else f'{q[1]:g}'} | "
-                        f"{q[2]:.4f} | {q[3]:,} | {q[4]:,.0f} | {q[5]:,.0f} | {', '.join(marks) or '-'} |")
+                        f"{q[2]:.4f} | {q[3]:,} | {q[4]:,.0f} | {q[5]:,.0f} | " + (f"{q[6]} | " if machines else "")
+                        + f"{', '.join(marks) or '-'} |")
     return "\n".join(rows)
 
 
@@ -417,9 +429,10 @@ def plot_frontier(results, grid, path) -> bool:
             for sel in dict.fromkeys(q[0] for q in points):
                 mine = sorted((q for q in points if q[0] == sel), key=cost)
                 ax.plot([cost(q) for q in mine], [q[2] for q in mine], marker="o", label=LABELS.get(sel, sel))
-            front = sorted((q for q in points if _on_frontier(q, points, cost)), key=cost)
-            ax.plot([cost(q) for q in front], [q[2] for q in front], color="black", lw=2, alpha=0.25,
-                    label="frontier")
+            if row == 0 or len({q[6] for q in points}) == 1:  # times: one machine, or no frontier line
+                front = sorted((q for q in points if _on_frontier(q, points, cost)), key=cost)
+                ax.plot([cost(q) for q in front], [q[2] for q in front], color="black", lw=2, alpha=0.25,
+                        label="frontier")
             ax.set_xlabel(xlabel)
             ax.grid(alpha=0.3)
             if row == 0:
