@@ -201,8 +201,8 @@ def summary_section(results, summary: dict) -> list[str]:
 
 
 def verdicts(results, grid: str, k_ratio: float = 0.5) -> list[str]:
-    """AEFS (mini-AdaFS) at `k_ratio` against AdaFS (late) and no selection,
-    per dataset and backbone of `grid`: AUC within noise, and the cut in
+    """AEFS (mini-AdaFS) at `k_ratio` against AdaFS (late), the static top-k
+    and no selection, per dataset and backbone of `grid`: AUC within noise, and the cut in
     activated embedding parameters per example (target: at least 35 %)."""
     lines = []
     g = groups(results)
@@ -211,7 +211,7 @@ def verdicts(results, grid: str, k_ratio: float = 0.5) -> list[str]:
             continue
         aefs = [r["auc"] for r in rs]
         parts = []
-        for other, okr in (("adafs", k_ratio), ("none", None)):
+        for other, okr in (("adafs", k_ratio), ("static", k_ratio), ("none", None)):
             ors = g.get((gr, ds, bb, other, okr, "default"))
             if not ors:
                 continue
