@@ -216,11 +216,7 @@ def verdicts(results, grid: str, k_ratio: float = 0.5) -> list[str]:
             if not ors:
                 continue
             c = compare(aefs, [r["auc"] for r in ors])
-            if c["within_noise"] is None:
-                verdict = "too few seeds to judge"
-            else:
-                verdict = "within noise" if c["within_noise"] else ("ABOVE" if c["diff"] > 0 else "BELOW")
-            parts.append(f"vs {LABELS[other]} {c['diff']:+.4f} (2 SE {c['bound']:.4f}): {verdict}")
+            parts.append(f"vs {LABELS[other]} {c['diff']:+.4f} (2 SE {c['bound']:.4f}): {_verdict(c)}")
         base = _none_params(results, gr, ds, bb)
         if base:  # a grid without a no-selection run has nothing to compare with
             cut = 1 - rs[0]["activated_embedding_parameters"] / base
@@ -351,9 +347,7 @@ def validated_verdicts(results, grid: str, k_ratio: float = 0.5) -> list[str]:
             if (d2, b2) != (ds, bb) or s2 == sel or k2 not in (None, k_ratio):
                 continue
             c = compare([r["auc"] for r in rs], [r["auc"] for r in ors])
-            verdict = ("too few seeds to judge" if c["within_noise"] is None else
-                       "within noise" if c["within_noise"] else ("ABOVE" if c["diff"] > 0 else "BELOW"))
-            parts.append(f"vs {LABELS.get(s2, s2)} ({v2}) {c['diff']:+.4f} (2 SE {c['bound']:.4f}): {verdict}")
+            parts.append(f"vs {LABELS.get(s2, s2)} ({v2}) {c['diff']:+.4f} (2 SE {c['bound']:.4f}): {_verdict(c)}")
         if parts:
             lines.append(f"- **{ds}**, {bb}, k = {k_ratio:g}: AEFS ({variant}) " + "; ".join(parts) + ".")
     return lines
