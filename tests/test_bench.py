@@ -221,7 +221,7 @@ def test_summary_takes_each_pair_from_its_own_grid():
     lines = report.summary_section(rs, {"pairs": [{"dataset": "d1", "backbone": "deepfm", "grid": "a"},
                                                   {"dataset": "d2", "backbone": "deepfm", "grid": "b"},
                                                   {"dataset": "d3", "backbone": "deepfm", "grid": "a"}],
-                                        "aukc_grid": "k"})
+                                        "aukc_grid": "k", "note": "See elsewhere."})
     text = "\n".join(lines)
     # d1: +0.0100, 2 SE = 2 * sqrt(0.01414^2 / 2 * 2) = 0.0283 -> within noise
     assert "| d1 | deepfm | `a` | lr, 0.8100 ± 0.0141 | mixed, 0.8200 ± 0.0141 | +0.0100 (0.0283) | within noise | 2, 2 |" in text
@@ -231,6 +231,7 @@ def test_summary_takes_each_pair_from_its_own_grid():
     assert "No runs yet for: d3 deepfm (a)." in text
     # AUKC: mean of the two k points: AEFS 0.76, static 0.75
     assert "d1 (deepfm) 0.7600 against 0.7500: at least the static top-k's." in text
+    assert lines[-1] == "See elsewhere."
 
 
 def test_frontier_marks_points_no_other_point_beats():

@@ -27,11 +27,12 @@ is the product dataset x backbone x selection x k ratio x variant x seed:
 DeepCTR accuracy check after the grid (not with --quick). `summary` puts a
 table at the top of the report: for each listed (dataset, backbone), AEFS
 against no selection at k = F/2 in the named grid, and AEFS's AUKC against
-the static top-k's in `aukc_grid`:
+the static top-k's in `aukc_grid`, then the `note` (markdown):
 
     summary:
       pairs: [{dataset: frappe, backbone: deepfm, grid: fair}]
       aukc_grid: fair_k
+      note: "frappe trained to convergence: docs/frappe_long.md"
 
 A grid's `search` gives each method its own variants, in place of
 `variants`, for a per-method search chosen on validation AUC (the report's
@@ -235,9 +236,9 @@ def load_config(path_or_dict, quick: bool = False) -> BenchConfig:
 def _check_summary(summary, grid_names):
     if summary is None:
         return
-    if not isinstance(summary, dict) or set(summary) - {"pairs", "aukc_grid", "k_ratio"}:
-        raise ValueError("`summary` must be a mapping with `pairs` and optionally `aukc_grid` and `k_ratio`. "
-                         f"Received: summary={summary!r}")
+    if not isinstance(summary, dict) or set(summary) - {"pairs", "aukc_grid", "k_ratio", "note"}:
+        raise ValueError("`summary` must be a mapping with `pairs` and optionally `aukc_grid`, `k_ratio` and "
+                         f"`note`. Received: summary={summary!r}")
     for pair in summary.get("pairs") or []:
         if not isinstance(pair, dict) or set(pair) != {"dataset", "backbone", "grid"}:
             raise ValueError("each `summary` pair must have exactly `dataset`, `backbone` and `grid`. "

@@ -197,6 +197,8 @@ def summary_section(results, summary: dict) -> list[str]:
         if parts:
             lines += ["", f"AEFS's AUKC over k (grid `{aukc_grid}`, each k at its validated best): "
                       + "; ".join(parts) + "."]
+    if summary.get("note"):
+        lines += ["", str(summary["note"]).strip()]
     return lines
 
 
