@@ -581,3 +581,32 @@ def test_count_budget_through_fit_preprocessing(tmp_path):
         fit(count_budget=5)
     with pytest.raises(ValueError, match="needs the arrow engine"):
         fit_preprocessing("criteo", [str(path)], progress=False, engine="tf", count_budget=100)
+
+
+def test_shuffle_rows_permutes_within_blocks_anew_each_epoch():
+    from aefs_keras.datasets.readers import shuffle_rows
+
+    n = 25
+    rows = tf.data.Dataset.from_tensor_slices(({"a": tf.range(n), "b": tf.range(n) * 10}, tf.range(n) * 100))
+    ds = shuffle_rows(rows.batch(3), batch_size=4, seed=7, block=10)  # uneven batches in, blocks of 10
+
+    def epoch():
+        out = list(ds)
+        assert [int(tf.shape(y)[0]) for _, y in out] == [4] * 6 + [1]
+        a = np.concatenate([x["a"].numpy() for x, _ in out])
+        # features and label stay together
+        np.testing.assert_array_equal(np.concatenate([x["b"].numpy() for x, _ in out]), a * 10)
+        np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in out]), a * 100)
+        return a
+
+    first, second = epoch(), epoch()
+    for a in (first, second):
+        # each row once, and each block of 10 rows stays in its own 10 positions
+        assert sorted(a) == list(range(n))
+        for start in range(0, n, 10):
+            assert sorted(a[start:start + 10]) == list(range(start, min(start + 10, n)))
+    assert list(first) != list(second)  # a new order each epoch
+    again = shuffle_rows(rows.batch(3), batch_size=4, seed=7, block=10)
+    assert list(np.concatenate([x["a"].numpy() for x, _ in again])) == list(first)  # seeded
+    other = shuffle_rows(rows.batch(3), batch_size=4, seed=8, block=10)
+    assert list(np.concatenate([x["a"].numpy() for x, _ in other])) != list(first)

@@ -11,7 +11,7 @@ import tensorflow as tf
 from aefs_keras.datasets.formats import (FORMATS, FRAPPE_FIELDS, MULTI_CATEGORICAL, LibsvmFormat, ReadReport,
                                          TextFormat)
 from aefs_keras.datasets.preprocess import Preprocessing
-from aefs_keras.datasets.readers import _check_paths, read_text
+from aefs_keras.datasets.readers import SHUFFLE_BLOCK, _check_paths, read_text, shuffle_rows
 from aefs_keras.datasets.records import is_parquet, read_parquet, read_tfrecord
 from aefs_keras.schema import list_padding
 
@@ -31,7 +31,10 @@ def load(format, paths, batch_size: int = 2048, strict: bool = False, shuffle: b
         batch_size: rows per batch (text: fewer where rows were skipped).
         strict: raise on the first bad row, naming file and line, instead
             of skipping and counting it.
-        shuffle: shuffle rows within a 100k-row buffer (seeded).
+        shuffle: shuffle rows within blocks of 100k rows, in a new order
+            each epoch (seeded; `readers.shuffle_rows`). With list columns,
+            whose batches are padded to different lengths, within a 100k-row
+            buffer (`unbatch().shuffle()`, several times slower).
         schema, label: for "tfrecord".
         split, split_mode, split_seed: a deterministic part of the rows,
             e.g. split=(0.0, 0.8) for training and (0.8, 1.0) for testing
@@ -70,12 +73,14 @@ def load(format, paths, batch_size: int = 2048, strict: bool = False, shuffle: b
         ds, report = read_text(format, paths, batch_size=batch_size, strict=strict, split=split,
                                split_mode=split_mode, split_seed=split_seed)
     if shuffle:
-        ds = ds.unbatch().shuffle(100_000, seed=seed, reshuffle_each_iteration=True)
-        # List columns differ in length between batches: pad again, with ""
-        # (the model's padding for string lists).
         lists = isinstance(format, TextFormat) and any(k == MULTI_CATEGORICAL for _, k in format.columns)
-        ds = ds.padded_batch(batch_size, padding_values=_list_padding(ds.element_spec)) if lists \
-            else ds.batch(batch_size)
+        if lists:
+            # List columns differ in length between batches: row by row, then
+            # pad again with "" (the model's padding for string lists).
+            ds = ds.unbatch().shuffle(SHUFFLE_BLOCK, seed=seed, reshuffle_each_iteration=True)
+            ds = ds.padded_batch(batch_size, padding_values=_list_padding(ds.element_spec))
+        else:
+            ds = shuffle_rows(ds, batch_size, seed)
         ds = ds.prefetch(tf.data.AUTOTUNE)
     return ds, report
 
