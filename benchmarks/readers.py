@@ -5,6 +5,7 @@
 Writes a Criteo-format file (label, 13 integers with blanks, 26 hex
 categoricals with Zipf-distributed values) of `--rows` rows, then, each in
 a fresh process: our streaming tf.data parse (`aefs_keras.datasets.load`),
+the same with `shuffle=True` (what training reads),
 our parse + preprocessing fit (`fit_preprocessing`, vocabularies with min
 count 2 and log-squared buckets) on the arrow engine and on the TensorFlow
 engine, and `pandas.read_csv` of the same file (C engine, dtypes declared;
@@ -35,8 +36,8 @@ if what.startswith("ours"):
 else:
     import pandas as pd
 t = time.perf_counter()
-if what == "ours_parse":
-    ds, report = ak.datasets.load("criteo", path, batch_size=8192)
+if what in ("ours_parse", "ours_parse_shuffled"):
+    ds, report = ak.datasets.load("criteo", path, batch_size=8192, shuffle=what.endswith("shuffled"))
     n = 0
     for _, y in ds:
         n += int(y.shape[0])
@@ -75,6 +76,10 @@ def write_file(path, rows, seed=0):
             f.write("\n".join("\t".join(r) for r in zip(*cols)) + "\n")
 
 
+READERS = ["ours_parse", "ours_parse_shuffled", "ours_parse_preprocess", "ours_parse_preprocess_tf",
+           "pandas_read_csv"]
+
+
 def child(what, path, rows):
     out = subprocess.run([sys.executable, "-c", CHILD, what, path, str(rows)], capture_output=True, text=True)
     if out.returncode != 0:
@@ -86,19 +91,21 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--readers", nargs="+", default=READERS, choices=READERS,
+                        help="which readers to time at the full size")
+    parser.add_argument("--full-only", action="store_true", help="skip the quarter and half files")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        sizes = [args.rows // 4, args.rows // 2, args.rows]
+        sizes = [args.rows] if args.full_only else [args.rows // 4, args.rows // 2, args.rows]
         for rows in sizes:
             path = os.path.join(tmp, f"criteo_{rows}.txt")
             write_file(path, rows)
             if rows != args.rows:
                 whats = ["ours_parse", "ours_parse_preprocess"]
             else:
-                whats = ["ours_parse", "ours_parse_preprocess", "ours_parse_preprocess_tf",
-                         "pandas_read_csv"] * args.repeats
+                whats = list(args.readers) * args.repeats
             for what in whats:
                 r = child(what, path, rows)
                 r["file_rows"] = rows
@@ -109,12 +116,13 @@ def main(argv=None):
             os.remove(path)
     full = [r for r in results if r["file_rows"] == args.rows]
     pandas = [r["rows_per_s"] for r in full if r["what"] == "pandas_read_csv"]
-    print(f"\nat {args.rows:,} rows, mean ± sd over {args.repeats} run(s), ratio to pandas.read_csv:")
-    for what in ("ours_parse", "ours_parse_preprocess", "ours_parse_preprocess_tf", "pandas_read_csv"):
+    print(f"\nat {args.rows:,} rows, mean ± sd over {args.repeats} run(s)"
+          + (", ratio to pandas.read_csv:" if pandas else ":"))
+    for what in args.readers:
         v = [r["rows_per_s"] for r in full if r["what"] == what]
         sd = statistics.stdev(v) if len(v) > 1 else float("nan")
-        print(f"  {what:<26} {statistics.mean(v):>10,.0f} ± {sd:,.0f} rows/s  "
-              f"{statistics.mean(v) / statistics.mean(pandas):.2f}x")
+        ratio = f"{statistics.mean(v) / statistics.mean(pandas):.2f}x" if pandas else ""
+        print(f"  {what:<26} {statistics.mean(v):>10,.0f} ± {sd:,.0f} rows/s  {ratio}")
     if args.out:
         machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}"
         with open(args.out, "w") as f:
