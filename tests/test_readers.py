@@ -269,6 +269,12 @@ def test_tfrecord_shards_round_trip(criteo_file, tmp_path):
     a, b = _read_all(ds), _read_all(back)
     assert a[1] == b[1] and a[0]["C26"] == b[0]["C26"]
     np.testing.assert_array_equal(np.array(a[0]["I2"]), np.array(b[0]["I2"]))  # NaN survives
+    # shuffle=True is honoured for TFRecord too: the same rows, features still with their labels
+    mixed, _ = load("tfrecord", paths, schema=pp.schema, shuffle=True, seed=3, batch_size=3)
+    c = _read_all(mixed)
+    rows = lambda f: sorted(zip(f[1], f[0]["C26"]))  # noqa: E731
+    assert rows(c) == rows(a) and len(c[1]) == len(a[1])
+    assert c[0]["C26"] != a[0]["C26"]  # and in another order
 
 
 def test_parquet(tmp_path):

@@ -52,7 +52,7 @@ def load(format, paths, batch_size: int = 2048, strict: bool = False, shuffle: b
     if format == "tfrecord":
         if schema is None:
             raise ValueError("format='tfrecord' needs `schema` (the artifact's schema).")
-        return read_tfrecord(paths, schema, label, batch_size), None
+        return read_tfrecord(paths, schema, label, batch_size, shuffle=shuffle, seed=seed), None
     if isinstance(format, str) and format in ("libsvm", "frappe"):
         format = LibsvmFormat(tuple(FRAPPE_FIELDS))
     if isinstance(format, str):

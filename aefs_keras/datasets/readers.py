@@ -388,12 +388,13 @@ def shuffle_rows(ds, batch_size: int, seed: int = 0, block: int = SHUFFLE_BLOCK)
     moved every row through tf.data on its own and read 17,000 rows/s where
     the unshuffled reader read 145,000 (docs/data.md): slower than training
     a DeepFM, so the reader set the pace. The batches' rows must have one
-    shape (no padded list columns: those take `unbatch().shuffle()`).
+    shape (no padded list columns: those take `unbatch().shuffle()`, or, as
+    TFRecord does, are shuffled as serialized records before parsing).
     """
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
     def permute(batch, pair):
-        order = tf.argsort(tf.random.stateless_uniform([tf.shape(batch[1])[0]], seed=pair))
+        order = tf.argsort(tf.random.stateless_uniform([tf.shape(tf.nest.flatten(batch)[0])[0]], seed=pair))
         return tf.nest.map_structure(lambda t: tf.gather(t, order), batch)
 
     return tf.data.Dataset.zip((ds.rebatch(block), seeds)).map(permute).rebatch(batch_size)

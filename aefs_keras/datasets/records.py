@@ -10,18 +10,22 @@ import tensorflow as tf
 
 from aefs_keras.datasets.formats import (CATEGORICAL, LABEL, MULTI_CATEGORICAL, PARQUET_SUFFIXES, SKIP,
                                          check_split_mode, csv_format, time_cuts)
-from aefs_keras.datasets.readers import _check_paths
+from aefs_keras.datasets.readers import SHUFFLE_BLOCK, _check_paths, shuffle_rows
 from aefs_keras.schema import dense_features, example_feature_spec
 
 
-def read_tfrecord(paths, schema, label: str = "label", batch_size: int = 2048):
+def read_tfrecord(paths, schema, label: str = "label", batch_size: int = 2048, shuffle: bool = False,
+                  seed: int = 0):
     """Streams TFRecord files of tf.Example (GZIP if they end in .gz) with
     the schema's raw features and a float label. A multi-valued field is
-    a list feature of any length (VarLen), padded per batch."""
+    a list feature of any length (VarLen), padded per batch. `shuffle`
+    shuffles the serialized records within blocks of 100k, anew each epoch
+    (`readers.shuffle_rows`), before they are parsed."""
     paths = _check_paths(paths)
     spec = {**example_feature_spec(schema), label: tf.io.FixedLenFeature([], tf.float32)}
     compression = "GZIP" if paths[0].endswith(".gz") else None
-    ds = tf.data.TFRecordDataset(paths, compression_type=compression).batch(batch_size)
+    ds = tf.data.TFRecordDataset(paths, compression_type=compression)
+    ds = shuffle_rows(ds.batch(SHUFFLE_BLOCK), batch_size, seed) if shuffle else ds.batch(batch_size)
 
     def parse(serialized):
         parsed = tf.io.parse_example(serialized, spec)
