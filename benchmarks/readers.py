@@ -94,14 +94,19 @@ def main(argv=None):
     parser.add_argument("--readers", nargs="+", default=READERS, choices=READERS,
                         help="which readers to time at the full size")
     parser.add_argument("--full-only", action="store_true", help="skip the quarter and half files")
+    parser.add_argument("--file", help="time the readers on this Criteo-format file (e.g. job.py's gzip "
+                                       "training file) instead of a generated one; --rows is then ignored")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
+    if args.file:
+        args.file = os.path.abspath(args.file)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        sizes = [args.rows] if args.full_only else [args.rows // 4, args.rows // 2, args.rows]
+        sizes = [args.rows] if args.full_only or args.file else [args.rows // 4, args.rows // 2, args.rows]
         for rows in sizes:
-            path = os.path.join(tmp, f"criteo_{rows}.txt")
-            write_file(path, rows)
+            path = args.file or os.path.join(tmp, f"criteo_{rows}.txt")
+            if not args.file:
+                write_file(path, rows)
             if rows != args.rows:
                 whats = ["ours_parse", "ours_parse_preprocess"]
             else:
@@ -111,12 +116,13 @@ def main(argv=None):
                 r["file_rows"] = rows
                 r["file_mib"] = os.path.getsize(path) / 2**20
                 results.append(r)
-                print(f"{what:<26} {rows:>10,} rows  {r['rows_per_s']:>10,.0f} rows/s  "
+                print(f"{what:<26} {r['rows']:>10,} rows  {r['rows_per_s']:>10,.0f} rows/s  "
                       f"peak RSS {r['peak_rss_mib']:,.0f} MiB", flush=True)
-            os.remove(path)
+            if not args.file:
+                os.remove(path)
     full = [r for r in results if r["file_rows"] == args.rows]
     pandas = [r["rows_per_s"] for r in full if r["what"] == "pandas_read_csv"]
-    print(f"\nat {args.rows:,} rows, mean ± sd over {args.repeats} run(s)"
+    print(f"\n{'on ' + args.file if args.file else f'at {args.rows:,} rows'}, mean ± sd over {args.repeats} run(s)"
           + (", ratio to pandas.read_csv:" if pandas else ":"))
     for what in args.readers:
         v = [r["rows_per_s"] for r in full if r["what"] == what]

@@ -145,7 +145,7 @@ def run_aefs(cfg):
     names = ("none", "aefs")
     selection = cfg.get("selection", "aefs")
     models = {n: _model(cfg["rows_per_field"], None if n == "none" else selection, cfg["d_main"],
-                        "rowwise_adagrad", cfg.get("hidden_units", [400, 400, 400]), cfg["backbone"])
+                        "rowwise_adagrad", cfg["hidden_units"], cfg["backbone"])
               for n in names}
     activated = {n: m.activated_embedding_parameters() for n, m in models.items()}
     for m in models.values():
@@ -331,7 +331,7 @@ def run_profile(cfg):
 
     x, _, ds = _data(cfg["rows_per_field"], cfg["batch"], 4)
     model = _model(cfg["rows_per_field"], cfg["selection"], cfg["d_main"], "rowwise_adagrad",
-                   cfg.get("hidden_units", [400, 400, 400]), cfg.get("backbone", "deepfm"))
+                   cfg["hidden_units"], cfg.get("backbone", "deepfm"))
     model.fit(ds, epochs=1, verbose=0)
     tmp = tempfile.mkdtemp(prefix="scale_profile_")
     try:

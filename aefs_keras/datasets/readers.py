@@ -385,9 +385,10 @@ def shuffle_rows(ds, batch_size: int, seed: int = 0, block: int = SHUFFLE_BLOCK)
     consecutive blocks of `block` rows, in a new order each epoch (seeded).
 
     Each block is permuted with one gather per feature. `unbatch().shuffle()`
-    moved every row through tf.data on its own and read 17,000 rows/s where
-    the unshuffled reader read 145,000 (docs/data.md): slower than training
-    a DeepFM, so the reader set the pace. The batches' rows must have one
+    moved every row through tf.data on its own and held its buffer as 100k
+    rows of separate tensors; with it the 10^6-row job (benchmarks/job.py)
+    trained at 8,023 rows/s and peaked at 2.0 GB, with this at 11,586 and
+    1.3 GB (docs/data.md, "The shuffled reader"). The batches' rows must have one
     shape (no padded list columns: those take `unbatch().shuffle()`, or, as
     TFRecord does, are shuffled as serialized records before parsing).
     """
