@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Schema": "schema", "Categorical": "schema", "Numeric": "schema",
     "MultiCategorical": "schema", "DenseNumeric": "schema",
-    "AdaFS": "selection", "AEFS": "selection",
+    "StaticTopK": "selection", "MixedDimension": "selection", "AdaFS": "selection", "AEFS": "selection",
     "BACKBONES": "builder", "build_model": "builder", "default_compile": "builder",
     "register_backbone": "builder",
     "CTRModel": "model",

@@ -14,7 +14,7 @@ from aefs_keras import layers as L
 from aefs_keras.memory import memory_plan
 from aefs_keras.model import CTRModel
 from aefs_keras.schema import Schema, as_schema
-from aefs_keras.selection import AdaFS, as_selection
+from aefs_keras.selection import AdaFS, MixedDimension, as_selection
 
 BACKBONES = {
     "dnn": L.DNN,
@@ -57,7 +57,7 @@ def _sigmoid(name):
 def build_model(
     schema: Schema | dict | str,
     backbone: str = "deepfm",
-    selection: str | AdaFS | None = None,
+    selection: str | AdaFS | MixedDimension | None = None,
     *,
     d_main: int = 32,
     hidden_units: Sequence[int] = (400, 400, 400),
@@ -75,10 +75,13 @@ def build_model(
         backbone: "deepfm" (default), "dcn", "wide_deep", "dnn", "mlcc",
             "mc_mlcc" (MLCC with 4 channels), or one added with
             `register_backbone`.
-        selection: None (all fields), an `AdaFS` object (late adaptive: all
-            fields looked up, hard top-k gate) or an `AEFS` object (early
-            adaptive: an auxiliary selector picks k fields, only those are
-            looked up); "adafs" and "aefs" stand for them.
+        selection: None (all fields); a `StaticTopK` object (the same k
+            fields for every example, the rest not read); a
+            `MixedDimension` object (the same k fields wide, the rest
+            narrow); an `AdaFS` object (late adaptive: all fields looked up,
+            hard top-k gate) or an `AEFS` object (early adaptive: an
+            auxiliary selector picks k fields, only those are looked up);
+            "static", "mixed_dimension", "adafs" and "aefs" stand for them.
         d_main: main embedding width.
         hidden_units, dropout: the backbone MLP.
         backbone_options: extra arguments of the backbone layer, e.g.
@@ -89,9 +92,10 @@ def build_model(
             "lazy_adam", "rowwise_adagrad", "sgd"): the tables and that
             state must fit in the memory available, else MemoryError before
             anything is allocated (see `aefs_keras.memory`). None skips it.
-        **selection_options: with `selection="adafs"` or `"aefs"`, options
-            of that method (`k=3`, `warmup_steps=100`, ...; see `AdaFS` and
-            `AEFS`). One that does not apply raises ValueError naming it.
+        **selection_options: with a selection named by its string, options
+            of that method (`k=3`, `warmup_steps=100`, ...; see `StaticTopK`,
+            `MixedDimension`, `AdaFS` and `AEFS`). One that does not apply
+            raises ValueError naming it.
 
     Example:
 
@@ -115,6 +119,9 @@ def build_model(
             f"`aux_backbone` must be None or one of {sorted(BACKBONES)}. "
             f"Received: aux_backbone={aux_backbone!r}"
         )
+    if isinstance(sel, MixedDimension):
+        return _build_static(schema, backbone, sel, d_main, hidden_units, dropout, backbone_options,
+                             embeddings_initializer, name, memory_check)
     num_fields = schema.num_fields
     k = sel.resolve_k(num_fields) if sel is not None else None
     sizes = schema.field_sizes
@@ -221,6 +228,36 @@ def build_model(
     })
     return CTRModel(inputs, {"probability": p_out, "aux_probability": p_aux}, schema=schema,
                     aux_loss_weight=sel.aux_loss_weight, name=model_name)
+
+
+def _build_static(schema, backbone, sel, d_main, hidden_units, dropout, backbone_options,
+                  embeddings_initializer, name, memory_check):
+    """A static selection (`StaticTopK`, `MixedDimension`): one field layout
+    for every example, so no selector: the widths are the tables'."""
+    dims = sel.field_dims(schema.names, d_main, schema.field_dims)
+    sizes = schema.field_sizes
+    layout = {k: v for k, v in schema.table_layout().items() if k != "field_sizes"}
+    backbone_cls = BACKBONES[backbone]
+    options = {**_BACKBONE_DEFAULTS.get(backbone, {}), **(backbone_options or {})}
+    uses_linear = getattr(backbone_cls, "uses_linear", False)
+    if memory_check is not None:
+        memory_plan(schema, d_main, 4, None, uses_linear, memory_check, field_dims=dims).check()
+    # Mixed widths go to the backbone as groups where it takes them (each
+    # field read at its width), else projected to d_main.
+    mixed = len({d for d in dims if d > 0}) > 1
+    groups = mixed and getattr(backbone_cls, "supports_mixed_widths", False)
+    inputs = schema.keras_inputs()
+    ids = L.FieldIds(schema, name="field_ids")(inputs)
+    emb = L.FieldEmbedding(sizes, d_main, embeddings_initializer=embeddings_initializer, field_dims=dims,
+                           output_mode="groups" if groups else "fields", name="main_embedding", **layout)(ids)
+    main_backbone = backbone_cls(hidden_units=hidden_units, dropout=dropout, name="backbone", **options)
+    if uses_linear:  # the first-order weight of every field read
+        linear = L.FieldEmbedding(sizes, 1, embeddings_initializer="zeros", field_dims=[min(d, 1) for d in dims],
+                                  name="linear_embedding", **layout)(ids)
+        logit = main_backbone(emb, linear)
+    else:
+        logit = main_backbone(emb)
+    return CTRModel(inputs, _sigmoid("probability")(logit), schema=schema, name=name or f"{backbone}_{sel.kind}")
 
 
 def default_compile(model: keras.Model, learning_rate: float = 1e-3, optimizer=None,

@@ -92,8 +92,10 @@ class MemoryPlan:
 
 
 def memory_plan(schema, d_main: int = 32, d_aux: int = 4, selection: str | None = None,
-                uses_linear: bool = False, embedding_optimizer: str = "adam") -> MemoryPlan:
-    """The plan for a model from `build_model` with these arguments.
+                uses_linear: bool = False, embedding_optimizer: str = "adam", field_dims=None) -> MemoryPlan:
+    """The plan for a model from `build_model` with these arguments
+    (`field_dims`: the main tables' per-field widths, 0 for a field not
+    read, in place of the schema's).
 
     Example:
 
@@ -115,8 +117,9 @@ def memory_plan(schema, d_main: int = 32, d_aux: int = 4, selection: str | None 
     schema = as_schema(schema)
     rows = schema.total_size
     tables = [("main_embedding", rows, d_main)]
-    if schema.field_dims:  # per-field widths: one main table per width
-        dims = [d or d_main for d in schema.field_dims]
+    field_dims = field_dims if field_dims is not None else schema.field_dims
+    if field_dims:  # per-field widths: one main table per width
+        dims = [d_main if d is None else d for d in field_dims]
         tables = [("main_embedding" if w == d_main else f"main_embedding_{w}", r, w)
                   for w, _, _, r in width_groups(schema.field_sizes, schema.offsets, dims)]
     if uses_linear:

@@ -305,7 +305,8 @@ def lookup_fields(table, offsets, fields, indices=None, bag_fields=(), include=N
             multipliers, and for the multi-valued fields at the static
             positions `bag_fields` their `bag_ids` (B, M, L) (-1: padding)
             and `bag_weights` (B, M, L).
-        indices: (B, k) fields to look up, or None for all F in order.
+        indices: (B, k) fields to look up, or None for all F in order, or
+            a list of field positions (the same for every row).
         include: F booleans: the fields this table holds (default all);
             the others give zero vectors and read nothing.
 
@@ -316,6 +317,16 @@ def lookup_fields(table, offsets, fields, indices=None, bag_fields=(), include=N
     if not isinstance(fields, dict):
         fields = {"ids": fields}
     ids = tf.cast(fields["ids"], tf.int32)
+    if isinstance(indices, (list, tuple)):  # static positions: a gather along the fields
+        positions = [int(f) for f in indices]
+        values = fields.get("values")
+        rows = tf.gather(ids, positions, axis=1) + tf.constant([int(offsets[f]) for f in positions], tf.int32)
+        if values is not None:
+            values = tf.gather(values, positions, axis=1)
+        if not set(positions) & set(bag_fields):
+            out = tf.gather(table, rows)
+            return out if values is None else out * tf.cast(values, out.dtype)[..., None]
+        indices = tf.broadcast_to(tf.constant(positions, tf.int32)[None], tf.shape(rows))
     offsets = tf.constant(offsets, tf.int32)
     if indices is None:
         rows = ids + offsets

@@ -2,12 +2,18 @@
 
 Each object takes and checks only its own options:
 
+- `StaticTopK`: static early selection. The same k fields for every
+  example (given, or the top k of an importance ranking); the others are
+  never read.
+- `MixedDimension`: static mixed-dimension embeddings. The same k fields
+  at full width, every other field at a small width; no selector.
 - `AdaFS`: late adaptive selection. Every field is looked up at full
   width, then a controller keeps each example's top-k (the baseline).
 - `AEFS`: early adaptive selection. A small auxiliary model picks the top-k
   fields first, and the main model looks up only those.
 
-The strings "adafs" and "aefs" stand for the objects with their defaults.
+The strings "static", "mixed_dimension", "adafs" and "aefs" stand for the
+objects with their defaults.
 Research variants that did not help (docs/aefs.md) live in
 `aefs_keras.experimental`.
 """
@@ -184,11 +190,150 @@ class AEFS(AdaFS):
         return selected["embeddings"] * keras.ops.expand_dims(selected["mask"], -1)
 
 
-SELECTIONS = {"adafs": AdaFS, "aefs": AEFS}
+@dataclasses.dataclass
+class MixedDimension:
+    """Static mixed-dimension embeddings: k fields wide, the rest narrow.
+
+    The k most important fields (or the `fields` given) are embedded at the
+    main width on every example, every other field at `d_small`; there is
+    no selector and no auxiliary head, in training or serving. Backbones
+    that take mixed widths (DNN, DeepFM, DCN, Wide&Deep) read each field at
+    its own width, so the first layer sees k x d_main + (F - k) x d_small
+    values instead of F x d_main; the FM projects the narrow fields for its
+    dot products only. Other backbones get the narrow fields projected to
+    the main width. Every field's first-order weight is read.
+
+    Args:
+        k: fields at full width; or give `k_ratio` (default 0.5), or `fields`.
+        k_ratio: fraction of F at full width when `k` is None.
+        d_small: the other fields' width (default 4).
+        fields: the wide fields, by name or position (then k = len(fields)).
+        importance: one number per field, larger = more important (e.g.
+            `aefs_keras.importance.rank_fields`); the top k are wide.
+            Give `fields` or `importance`.
+
+    Example:
+
+    >>> MixedDimension(k=2, importance=[0.1, 0.0, 0.3, 0.2]).wide_fields(["a", "b", "c", "d"])
+    [2, 3]
+    >>> MixedDimension(fields=["b"]).wide_fields(["a", "b", "c"])
+    [1]
+
+    Reference: mixed-dimension embeddings (Ginart et al., "Mixed Dimension
+    Embeddings with Application to Memory-Efficient Recommendation
+    Systems", ISIT 2021), with the widths set by field importance.
+    """
+
+    k: int | None = None
+    k_ratio: float | None = None
+    d_small: int = 4
+    fields: Sequence[str | int] | None = None
+    importance: Sequence[float] | None = None
+
+    kind = "mixed_dimension"
+
+    def __post_init__(self):
+        if self.k is not None and self.k_ratio is not None:
+            raise ValueError(f"Give `k` or `k_ratio`, not both. Received: k={self.k}, k_ratio={self.k_ratio}")
+        _check(self.k is None or (isinstance(self.k, int) and not isinstance(self.k, bool) and self.k >= 1),
+               "k", self.k, "None or a positive integer")
+        if self.k_ratio is not None:
+            resolve_k(1, None, self.k_ratio)
+        self._check_d_small()
+        if self.fields is not None and self.importance is not None:
+            raise ValueError("Give `fields` or `importance`, not both. Received: "
+                             f"fields={self.fields!r}, importance={self.importance!r}")
+        if self.fields is not None:
+            self.fields = tuple(self.fields)
+            _check(len(self.fields) > 0 and len(set(self.fields)) == len(self.fields), "fields", self.fields,
+                   "distinct field names or positions, at least one")
+            _check(self.k_ratio is None and (self.k is None or self.k == len(self.fields)), "k",
+                   self.k if self.k is not None else self.k_ratio, f"None with `fields` (k = len(fields) = "
+                   f"{len(self.fields)})")
+        if self.importance is not None:
+            self.importance = tuple(float(v) for v in self.importance)
+
+    def _check_d_small(self):
+        _check(isinstance(self.d_small, int) and not isinstance(self.d_small, bool) and self.d_small >= 1,
+               "d_small", self.d_small, "a positive integer")
+
+    def resolve_k(self, num_fields: int) -> int:
+        if self.fields is not None:
+            return len(self.fields)
+        return resolve_k(num_fields, self.k, self.k_ratio)
+
+    def wide_fields(self, names: Sequence[str]) -> list[int]:
+        """The positions of the k wide (kept) fields, given the schema's
+        field names in order."""
+        names = list(names)
+        if self.fields is not None:
+            out = []
+            for f in self.fields:
+                if isinstance(f, str):
+                    if f not in names:
+                        raise ValueError(f"`fields`: {f!r} is not a field of the schema ({', '.join(names)})")
+                    out.append(names.index(f))
+                elif isinstance(f, int) and not isinstance(f, bool) and 0 <= f < len(names):
+                    out.append(f)
+                else:
+                    raise ValueError(f"`fields` must hold field names or positions in [0, {len(names)}). "
+                                     f"Received: {f!r}")
+            if len(set(out)) != len(out):
+                raise ValueError(f"`fields` names a field twice. Received: fields={self.fields!r}")
+            return sorted(out)
+        if self.importance is None:
+            raise ValueError(f"{type(self).__name__} needs the wide fields: give `fields` (names or positions) "
+                             "or `importance` (one number per field, e.g. from "
+                             "`aefs_keras.importance.rank_fields`). Received: fields=None, importance=None")
+        if len(self.importance) != len(names):
+            raise ValueError(f"`importance` must have one number per field ({len(names)}). "
+                             f"Received {len(self.importance)} numbers")
+        from aefs_keras.importance import most_important
+
+        return list(most_important(self.importance, self.resolve_k(len(names))))
+
+    def field_dims(self, names: Sequence[str], d_main: int, base_dims=None) -> list[int]:
+        """Each field's width: the wide ones at their schema width or
+        `d_main`, the others at `d_small` (0: not read)."""
+        wide = set(self.wide_fields(names))
+        base = list(base_dims) if base_dims else [None] * len(names)
+        return [(base[f] or d_main) if f in wide else self.d_small for f in range(len(names))]
+
+
+@dataclasses.dataclass
+class StaticTopK(MixedDimension):
+    """Static early selection: the same k fields for every example, the
+    others never read (the strong baseline of the feature-selection
+    benchmarks: as accurate as no selection on several data sets at half
+    the fields, and the fastest).
+
+    Args:
+        k, k_ratio, fields, importance: as `MixedDimension`.
+
+    Example:
+
+    >>> StaticTopK(k=1, importance=[0.0, 0.5]).wide_fields(["a", "b"])
+    [1]
+
+    Reference: the static selectors benchmarked by ERASE (Jia et al.,
+    "ERASE: Benchmarking Feature Selection Methods for Deep Recommender
+    Systems", KDD 2024); the ranking here is permutation importance.
+    """
+
+    d_small: int = dataclasses.field(default=0, init=False, repr=False)
+
+    kind = "static"
+
+    def _check_d_small(self):
+        _check(self.d_small == 0, "d_small", self.d_small, "0 for StaticTopK (use MixedDimension for narrow fields)")
+
+
+SELECTIONS = {"static": StaticTopK, "mixed_dimension": MixedDimension, "adafs": AdaFS, "aefs": AEFS}
+SELECTION_TYPES = (StaticTopK, MixedDimension, AdaFS, AEFS)
 
 
 def as_selection(selection, options: dict[str, Any] | None = None):
-    """None, an `AdaFS`/`AEFS` object, or "adafs"/"aefs" with `options`
+    """None, a selection object, or its name ("static", "aefs", ...) with `options`
     (each must apply to that method) -> None or a selection object."""
     options = dict(options or {})
     if selection is None:
@@ -196,16 +341,16 @@ def as_selection(selection, options: dict[str, Any] | None = None):
             raise ValueError(f"{_names(options)} {_verb(options)} only with a selection. Received: "
                          f"{_items(options)}, selection=None")
         return None
-    if isinstance(selection, AdaFS):
+    if isinstance(selection, (AdaFS, MixedDimension)):
         if options:
             raise ValueError(f"Give {_names(options)} to the {type(selection).__name__} object, not "
                              f"build_model. Received: {_items(options)}")
         return selection
     if selection not in SELECTIONS:
-        raise ValueError(f"`selection` must be None, {' or '.join(map(repr, SELECTIONS))}, or an AdaFS "
-                         f"or AEFS object. Received: selection={selection!r}")
+        raise ValueError(f"`selection` must be None, {', '.join(map(repr, SELECTIONS))}, or a StaticTopK, "
+                         f"MixedDimension, AdaFS or AEFS object. Received: selection={selection!r}")
     cls = SELECTIONS[selection]
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = {k: v for k, v in options.items() if k not in known}
     if unknown:
         raise ValueError(f"{_names(unknown)} {'does' if len(unknown) == 1 else 'do'} not apply to "

@@ -86,7 +86,7 @@ class _Timer:
         self.cb.times = []
 
 
-def _model(rows_per_field, selection, d_main, optimizer, hidden, backbone="deepfm"):
+def _model(rows_per_field, selection, d_main, optimizer, hidden, backbone="deepfm", k_ratio=0.5):
     import keras
 
     import aefs_keras as ak
@@ -94,7 +94,9 @@ def _model(rows_per_field, selection, d_main, optimizer, hidden, backbone="deepf
 
     schema = ak.Schema([ak.Categorical(f"C{i}", vocabulary_size=rows_per_field - 1) for i in range(F)])
     keras.utils.set_random_seed(0)
-    kw = {"k_ratio": 0.5} if selection else {}
+    kw = {"k_ratio": k_ratio} if selection else {}
+    if selection in ("static", "mixed_dimension"):  # which fields are wide does not change the cost
+        kw["importance"] = list(range(F, 0, -1))
     if selection in ("mixed", "mixed_no_alignment"):  # which fields are fixed does not change the cost
         off = {"embedding_alignment": 0.0, "prediction_alignment": 0.0} if selection == "mixed_no_alignment" else {}
         selection, kw = ak.experimental.ResearchAEFS.mixed_resolution(list(range(F, 0, -1)), k_ratio=0.5, **off), {}
@@ -142,10 +144,9 @@ def run_aefs(cfg):
     import aefs_keras as ak
 
     _, _, ds = _data(cfg["rows_per_field"], cfg["batch"], 4)
-    names = ("none", "aefs")
-    selection = cfg.get("selection", "aefs")
-    models = {n: _model(cfg["rows_per_field"], None if n == "none" else selection, cfg["d_main"],
-                        "rowwise_adagrad", cfg["hidden_units"], cfg["backbone"])
+    names = _names(cfg)
+    models = {n: _model(cfg["rows_per_field"], None if n == "none" else n, cfg["d_main"],
+                        "rowwise_adagrad", cfg["hidden_units"], cfg["backbone"], cfg.get("k_ratio", 0.5))
               for n in names}
     activated = {n: m.activated_embedding_parameters() for n, m in models.items()}
     for m in models.values():
@@ -156,8 +157,21 @@ def run_aefs(cfg):
             train[n].append(cfg["batch"] / _median_step(models[n], ds, cfg["epochs"]))
     paths = {n: ak.export(m, cfg["export_dir"], n) for n, m in models.items()}
     return {**cfg, "train_examples_per_s": {n: _summary(v) for n, v in train.items()},
-            "train_ratio": _summary([a / b for a, b in zip(train["aefs"], train["none"])]),
-            "embedding_values_read_per_example": activated, "paths": paths}
+            **_ratios("train", train, names), "embedding_values_read_per_example": activated, "paths": paths}
+
+
+def _names(cfg):
+    """"none" and the selections compared with it (`cfg["selections"]`, or
+    the one `cfg["selection"]` of older configs)."""
+    return ("none", *cfg.get("selections", [cfg.get("selection", "aefs")]))
+
+
+def _ratios(what, values, names):
+    """Per round, each selection's examples/s over no selection's: the
+    first selection's as `{what}_ratio` (the older single-pair field), all
+    of them as `{what}_ratios`."""
+    ratios = {n: _summary([a / b for a, b in zip(values[n], values["none"])]) for n in names[1:]}
+    return {f"{what}_ratio": ratios[names[1]], f"{what}_ratios": ratios}
 
 
 def run_serve(cfg):
@@ -165,7 +179,7 @@ def run_serve(cfg):
     import tensorflow as tf
 
     x, _, _ = _data(cfg["rows_per_field"], cfg["serve_batch"], 1)
-    names = ("none", "aefs")
+    names = _names(cfg)
     served = {n: tf.saved_model.load(cfg["paths"][n]).signatures["serving_default"] for n in names}
     xb = {k: tf.constant(v) for k, v in x.items()}
     for fn in served.values():
@@ -174,8 +188,7 @@ def run_serve(cfg):
     for r in range(cfg["rounds"]):
         for n in (names if r % 2 == 0 else names[::-1]):
             serve[n].append(cfg["serve_batch"] / _serving_time(served[n], xb, cfg["serve_calls"]))
-    return {"serve_examples_per_s": {n: _summary(v) for n, v in serve.items()},
-            "serve_ratio": _summary([a / b for a, b in zip(serve["aefs"], serve["none"])])}
+    return {"serve_examples_per_s": {n: _summary(v) for n, v in serve.items()}, **_ratios("serve", serve, names)}
 
 
 def run_export(cfg):
@@ -377,9 +390,12 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3, help="aefs: interleaved timing rounds")
     parser.add_argument("--backbones", nargs="+", default=["deepfm"],
                         help="aefs: backbones to compare (deepfm dcn wide_deep mc_mlcc ...)")
-    parser.add_argument("--selection", default="aefs", choices=["aefs", "mixed", "mixed_no_alignment"],
-                        help="aefs, profile: AEFS as it is, or ResearchAEFS.mixed_resolution (with its "
-                             "alignment losses' weights at 0)")
+    parser.add_argument("--selection", default=["aefs"], nargs="+",
+                        choices=["aefs", "mixed", "mixed_no_alignment", "static", "mixed_dimension"],
+                        help="aefs: the selections timed beside no selection (profile, serving: the first): "
+                             "AEFS as it is, ResearchAEFS.mixed_resolution (with its alignment losses' weights "
+                             "at 0), the static top-k, the static mixed-dimension model (width 4)")
+    parser.add_argument("--k-ratio", type=float, default=0.5, help="aefs: k / F of every selection")
     parser.add_argument("--serve-batches", type=int, nargs="+", default=[64, 512, 4096],
                         help="serving: batch sizes timed")
     parser.add_argument("--hidden-units", type=int, nargs="+", default=[400, 400, 400],
@@ -406,7 +422,8 @@ def main(argv=None):
             for backbone in args.backbones:
                 for d in args.d_main:
                     res = _exported_pair("aefs", "serve", {
-                        "rows_per_field": args.rows_per_field, "d_main": d, "selection": args.selection,
+                        "rows_per_field": args.rows_per_field, "d_main": d, "selections": args.selection,
+                        "k_ratio": args.k_ratio,
                         "backbone": backbone, "batch": args.batch, "hidden_units": args.hidden_units,
                         "serve_batch": 512, "serve_calls": 40,
                         "epochs": args.epochs, "rounds": args.rounds, "repeat": r})
@@ -415,14 +432,14 @@ def main(argv=None):
         elif args.what == "serving":
             for d in args.d_main:
                 res = _exported_pair("export", "serve_batches", {
-                    "rows_per_field": args.rows_per_field, "d_main": d, "selection": args.selection,
+                    "rows_per_field": args.rows_per_field, "d_main": d, "selection": args.selection[0],
                     "backbone": args.backbones[0], "serve_batches": args.serve_batches, "serve_calls": 30,
                     "rounds": args.rounds, "repeat": r})
                 results.append(res)
                 print(json.dumps(res), flush=True)
         else:
             for d in args.d_main:
-                for selection in (None, args.selection):
+                for selection in (None, args.selection[0]):
                     res = _child(args.what, {"rows_per_field": args.rows_per_field, "d_main": d,
                                           "selection": selection, "batch": args.batch,
                                           "hidden_units": args.hidden_units, "serve_batch": 512,

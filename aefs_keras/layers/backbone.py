@@ -12,6 +12,16 @@ from aefs_keras.layers.mlp import MLP
 from aefs_keras.ops import place_fields
 
 
+def is_groups(embeddings) -> bool:
+    """True for a list of field groups (a mixed-width call)."""
+    return isinstance(embeddings, (list, tuple))
+
+
+def is_group_shapes(shape) -> bool:
+    """True for the shapes of a list of field groups."""
+    return isinstance(shape, (list, tuple)) and len(shape) > 0 and isinstance(shape[0], (list, tuple))
+
+
 @keras.saving.register_keras_serializable(package="aefs_keras")
 class Backbone(keras.layers.Layer):
     """Field embeddings -> one logit; the base of DNN, DeepFM, DCN, ...
@@ -38,6 +48,14 @@ class Backbone(keras.layers.Layer):
       of the dropped fields comes so (`ops.fill_vectors`); `deep()` takes
       it folded into the first layer. Default False: the builder then
       assembles the (B, F, d) tensor.
+    - With `supports_mixed_widths = True`, `embeddings` may also be a list
+      of field groups [(B, F_g, d_g), ...] of different widths (a
+      mixed-dimension model: important fields wide, the rest narrow;
+      `FieldEmbedding(output_mode="groups")`). The fields are the groups'
+      concatenation; linear steps take each field at its own width (a
+      projection to a common width would fold into them), so the first
+      MLP layer reads sum(F_g d_g) values, not F d. Default False: the
+      builder projects narrow fields to the common width first.
 
     This base class gives the MLP part (`mlp` and `head`, built by the
     default `build`), `deep()` (the MLP on the flattened fields, compact or
@@ -64,6 +82,7 @@ class Backbone(keras.layers.Layer):
     uses_linear = False
     supports_compact = False
     supports_factored_fill = False
+    supports_mixed_widths = False
 
     def __init__(self, hidden_units=(400, 400, 400), dropout=0.0, batch_norm=False,
                  num_fields=None, **kwargs):
@@ -81,8 +100,29 @@ class Backbone(keras.layers.Layer):
 
     @staticmethod
     def flatten(embeddings):
+        if is_groups(embeddings):
+            return tf.concat([Backbone.flatten(g) for g in embeddings], -1)
         shape = embeddings.shape
         return tf.reshape(embeddings, [-1, shape[1] * shape[2]])
+
+    def flat_shape(self, embeddings_shape, indices_shape=None):
+        """(B, D): the shape of the flattened fields (scattered, or the
+        concatenated groups of a mixed-width call)."""
+        if is_group_shapes(embeddings_shape):
+            name = type(self).__name__
+            if not self.supports_mixed_widths:
+                self.field_shape(embeddings_shape)  # raises, naming the widths
+            if indices_shape is not None:
+                raise ValueError(f"{name}: field groups of mixed widths are a static layout and take no "
+                                 f"`indices`. Received: indices shape {tuple(indices_shape)}")
+            for shape in embeddings_shape:
+                self.check_embeddings(name, shape)
+                if shape[1] is None:
+                    raise ValueError(f"{name} expects field groups with known fields. "
+                                     f"Received: shape={tuple(shape)}")
+            return (embeddings_shape[0][0], sum(s[1] * s[2] for s in embeddings_shape))
+        shape = self.field_shape(embeddings_shape, indices_shape)
+        return (shape[0], shape[1] * shape[2])
 
     @staticmethod
     def check_embeddings(name, shape):
@@ -95,6 +135,10 @@ class Backbone(keras.layers.Layer):
     def field_shape(self, embeddings_shape, indices_shape=None):
         """The scattered (B, F, d) shape, also when built on compact rows."""
         name = type(self).__name__
+        if is_group_shapes(embeddings_shape):
+            raise ValueError(f"{name} takes one embedding width; field groups of widths "
+                             f"{[s[-1] for s in embeddings_shape]} need a backbone with "
+                             "`supports_mixed_widths` (or project them to one width first)")
         self.check_embeddings(name, embeddings_shape)
         if indices_shape is None:
             if embeddings_shape[1] is None:
@@ -110,7 +154,8 @@ class Backbone(keras.layers.Layer):
         return (embeddings_shape[0], self.num_fields, embeddings_shape[2])
 
     def flat_input(self, embeddings, indices=None):
-        """(B, F * d): the flattened scattered embeddings."""
+        """(B, F * d): the flattened scattered embeddings (the groups'
+        concatenation for a mixed-width call)."""
         if indices is None:
             return self.flatten(embeddings)
         placed = place_fields(embeddings, indices, self.num_fields)
@@ -136,14 +181,17 @@ class Backbone(keras.layers.Layer):
         return fill_codes, fill_weights
 
     def build(self, embeddings_shape, linear_shape=None, indices_shape=None):
-        self.build_deep(self.field_shape(embeddings_shape, indices_shape))
+        self.build_flat(self.flat_shape(embeddings_shape, indices_shape))
 
     def call(self, embeddings, linear=None, indices=None, training=None, fill_codes=None, fill_weights=None):
         fill = self.fill_of(fill_codes, fill_weights)
         return self.head(self.deep(embeddings, indices, training=training, fill=fill))
 
     def build_deep(self, field_shape):
-        flat = (field_shape[0], field_shape[1] * field_shape[2])
+        self.build_flat((field_shape[0], field_shape[1] * field_shape[2]))
+
+    def build_flat(self, flat):
+        """Builds the MLP and head for a flattened input of shape `flat`."""
         self.mlp.build(flat)
         self.head.build(self.mlp.compute_output_shape(flat))
 
@@ -154,6 +202,8 @@ class Backbone(keras.layers.Layer):
     def compute_output_shape(self, embeddings_shape, *args, **kwargs):
         # One logit per row, whatever else `call` takes (a subclass's call
         # need not have `linear` or `indices`).
+        if is_group_shapes(embeddings_shape):
+            return (embeddings_shape[0][0], 1)
         return (embeddings_shape[0], 1)
 
     def get_config(self):

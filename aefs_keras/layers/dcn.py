@@ -35,6 +35,7 @@ class DCN(Backbone):
     """
 
     supports_compact = True
+    supports_mixed_widths = True  # the cross layers act on the flat vector, any width
 
     def __init__(self, num_cross_layers=3, structure="stacked", projection_dim=None, **kwargs):
         super().__init__(**kwargs)
@@ -54,8 +55,7 @@ class DCN(Backbone):
         ]
 
     def build(self, embeddings_shape, linear_shape=None, indices_shape=None):
-        shape = self.field_shape(embeddings_shape, indices_shape)
-        flat = (shape[0], shape[1] * shape[2])
+        flat = self.flat_shape(embeddings_shape, indices_shape)
         for cross in self.crosses:
             cross.build(flat)
             # FeatureCross.build creates its Dense layers but leaves them

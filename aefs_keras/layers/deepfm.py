@@ -2,7 +2,7 @@
 
 import keras
 
-from aefs_keras.layers.backbone import Backbone
+from aefs_keras.layers.backbone import Backbone, is_group_shapes
 from aefs_keras.layers.factorization_machine import FactorizationMachine
 
 
@@ -17,7 +17,8 @@ class DeepFM(Backbone):
 
     Call with embeddings (B, F, d) and optionally `linear` (B, F, 1), the
     first-order weight of each field's id (absent for the small auxiliary
-    head).
+    head). Takes field groups of mixed widths too (the MLP reads each field
+    at its width; the FM projects the narrower ones).
 
     Example:
 
@@ -32,11 +33,17 @@ class DeepFM(Backbone):
     uses_linear = True
     supports_compact = True
     supports_factored_fill = True
+    supports_mixed_widths = True
 
     def __init__(self, hidden_units=(400, 400, 400), dropout=0.0, batch_norm=False, num_fields=None,
                  **kwargs):
         super().__init__(hidden_units, dropout, batch_norm, num_fields, **kwargs)
         self.fm = FactorizationMachine(name="fm")
+
+    def build(self, embeddings_shape, linear_shape=None, indices_shape=None):
+        super().build(embeddings_shape, linear_shape, indices_shape)
+        if is_group_shapes(embeddings_shape):  # the FM's projections of the narrow fields
+            self.fm.build(embeddings_shape)
 
     def call(self, embeddings, linear=None, indices=None, training=None, fill_codes=None, fill_weights=None):
         fill = self.fill_of(fill_codes, fill_weights)

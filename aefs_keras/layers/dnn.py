@@ -24,3 +24,4 @@ class DNN(Backbone):
     # The base class's build and call are the DNN.
     supports_compact = True
     supports_factored_fill = True
+    supports_mixed_widths = True

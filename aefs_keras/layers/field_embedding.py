@@ -57,16 +57,18 @@ def layout_config(layer) -> dict:
     return config
 
 
-def check_field_dims(field_dims, num_fields: int, output_dim: int):
-    """Per-field storage widths (None: all `output_dim`)."""
+def check_field_dims(field_dims, num_fields: int, output_dim: int, allow_zero: bool = False):
+    """Per-field storage widths (None: all `output_dim`). With `allow_zero`,
+    a width of 0 means the field is not read at all (a static selection)."""
     if field_dims is None:
         return None
     dims = list(field_dims)
-    if len(dims) != num_fields or any(d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1)
-                                      for d in dims):
-        raise ValueError(f"`field_dims` must be {num_fields} positive integers (or None), one per "
+    low = 0 if allow_zero else 1
+    if len(dims) != num_fields or any(d is not None and (isinstance(d, bool) or not isinstance(d, (int, np.integer))
+                                                         or d < low) for d in dims):
+        raise ValueError(f"`field_dims` must be {num_fields} integers >= {low} (or None), one per "
                          f"field. Received: field_dims={field_dims!r}")
-    dims = [output_dim if d is None else d for d in dims]
+    dims = [output_dim if d is None else int(d) for d in dims]
     return None if all(d == output_dim for d in dims) else dims
 
 
@@ -75,7 +77,7 @@ def width_groups(field_sizes, offsets, field_dims):
     fields it holds (F booleans), their offsets in it, its rows). A shared
     block (equal offsets) stays one block."""
     groups = []
-    for width in sorted(set(field_dims)):
+    for width in sorted(set(field_dims) - {0}):  # width 0: not read
         include = [d == width for d in field_dims]
         local, block_start, rows = [], {}, 0
         for f, (size, off) in enumerate(zip(field_sizes, offsets)):
@@ -101,20 +103,39 @@ class _WidthTable(keras.layers.Layer):
 
 class FieldTables:
     """Shared by the embedding layers: the table(s) and the lookup. With
-    per-field widths (`field_dims`), fields of each width share a table and
-    a field narrower or wider than `output_dim` is mapped to it by a
-    learned (d_f, output_dim) projection, so every backbone gets one width."""
+    per-field widths (`field_dims`), fields of each width share a table.
+    For one width out ("fields"), a field narrower or wider than
+    `output_dim` is mapped to it by a learned (d_f, output_dim) projection;
+    `FieldEmbedding(output_mode="groups")` instead returns each width's
+    fields at their own width, for a backbone that takes mixed widths (a
+    narrow field's projection would only fold into the next linear step)."""
 
-    def _init_tables(self, field_dims):
-        self.field_dims = check_field_dims(field_dims, len(self.field_sizes), self.output_dim)
+    def _init_tables(self, field_dims, allow_zero=False, project=True):
+        self.field_dims = check_field_dims(field_dims, len(self.field_sizes), self.output_dim, allow_zero)
         self._groups = (None if self.field_dims is None
                         else width_groups(self.field_sizes, self.offsets, self.field_dims))
+        self._project = project
         self._width_tables = {}
         if self._groups:
             for width, _, _, rows in self._groups:
                 if width != self.output_dim:
                     self._width_tables[str(width)] = _WidthTable(rows, width, self.embeddings_initializer,
                                                             self.embeddings_regularizer, name=f"width_{width}")
+
+    @property
+    def read_fields(self) -> list[int]:
+        """The fields this layer reads (width > 0), in schema order."""
+        if self.field_dims is None:
+            return list(range(len(self.field_sizes)))
+        return [f for f, d in enumerate(self.field_dims) if d > 0]
+
+    @property
+    def group_fields(self) -> list[list[int]]:
+        """The fields of each width group, in the order of the groups
+        (ascending width) and schema order within a group."""
+        if self._groups is None:
+            return [list(range(len(self.field_sizes)))]
+        return [[int(f) for f in np.flatnonzero(include)] for _, include, _, _ in self._groups]
 
     def _build_tables(self):
         if self._groups is None:
@@ -129,19 +150,32 @@ class FieldTables:
                                             self.embeddings_regularizer)
                 continue
             self._width_tables[str(width)].build()
+            if not self._project:
+                continue
             for f in np.flatnonzero(include):  # (string keys: TF's tracking needs them)
                 self._projections[str(f)] = self.add_weight(
                     shape=(width, self.output_dim), initializer="glorot_uniform", name=f"projection_{f}")
 
+    def _table_of(self, width):
+        return self.embeddings if width == self.output_dim else self._width_tables[str(width)].embeddings
+
+    def _groups_lookup(self, ids):
+        """Each width group's fields at its own width: [(B, F_g, w_g)],
+        reading only the group's fields (`group_fields` says which)."""
+        return [lookup_fields(self._table_of(width).value, offsets, ids, fields, self.bag_fields)
+                for (width, _, offsets, _), fields in zip(self._groups, self.group_fields)]
+
     def _lookup(self, ids, indices=None):
         if self._groups is None:
             return lookup_fields(self.embeddings.value, self.offsets, ids, indices, self.bag_fields)
+        if indices is None:
+            return self._projected(ids)
         out = None
         for width, include, offsets, _ in self._groups:
-            table = self.embeddings if width == self.output_dim else self._width_tables[str(width)].embeddings
-            part = lookup_fields(table.value, offsets, ids, indices, self.bag_fields, include=include)
+            part = lookup_fields(self._table_of(width).value, offsets, ids, indices, self.bag_fields,
+                                 include=include)
             if width != self.output_dim:
-                fields = tf.cast(indices, tf.int32) if indices is not None else tf.range(len(include))[None]
+                fields = tf.cast(indices, tf.int32)
                 projected = 0.0
                 for f, kernel in self._projections.items():
                     if include[int(f)]:
@@ -149,6 +183,21 @@ class FieldTables:
                                               tf.matmul(part, kernel), tf.zeros((), part.dtype))
                 part = projected
             out = part if out is None else out + part
+        return out
+
+    def _projected(self, ids):
+        """Every read field at `output_dim`, in schema order: each group
+        looked up at its width, projected field by field in one product."""
+        parts, order = [], []
+        for (width, *_), fields, part in zip(self._groups, self.group_fields, self._groups_lookup(ids)):
+            if width != self.output_dim:
+                kernel = tf.stack([tf.convert_to_tensor(self._projections[str(f)]) for f in fields])  # (F_g, w, output_dim)
+                part = tf.einsum("bfw,fwd->bfd", part, tf.cast(kernel, part.dtype))
+            parts.append(part)
+            order.extend(fields)
+        out = parts[0] if len(parts) == 1 else tf.concat(parts, 1)
+        if order != sorted(order):
+            out = tf.gather(out, np.argsort(order).astype("int32"), axis=1)
         return out
 
     def _tables_config(self):
@@ -204,7 +253,13 @@ class FieldEmbedding(FieldTables, keras.layers.Layer):
             `Schema.offsets` where fields share a block).
         bag_fields: positions of multi-valued fields (`Schema.bag_fields`).
         field_dims: per-field storage widths (`Schema.field_dims`; None or
-            a None entry: `output_dim`); see `FieldTables`.
+            a None entry: `output_dim`; 0: the field is not read, as in a
+            static selection); see `FieldTables`.
+        output_mode: "fields" (default): (B, F_read, output_dim), every
+            read field at `output_dim` (projected where its width differs);
+            "groups": a list with one (B, F_g, w_g) tensor per width
+            (ascending; `group_fields` names their fields), no projection:
+            what a backbone with `supports_mixed_widths` takes.
 
     Call with ids (B, F), or `FieldIds`' dict for schemas with
     multi-valued or dense numeric fields (see `aefs_keras.ops.lookup_fields`).
@@ -228,9 +283,13 @@ class FieldEmbedding(FieldTables, keras.layers.Layer):
         offsets=None,
         bag_fields=(),
         field_dims=None,
+        output_mode="fields",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if output_mode not in ("fields", "groups"):
+            raise ValueError(f"`output_mode` must be 'fields' or 'groups'. Received: output_mode={output_mode!r}")
+        self.output_mode = output_mode
         self.field_sizes = check_field_sizes(field_sizes)
         if not isinstance(output_dim, int) or output_dim < 1:
             raise ValueError(
@@ -241,7 +300,10 @@ class FieldEmbedding(FieldTables, keras.layers.Layer):
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
         self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)
         self.offsets, self.table_rows, self.bag_fields = check_layout(self.field_sizes, offsets, bag_fields)
-        self._init_tables(field_dims)
+        self._init_tables(field_dims, allow_zero=True, project=output_mode == "fields")
+        if not self.read_fields:
+            raise ValueError(f"`field_dims` must leave at least one field with a width > 0. "
+                             f"Received: field_dims={field_dims!r}")
 
     @property
     def num_fields(self) -> int:
@@ -254,10 +316,18 @@ class FieldEmbedding(FieldTables, keras.layers.Layer):
     def call(self, ids):
         # Gathering from the variable's value keeps the gradient sparse
         # (IndexedSlices over the rows read).
+        if self.output_mode == "groups":
+            if self._groups is None:
+                return [self._lookup(ids)]
+            return self._groups_lookup(ids)
         return self._lookup(ids)
 
     def compute_output_shape(self, ids_shape):
-        return (ids_shape_of(ids_shape)[0], self.num_fields, self.output_dim)
+        batch = ids_shape_of(ids_shape)[0]
+        if self.output_mode == "groups":
+            widths = [self.output_dim] if self._groups is None else [g[0] for g in self._groups]
+            return [(batch, len(fields), w) for w, fields in zip(widths, self.group_fields)]
+        return (batch, len(self.read_fields), self.output_dim)
 
     def activated_parameters(self) -> int:
         """Embedding values read per example."""
@@ -277,4 +347,6 @@ class FieldEmbedding(FieldTables, keras.layers.Layer):
             **layout_config(self),
             **self._tables_config(),
         )
+        if self.output_mode != "fields":
+            config["output_mode"] = self.output_mode
         return config

@@ -30,6 +30,7 @@ class WideDeep(Backbone):
     uses_linear = True
     supports_compact = True
     supports_factored_fill = True
+    supports_mixed_widths = True
 
     def call(self, embeddings, linear=None, indices=None, training=None, fill_codes=None, fill_weights=None):
         fill = self.fill_of(fill_codes, fill_weights)
