@@ -102,8 +102,12 @@ def build_model(
     >>> from aefs_keras import AEFS, Schema, Categorical, build_model
     >>> schema = Schema([Categorical(f"c{i}", vocabulary_size=100) for i in range(6)])
     >>> model = build_model(schema, "deepfm", AEFS(k=3), hidden_units=[16])
-    >>> model.activated_embedding_parameters()  # 6*4 aux + 3*32 main + 3*1 linear
+    >>> model.activated_embedding_parameters()  # 6*4 aux + 3*32 main + 6*1 linear (mixed resolution)
+    126
+    >>> build_model(schema, "deepfm", AEFS(k=3, resolution="single"), hidden_units=[16]).activated_embedding_parameters()
     123
+    >>> build_model(schema, "deepfm", "mixed_dimension", fields=["c0", "c1", "c2"]).activated_embedding_parameters()  # 3*32 + 3*4 + 6*1
+    114
     >>> build_model(schema, "deepfm", "aefs", k=3, hidden_units=[16]).count_params() == model.count_params()
     True
     """
@@ -179,20 +183,23 @@ def build_model(
 
     selected = sel.selector(sizes, k, embeddings_initializer, name="selector", **layout)(ids)
     # The selector scales `weights` by its weight_scale already.
-    main_weights = sel.main_weights(selected["weights"], "main_weights", indices=selected["indices"])
+    main_weights = sel.main_weights(selected, "main_weights")
     warmup = ()
     if sel.warmup_steps:
         # While warming, the selector's mask is every field's soft score
         # (times F under "mean", as the kept weights are times k).
         soft = selected["mask"] * float(num_fields) if sel.weight_scale == "mean" else selected["mask"]
-        warmup = (sel.main_weights(soft, "warmup_weights"), selected["warming"])
-    indices = selected["indices"]
+        warmup = (sel.main_weights({"weights": soft, "indices": None}, "warmup_weights"), selected["warming"])
+    indices = read = selected["indices"]
     if compact:
         if warmup:
             indices, main_weights = L.WarmupFields(name="warmup_fields")(indices, main_weights, *warmup)
         lookup = (ids, indices, main_weights)
+        read = indices
     else:
         lookup = (ids, indices, main_weights, *warmup)
+        if warmup:  # the fields read while warming (all F): a fill goes to none of them
+            read, _ = L.WarmupFields(name="warmup_fields")(indices, main_weights, *warmup)
     mode = "compact" if compact else "scattered"
     emb = L.ConditionalEmbedding(sizes, d_main, output_mode=mode,
                                  embeddings_initializer=embeddings_initializer,
@@ -200,7 +207,7 @@ def build_model(
     linear = sel.linear_terms(sizes, ids, lookup, mode, **layout) if uses_linear else None
     kept = {"indices": indices} if compact else {}
     main_emb, main_linear, main_kept = sel.backbone_inputs(
-        emb, linear, indices, compact, num_fields, aux=selected["embeddings"],
+        emb, linear, read, compact, num_fields, aux=selected["embeddings"],
         factored_fill=compact and getattr(backbone_cls, "supports_factored_fill", False))
     logit = (main_backbone(main_emb, main_linear, **main_kept) if main_linear is not None
              else main_backbone(main_emb, **main_kept))

@@ -7,6 +7,7 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from aefs_keras.serving import inference_model, selector_of
 
@@ -76,6 +77,94 @@ def selection_frequency(model: keras.Model, dataset) -> np.ndarray:
     if rows == 0:
         raise ValueError("`dataset` has no rows.")
     return counts / rows
+
+
+def _rows_of(data, rows: int):
+    """Up to `rows` rows of `data` ((features, labels) arrays, or a dataset of
+    such batches) -> (feature dict of numpy arrays, labels)."""
+    if isinstance(data, (tuple, list)) and len(data) >= 2 and isinstance(data[0], dict):
+        x, y = data[0], data[1]
+        n = min(rows, len(np.asarray(y)))
+        return {k: np.asarray(v)[:n] for k, v in x.items()}, np.asarray(y).ravel()[:n]
+    xs, ys, n = {}, [], 0
+    for batch in data:
+        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+            raise ValueError("RankFields needs labelled rows: batches of (features, labels). "
+                             f"Received a batch of type {type(batch).__name__}")
+        for name, value in batch[0].items():
+            xs.setdefault(name, []).append(keras.ops.convert_to_numpy(value) if not hasattr(value, "numpy")
+                                           else value.numpy())
+        ys.append(np.asarray(batch[1]).ravel())
+        n += len(ys[-1])
+        if n >= rows:
+            break
+    if not ys:
+        raise ValueError("RankFields: the ranking data has no rows")
+    return {k: _concat_padded(v)[:rows] for k, v in xs.items()}, np.concatenate(ys)[:rows]
+
+
+def _concat_padded(parts):
+    """Batches of a column -> one array; list columns (batch, length) are
+    padded to the longest length as the model pads them ("" or -1; 0 for
+    weights)."""
+    if parts[0].ndim < 2 or len({p.shape[1:] for p in parts}) == 1:
+        return np.concatenate(parts)
+    width = max(p.shape[1] for p in parts)
+    kind = parts[0].dtype.kind
+    pad = b"" if kind in "SO" else ("" if kind == "U" else (-1 if kind in "iu" else 0))
+    return np.concatenate([np.pad(p, [(0, 0), (0, width - p.shape[1])] + [(0, 0)] * (p.ndim - 2),
+                                  constant_values=pad) for p in parts])
+
+
+class RankFields(keras.callbacks.Callback):
+    """Fixes the fields an AEFS model at mixed resolution keeps on every
+    row, ranked by the model's own permutation importance (validation AUC
+    lost when a field's column is shuffled) after its selector's
+    `rank_epochs` epochs. `CTRModel.fit` adds it when the selector has
+    fields to rank (with `validation_data`, else the training rows);
+    the ranking is then part of the saved model.
+
+    Args:
+        data: labelled rows: (features, labels) arrays, or a dataset of
+            (features, labels) batches.
+        rows: rows the importance is measured on (default 8192).
+        seed: seed of the shuffles.
+        verbose: print the fixed fields by name.
+    """
+
+    def __init__(self, data, rows: int = 8192, seed: int = 0, verbose: int = 0):
+        super().__init__()
+        self.data, self.rows, self.seed, self.verbose = data, rows, seed, verbose
+        self.importance: np.ndarray | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        sel = selector_of(self.model)
+        if sel is None or not getattr(sel, "needs_ranking", False) or epoch + 1 < sel.rank_epochs:
+            return
+        from aefs_keras.importance import most_important, permutation_importance
+
+        x, y = _rows_of(self.data, self.rows)
+        if len(np.unique(y)) < 2:
+            raise ValueError(f"RankFields: the {len(y):,} ranking rows have one label only; permutation "
+                             "importance needs both (give more rows)")
+        names = self.model.schema.names if getattr(self.model, "schema", None) is not None else sorted(x)
+        x = {name: x[name] for name in names}  # importance in field order
+        # The served graph called directly: `predict_on_batch` under a
+        # multi-worker strategy returns every worker's rows.
+        serving = inference_model(self.model)
+
+        def predict(features, batch=4096):
+            n = len(y)
+            return np.concatenate([keras.ops.convert_to_numpy(serving(
+                {k: tf.constant(np.asarray(v)[lo:lo + batch]) for k, v in features.items()},
+                training=False)["probability"]).ravel() for lo in range(0, n, batch)])
+
+        self.importance = permutation_importance(predict, x, y, seed=self.seed)
+        fixed = most_important(self.importance, sel.num_fixed)
+        sel.set_fixed_fields(fixed)
+        if self.verbose:
+            print(f"Fields fixed on every row (permutation importance after epoch {epoch + 1}): "
+                  + ", ".join(names[i] for i in fixed))
 
 
 class TrainingThroughput(keras.callbacks.Callback):

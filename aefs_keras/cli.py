@@ -83,18 +83,26 @@ def main(argv=None) -> int:
     g.add_argument("--backbone", default="deepfm")
     g.add_argument("--d-main", type=int, default=32)
     g.add_argument("--hidden-units", type=int, nargs="+", default=[256, 128])
-    g.add_argument("--selection", default=None, choices=[None, "adafs", "aefs", "mixed"],
-                   help="mixed: AEFS at mixed resolution (experimental.ResearchAEFS.mixed_resolution, every "
-                        "field's first-order weight read); "
-                        "a model without selection trains --importance-epochs first to rank the fields")
+    g.add_argument("--selection", default=None, choices=[None, "static", "mixed_dimension", "adafs", "aefs", "mixed"],
+                   help="static: the same k fields for every row (the static top-k); mixed_dimension: those k "
+                        "fields at --d-main, the rest at --d-small, no selector; adafs: late selection; aefs: "
+                        "early selection, at mixed resolution by default (its fixed fields ranked during "
+                        "training); mixed: aefs with its fixed fields ranked by a model without selection first. "
+                        "static, mixed_dimension and mixed train that model for --importance-epochs "
+                        "(default: no selection)")
     g.add_argument("--importance-epochs", type=int, default=2,
-                   help="mixed: epochs of the model without selection whose permutation importance ranks "
-                        "the fields")
+                   help="static, mixed_dimension, mixed: epochs of the model without selection whose "
+                        "permutation importance ranks the fields (default 2)")
     g.add_argument("--importance-rows", type=int, default=50_000,
-                   help="mixed: validation rows the permutation importance is measured on")
+                   help="static, mixed_dimension, mixed: validation rows the permutation importance is "
+                        "measured on (default 50000)")
     g.add_argument("--keep-share", type=float, default=None,
-                   help="mixed: share of k kept on every row (default 0.75; with DCN and MLCC validation "
+                   help="aefs, mixed: share of k kept on every row (default 0.75; with DCN and MLCC validation "
                         "preferred 0.9 on criteo_80k, docs/aefs.md)")
+    g.add_argument("--resolution", default=None, choices=["mixed", "single"],
+                   help="aefs: mixed (default: a share of k fixed, dropped fields seen through their small "
+                        "embeddings) or single (the paper's form)")
+    g.add_argument("--d-small", type=int, default=None, help="mixed_dimension: width of the other fields (default 4)")
     for flag, kind, what in (("--k", int, "fields kept per row"), ("--k-ratio", float, "fraction of fields kept"),
                              ("--controller", str, "mlp or mvfs"), ("--d-aux", int, "AEFS auxiliary width"),
                              ("--aux-backbone", str, "AEFS small head, e.g. dnn"),

@@ -52,7 +52,9 @@ def run(args) -> int:
         keras.utils.set_random_seed(args.seed)
         kw = dict(options)
         if selection:
-            sel = dict(k_ratio=args.k_ratio, warmup_steps=warmup_steps, aux_backbone=args.aux_backbone)
+            # The paper's form (per-row choice of all k): the demo shows which fields the selector finds.
+            sel = dict(k_ratio=args.k_ratio, warmup_steps=warmup_steps, aux_backbone=args.aux_backbone,
+                       resolution="single")
             if args.importance_prior:
                 # The no-selection model just trained says which fields it uses; the
                 # selector starts from that ranking (docs/aefs.md, "Importance prior").

@@ -11,7 +11,10 @@ import time
 # Selection options that `train` passes on only when given (so that one that
 # does not apply to the chosen method is an error naming it).
 SELECTION_FLAGS = ("k", "k_ratio", "controller", "d_aux", "aux_backbone", "warmup_steps",
-                   "embedding_alignment", "prediction_alignment", "aux_loss_weight")
+                   "embedding_alignment", "prediction_alignment", "aux_loss_weight", "keep_share", "resolution",
+                   "d_small")
+# Selections whose fields are ranked by a model without selection before they are built.
+RANKED_FIRST = {"static": "static", "mixed_dimension": "mixed_dimension", "mixed": "aefs"}
 
 
 def _check_own_files(args, numeric_columns):
@@ -95,15 +98,21 @@ def train(args) -> int:
         raise ValueError("held-out rows are needed for early stopping and the test figures: give --valid "
                          "(and --test) files, or one --train file to --split")
     options = {name: getattr(args, name) for name in SELECTION_FLAGS if getattr(args, name) is not None}
-    if args.keep_share is not None and args.selection != "mixed":
-        raise ValueError(f"--keep-share applies to --selection mixed only. Received: --selection {args.selection}")
     if args.keep_share is not None and not 0.0 <= args.keep_share < 1.0:
         raise ValueError(f"--keep-share must be in [0, 1). Received: --keep-share {args.keep_share}")
-    if args.selection == "mixed":
-        ak.selection.as_selection("aefs", options)  # errors before any table exists
-        selection = _mixed_selection(ak, args, data, strategy, options)
-    else:
-        selection = ak.selection.as_selection(args.selection, options)  # errors before any table exists
+    kind = RANKED_FIRST.get(args.selection, args.selection)
+    selection = ak.selection.as_selection(kind, options)  # errors before any table exists
+    if args.selection in RANKED_FIRST:
+        drops = _rank_fields(ak, args, data, strategy)
+        selection = ak.selection.as_selection(kind, {**options, "importance": drops})
+        names = data.schema.names
+        if kind == "aefs":
+            k = selection.resolve_k(len(names))
+            fixed = ak.importance.most_important(drops, int(round(selection.keep_share * k)))
+            print("Kept on every row: " + ", ".join(names[i] for i in fixed))
+        else:
+            what = "Fields kept" if kind == "static" else f"Fields at width {args.d_main} (the others at {selection.d_small})"
+            print(f"{what}: " + ", ".join(names[i] for i in selection.wide_fields(names)))
     print(ak.memory_plan(data.schema, args.d_main, getattr(selection, "d_aux", 4),
                          selection and selection.kind,
                          getattr(ak.BACKBONES[args.backbone], "uses_linear", False), args.optimizer))
@@ -148,7 +157,7 @@ def train(args) -> int:
     print(f"test AUC {ak.metrics.auc_score(labels, probs):.4f}  log-loss {ak.metrics.log_loss(labels, probs):.4f}"
           f"  ({len(labels):,} rows; exact)  embedding values read per example "
           f"{model.activated_embedding_parameters()}")
-    if selection is not None:
+    if ak.serving.selector_of(model) is not None:
         shares = ak.selection_frequency(model, data.test)
         order = sorted(range(len(shares)), key=lambda i: -shares[i])
         names = data.schema.names
@@ -163,12 +172,12 @@ def train(args) -> int:
     return 0
 
 
-def _mixed_selection(ak, args, data, strategy, options):
-    """`ResearchAEFS.mixed_resolution` with the fields ranked by the
-    permutation importance (validation AUC lost by shuffling a field) of a
-    model without selection trained `--importance-epochs` epochs, on the
-    first `--importance-rows` validation rows: the static baseline's
-    ranking (docs/aefs.md, "Mixed resolution")."""
+def _rank_fields(ak, args, data, strategy):
+    """Each field's permutation importance (validation AUC lost by
+    shuffling it) for a model without selection trained
+    `--importance-epochs` epochs, on the first `--importance-rows`
+    validation rows: the static baseline's ranking (docs/aefs.md, "Mixed
+    resolution")."""
     import keras
     import numpy as np
 
@@ -184,8 +193,8 @@ def _mixed_selection(ak, args, data, strategy, options):
 
     lists = [f.name for f in data.schema.fields if isinstance(f, ak.MultiCategorical)]
     if lists:
-        raise ValueError(f"--selection mixed ranks fields by shuffling their columns, which list fields "
-                         f"cannot be yet. Received list fields: {', '.join(lists)}")
+        raise ValueError(f"--selection {args.selection} ranks fields by shuffling their columns, which list "
+                         f"fields cannot be yet. Received list fields: {', '.join(lists)}")
     print(f"Ranking the fields: a model without selection, {args.importance_epochs} epoch(s)")
     plain, _ = ak.distributed.fit(build_plain, data.train, args.importance_epochs, strategy=strategy,
                                   verbose=1 if sys.stdout.isatty() else 2)
@@ -211,12 +220,7 @@ def _mixed_selection(ak, args, data, strategy, options):
     order = np.argsort(-drops, kind="stable")
     print("Validation AUC lost by shuffling each field: " +
           ", ".join(f"{data.schema.names[i]} {drops[i]:+.4f}" for i in order))
-    # Every field's first-order weight (DeepFM, Wide&Deep; no effect elsewhere): with it validation
-    # chose the mixed form on criteo_80k and census_kdd (docs/aefs.md, "Every field's first-order weight").
-    share = {} if args.keep_share is None else {"keep_share": args.keep_share}  # else mixed_resolution's default
-    selection = ak.experimental.ResearchAEFS.mixed_resolution(drops, **share, **{"linear_fields": "all", **options})
-    print("Kept on every row: " + ", ".join(data.schema.names[i] for i in selection.always_keep))
-    return selection
+    return [float(v) for v in drops]
 
 
 def _file_data(ak, args, fmt, split):

@@ -102,7 +102,27 @@ class CTRModel(keras.Model):
             self.check_inputs(kwargs["validation_data"][0])
         elif isinstance(kwargs.get("validation_data"), tf.data.Dataset):
             self.check_inputs(kwargs["validation_data"])
+        self._add_ranking(x, y, kwargs)
         return super().fit(x, y, *args, **kwargs)
+
+    def _add_ranking(self, x, y, kwargs):
+        """AEFS at mixed resolution ranks its fixed fields during this fit:
+        add `RankFields` (on the validation rows, else the training rows)
+        unless the caller gave one."""
+        from aefs_keras.callbacks import RankFields
+        from aefs_keras.serving import selector_of
+
+        sel = selector_of(self)
+        if sel is None or not getattr(sel, "needs_ranking", False):
+            return
+        callbacks = list(kwargs.get("callbacks") or [])
+        if any(isinstance(c, RankFields) for c in callbacks):
+            return
+        data = kwargs.get("validation_data")
+        if data is None:
+            data = x if y is None else (x, y)
+        callbacks.append(RankFields(data, verbose=int(kwargs.get("verbose", "auto") not in (0, "0"))))
+        kwargs["callbacks"] = callbacks
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self.check_inputs(x)

@@ -84,6 +84,9 @@ class AdaFS:
         return resolve_k(num_fields, self.k, self.k_ratio)
 
 
+RESOLUTIONS = ("mixed", "single")
+
+
 @dataclasses.dataclass
 class AEFS(AdaFS):
     """Early adaptive selection (AEFS): pick k fields, then look up only those.
@@ -93,11 +96,21 @@ class AEFS(AdaFS):
     model looks up its embeddings for those k only. Trained with the
     auxiliary BCE and embedding and prediction alignment losses.
 
+    At mixed resolution (the default), `keep_share` of k is the same on
+    every row (ranked during `fit`, or from `importance`), the rest is
+    chosen per row, the kept fields enter unscaled, and every dropped field
+    reaches the backbone through a learned projection of its auxiliary
+    embedding (read anyway), so no field is ever zeros; every field's
+    first-order weight is read (F values per example more, with DeepFM and
+    Wide&Deep). `resolution="single"` is the paper's form: all of k chosen
+    per row, dropped fields zero, kept fields scaled by their scores.
+
     Args:
         k, k_ratio, controller, dropout, reweight, output_layer: as `AdaFS`.
         weight_scale: how the kept fields' *main* embeddings are scaled
-            ("mean", default, or "sum", as `AdaFS`); the selector's mask,
-            the auxiliary head and the alignment keep the paper's weights.
+            ("mean", default, or "sum", as `AdaFS`; single resolution only);
+            the selector's mask, the auxiliary head and the alignment keep
+            the paper's weights.
         d_aux: width of the auxiliary embeddings (default 4).
         aux_hidden_units: MLP of the small prediction head (default (16, 8)).
         aux_backbone: the small head's type: None (a small copy of the main
@@ -111,14 +124,28 @@ class AEFS(AdaFS):
             (default 0, the paper).
         field_prior: F numbers, the controller's initial output bias (see
             `aefs_keras.importance`); default None: zeros.
+        resolution: "mixed" (default) or "single" (the paper's form).
+        keep_share: mixed: the share of k kept on every row (default 0.75).
+        importance: mixed: one number per field (larger = more important)
+            that ranks the fields kept on every row, e.g. from
+            `aefs_keras.importance.rank_fields`; default None: ranked during
+            `fit`, after `rank_epochs` epochs, by the model's own
+            permutation importance on validation rows
+            (`aefs_keras.callbacks.RankFields`, which `fit` adds).
+        rank_epochs: mixed, without `importance`: epochs before the
+            in-fit ranking (default 1); until then all of k is chosen per
+            row.
 
     Example:
 
     >>> AEFS(k_ratio=0.3, warmup_steps=100).warmup_steps
     100
+    >>> AEFS(resolution="single").keep_share is None
+    True
 
     Reference: "Adaptive Early Feature Selection for Efficient CTR
-    Prediction", arXiv 2509.12076 (IEEE TKDE 2025).
+    Prediction", arXiv 2509.12076 (IEEE TKDE 2025); mixed resolution is
+    ours (docs/aefs.md, "Mixed resolution").
     """
 
     d_aux: int = 4
@@ -130,6 +157,10 @@ class AEFS(AdaFS):
     alignment: str = "mse"
     warmup_steps: int = 0
     field_prior: Sequence[float] | None = None
+    resolution: str = "mixed"
+    keep_share: float | None = 0.75
+    importance: Sequence[float] | None = None
+    rank_epochs: int = 1
 
     kind = "aefs"
 
@@ -145,15 +176,33 @@ class AEFS(AdaFS):
         _check(self.alignment in ALIGNMENTS, "alignment", self.alignment, f"one of {ALIGNMENTS}")
         _check(isinstance(self.warmup_steps, int) and not isinstance(self.warmup_steps, bool)
                and self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, "an integer >= 0")
+        _check(self.resolution in RESOLUTIONS, "resolution", self.resolution, f"one of {RESOLUTIONS}")
+        if self.resolution == "single":
+            # keep_share's default belongs to the mixed form; the others are errors here.
+            self.keep_share = None if self.keep_share == 0.75 else self.keep_share
+            for name, default in (("keep_share", None), ("importance", None), ("rank_epochs", 1)):
+                _check(getattr(self, name) == default, name, getattr(self, name),
+                       f"left at its default with resolution='single' (it applies to resolution='mixed')")
+            return
+        _check(isinstance(self.keep_share, (int, float)) and not isinstance(self.keep_share, bool)
+               and 0.0 <= self.keep_share <= 1.0, "keep_share", self.keep_share, "in [0, 1]")
+        _check(isinstance(self.rank_epochs, int) and not isinstance(self.rank_epochs, bool)
+               and self.rank_epochs >= 1, "rank_epochs", self.rank_epochs, "an integer >= 1")
+        if self.importance is not None:
+            self.importance = tuple(float(v) for v in self.importance)
 
-    # Hooks that `aefs_keras.experimental` overrides; the core path keeps
-    # the paper's form.
+    @property
+    def mixed(self) -> bool:
+        return self.resolution == "mixed"
+
+    # The extension points of `build_model` (aefs_keras.experimental
+    # overrides them); each is used by the core forms too.
     def selector(self, field_sizes, k, embeddings_initializer, name, **layout):
         """The `AuxiliarySelector` layer (`layout`: `offsets`, `bag_fields`)."""
         from aefs_keras.layers.auxiliary_selector import AuxiliarySelector
 
-        return AuxiliarySelector(field_sizes, k=k, **self._selector_options(), **layout,
-                                 embeddings_initializer=embeddings_initializer, name=name)
+        return AuxiliarySelector(field_sizes, k=k, **self._selector_options(), **self._fixed_options(k, len(field_sizes)),
+                                 **layout, embeddings_initializer=embeddings_initializer, name=name)
 
     def _selector_options(self):
         return dict(d_aux=self.d_aux, controller=self.controller, dropout=self.dropout,
@@ -161,26 +210,66 @@ class AEFS(AdaFS):
                     output_layer=self.output_layer, warmup_steps=self.warmup_steps,
                     field_prior=None if self.field_prior is None else list(self.field_prior))
 
-    def main_weights(self, weights, name, indices=None):
-        """The weights that scale the kept main embeddings (`indices`: the
-        kept fields, for variants that treat fields apart)."""
-        return weights
+    def _fixed_options(self, k, num_fields):
+        """Mixed resolution: the fields kept on every row, given by
+        `importance` or ranked in fit."""
+        if not self.mixed:
+            return {}
+        m = int(round(self.keep_share * k))
+        if not m:
+            return {}
+        if self.importance is None:
+            return {"num_fixed": m, "rank_epochs": self.rank_epochs}
+        if len(self.importance) != num_fields:
+            raise ValueError(f"`importance` must have one number per field ({num_fields}). "
+                             f"Received {len(self.importance)} numbers")
+        from aefs_keras.importance import most_important
+
+        return {"fixed_fields": most_important(self.importance, m)}
+
+    def main_weights(self, selected, name):
+        """The weights that scale the kept main embeddings (`selected`: the
+        selector's outputs, or {"weights": ...} of the warm-up). Mixed: ones
+        (the kept fields unscaled, and no gradient from the main loss to
+        the controller)."""
+        if self.mixed:
+            import keras
+
+            return keras.ops.ones_like(selected["weights"])
+        return selected["weights"]
 
     def linear_terms(self, field_sizes, ids, lookup, output_mode, **layout):
         """The first-order weights the main model reads (backbones with a
-        wide part): the kept fields', looked up as the main embeddings are
-        (`lookup`: `ConditionalEmbedding`'s inputs; `ids`: every field's)."""
+        wide part): mixed, every field's; single, the kept fields', looked up
+        as the main embeddings are (`lookup`: `ConditionalEmbedding`'s
+        inputs; `ids`: every field's)."""
+        if self.mixed:
+            from aefs_keras.layers.field_embedding import FieldEmbedding
+
+            return FieldEmbedding(field_sizes, 1, embeddings_initializer="zeros", name="linear_embedding",
+                                  **layout)(ids)
         from aefs_keras.layers.conditional_embedding import ConditionalEmbedding
 
         return ConditionalEmbedding(field_sizes, 1, output_mode=output_mode, embeddings_initializer="zeros",
                                     name="linear_embedding", **layout)(*lookup)
 
     def backbone_inputs(self, emb, linear, indices, compact, num_fields, aux=None, factored_fill=False):
-        """What the main backbone is called with: the kept fields'
-        embeddings (and linear terms), and {"indices": ...} when compact
-        (`aux`: every field's auxiliary embeddings, and `factored_fill`:
-        whether the backbone takes a factored fill, for variants)."""
-        return emb, linear, ({"indices": indices} if compact else {})
+        """What the main backbone is called with -> (embeddings, linear,
+        extra call arguments): the kept fields' embeddings (and linear
+        terms), {"indices": ...} when compact. Mixed: every dropped field
+        filled from its auxiliary embedding `aux` (B, F, d_aux), factored
+        into the backbone's first layer where it takes that
+        (`factored_fill`), else as a (B, F, d) tensor."""
+        if not self.mixed:
+            return emb, linear, ({"indices": indices} if compact else {})
+        from aefs_keras.layers.dropped_field_fill import DroppedFieldFill
+
+        if compact and factored_fill:
+            fill = DroppedFieldFill(num_fields, compact=True, from_aux=True, factored=True,
+                                    name="dropped_fill")(emb, indices, aux)
+            return emb, linear, {"indices": indices, "fill_codes": fill["codes"], "fill_weights": fill["weights"]}
+        return DroppedFieldFill(num_fields, compact=compact, from_aux=True, name="dropped_fill")(emb, indices, aux), \
+            linear, {}
 
     def aux_embeddings(self, selected):
         """What the small head sees: the kept fields' auxiliary embeddings,

@@ -97,6 +97,8 @@ def _model(rows_per_field, selection, d_main, optimizer, hidden, backbone="deepf
     kw = {"k_ratio": k_ratio} if selection else {}
     if selection in ("static", "mixed_dimension"):  # which fields are wide does not change the cost
         kw["importance"] = list(range(F, 0, -1))
+    if selection == "aefs_single":  # AEFS in the paper's form (the default before mixed resolution)
+        selection, kw["resolution"] = "aefs", "single"
     if selection in ("mixed", "mixed_no_alignment"):  # which fields are fixed does not change the cost
         off = {"embedding_alignment": 0.0, "prediction_alignment": 0.0} if selection == "mixed_no_alignment" else {}
         selection, kw = ak.experimental.ResearchAEFS.mixed_resolution(list(range(F, 0, -1)), k_ratio=0.5, **off), {}
@@ -391,10 +393,12 @@ def main(argv=None):
     parser.add_argument("--backbones", nargs="+", default=["deepfm"],
                         help="aefs: backbones to compare (deepfm dcn wide_deep mc_mlcc ...)")
     parser.add_argument("--selection", default=["aefs"], nargs="+",
-                        choices=["aefs", "mixed", "mixed_no_alignment", "static", "mixed_dimension"],
+                        choices=["aefs", "aefs_single", "mixed", "mixed_no_alignment", "static",
+                                 "mixed_dimension"],
                         help="aefs: the selections timed beside no selection (profile, serving: the first): "
-                             "AEFS as it is, ResearchAEFS.mixed_resolution (with its alignment losses' weights "
-                             "at 0), the static top-k, the static mixed-dimension model (width 4)")
+                             "AEFS as it is (mixed resolution, fields ranked in fit), AEFS in the paper's form "
+                             "(resolution='single'), ResearchAEFS.mixed_resolution (with its alignment losses' "
+                             "weights at 0), the static top-k, the static mixed-dimension model (width 4)")
     parser.add_argument("--k-ratio", type=float, default=0.5, help="aefs: k / F of every selection")
     parser.add_argument("--serve-batches", type=int, nargs="+", default=[64, 512, 4096],
                         help="serving: batch sizes timed")

@@ -1,8 +1,9 @@
 """End-to-end: AEFS against no selection on data with a known answer.
 
 What is asserted here is what AEFS reaches at test scale (48k training
-rows, 3 epochs), plain and with a one-epoch warm-up plus the importance
-prior (the demo's default). The warm-up alone is measured by the bench
+rows, 3 epochs): in the paper's form (`resolution="single"`), plain and
+with a one-epoch warm-up plus the importance prior (the demo's), and at
+mixed resolution (the default), whose fixed fields are ranked in fit. The warm-up alone is measured by the bench
 config `warmup_synthetic.yaml`, not here (docs/aefs.md). The full-size
 comparisons are `aefs-keras demo` and the bench configs
 `selection_signal.yaml` and `warmup_synthetic.yaml`; see docs/aefs.md.
@@ -19,9 +20,11 @@ import aefs_keras as ak
 def runs():
     data = ak.datasets.synthetic(num_rows=60_000, seed=0, batch_size=1024)
     out = {}
-    for selection in (None, "aefs", "aefs_prior"):
+    for selection in (None, "aefs", "aefs_prior", "aefs_mixed"):
         keras.utils.set_random_seed(0)
         kw = {"k_ratio": 0.5} if selection else {}
+        if selection in ("aefs", "aefs_prior"):
+            kw["resolution"] = "single"
         if selection == "aefs_prior":  # the demo's default: a one-epoch warm-up (ceil(48,000 / 1024)
             kw["warmup_steps"] = 47    # steps) from the plain model's field ranking
             drops = ak.importance.permutation_importance(out[None][0], *data.valid_arrays)
@@ -78,3 +81,18 @@ def test_importance_prior_puts_every_planted_field_first(runs):
           "AUC", round(out["aefs_prior"][1], 4), "none", round(out[None][1], 4))
     assert informative.min() > noise.max()  # the done-when of issue 2, at test scale
     assert out["aefs_prior"][1] > out[None][1] - 0.005
+
+
+def test_mixed_resolution_fixes_the_planted_fields_in_fit(runs):
+    # The default form: after epoch 1, `fit` ranks the fields by the model's
+    # own permutation importance and fixes 14 of k = 19 on every row.
+    data, out = runs
+    model, auc, _ = out["aefs_mixed"]
+    names = data.schema.names
+    fixed = [names[i] for i in model.get_layer("selector").fixed_field_positions()]
+    print("fixed", fixed, "AUC", round(auc, 4), "none", round(out[None][1], 4))
+    assert len(fixed) == 14 and set(data.informative_fields) <= set(fixed)
+    served = ak.selection_frequency(model, data.test)
+    assert all(served[names.index(n)] == 1.0 for n in fixed)
+    assert auc > out[None][1] - 0.01
+    assert model.activated_embedding_parameters() == 39 * 4 + 19 * 32 + 39

@@ -249,7 +249,10 @@ def test_activated_parameters(data):
     assert small(data.schema, "deepfm", None).activated_embedding_parameters() == F * 8 + F
     assert small(data.schema, "dnn", "adafs").activated_embedding_parameters() == F * 8
     aefs = small(data.schema, "deepfm", "aefs", d_aux=4)
-    assert aefs.activated_embedding_parameters() == F * 4 + 4 * 8 + 4
+    # Mixed resolution (the default) reads every field's first-order weight.
+    assert aefs.activated_embedding_parameters() == F * 4 + 4 * 8 + F
+    single = small(data.schema, "deepfm", "aefs", d_aux=4, resolution="single")
+    assert single.activated_embedding_parameters() == F * 4 + 4 * 8 + 4
 
 
 @pytest.mark.parametrize("kwargs, word", [
@@ -263,6 +266,11 @@ def test_activated_parameters(data):
     ({"selection": ak.experimental.ResearchAEFS(main_weighting="straight_through"), "k": 2}, "not build_model"),
     ({"selection": "aefs", "warmup_steps": -2}, "warmup_steps=-2"),
     ({"selection": "aefs", "aux_backbone": "gbdt"}, "aux_backbone='gbdt'"),
+    ({"selection": "aefs", "resolution": "double"}, "resolution='double'"),
+    ({"selection": "aefs", "keep_share": 1.5}, "keep_share=1.5"),
+    ({"selection": "aefs", "rank_epochs": 0}, "rank_epochs=0"),
+    ({"selection": "aefs", "resolution": "single", "importance": [1.0] * 8}, "applies to resolution='mixed'"),
+    ({"selection": "aefs", "importance": [1.0, 2.0]}, "one number per field"),
 ])
 def test_bad_builder_arguments(data, kwargs, word):
     kwargs = {"backbone": "deepfm", **kwargs}

@@ -97,8 +97,8 @@ def test_own_csv_with_mixed_resolution(clicks, tmp_path, capsys):
     assert min(drops[k] for k in kept) >= max(v for n, v in drops.items() if n not in kept)
     model = keras.models.load_model(tmp_path / "models" / "mixed.keras")
     names = ["user_id", "city", "price", "ad", "noise"]
-    assert tuple(names[i] for i in model.get_layer("selector").always_keep) == tuple(sorted(kept, key=names.index))
-    # DeepFM's first-order part reads every field's weight (linear_fields="all").
+    assert tuple(names[i] for i in model.get_layer("selector").fixed_fields) == tuple(sorted(kept, key=names.index))
+    # DeepFM's first-order part reads every field's weight (mixed resolution).
     assert type(model.get_layer("linear_embedding")).__name__ == "FieldEmbedding"
     shares = re.search(r"Share of test rows that kept each field \(k = 4 of 5\):\n  (.*)\n", out).group(1)
     assert all(f"{name} 1.00" in shares for name in kept)
@@ -106,8 +106,8 @@ def test_own_csv_with_mixed_resolution(clicks, tmp_path, capsys):
     assert "--importance-epochs must be at least 1" in err
     err = _error(capsys, ["train", "--train", str(clicks), "--selection", "mixed", "--keep-share", "1.0"])
     assert "--keep-share must be in [0, 1). Received: --keep-share 1.0" in err
-    err = _error(capsys, ["train", "--train", str(clicks), "--selection", "aefs", "--keep-share", "0.9"])
-    assert "--keep-share applies to --selection mixed only. Received: --selection aefs" in err
+    err = _error(capsys, ["train", "--train", str(clicks), "--selection", "adafs", "--keep-share", "0.9"])
+    assert "`keep_share` does not apply to selection='adafs'" in err
 
 
 def test_preprocess_own_csv(clicks, tmp_path, capsys):

@@ -27,8 +27,17 @@ def _x(n=48, seed=0):
     return {f"c{i}": rng.integers(0, 30, n) for i in range(F)}, rng.integers(0, 2, n).astype("float32")
 
 
+def _copy_weights(source, target):
+    """Same weights, layer by layer (the two graphs may order layers differently)."""
+    for layer in source.layers:
+        if layer.weights:
+            target.get_layer(layer.name).set_weights(layer.get_weights())
+
+
 def _pair(backbone, selection, **kw):
     """The default (fast) model and the scattered reference, same weights."""
+    if selection == "aefs_single":  # AEFS in the paper's form
+        selection, kw["options"] = "aefs", {**kw.get("options", {}), "resolution": "single"}
     if isinstance(selection, str):  # controller dropout off: the two models must match in training
         selection = ak.selection.SELECTIONS[selection](k=3, dropout=0.0, **kw.pop("options", {}))
     kw = {"hidden_units": [16, 8], "d_main": 8,
@@ -41,7 +50,7 @@ def _pair(backbone, selection, **kw):
         ref = ak.build_model(_schema(), backbone, selection, **kw)
     finally:
         builder._SCATTERED_REFERENCE = False
-    ref.set_weights(fast.get_weights())
+    _copy_weights(fast, ref)
     return fast, ref
 
 
@@ -61,6 +70,17 @@ def _loss_and_grads(model, x, y):
     return float(loss), [tf.convert_to_tensor(g).numpy() for g in grads]
 
 
+def _grads_by_path(model, x, y):
+    """Gradients keyed by (top-level layer, variable path within it): the two
+    models' layers carry the same names, the auto-named ones inside may not."""
+    loss, grads = _loss_and_grads(model, x, y)
+    owner = {}
+    for layer in model.layers:
+        for i, v in enumerate(layer.trainable_variables):
+            owner[id(v)] = f"{layer.name}/{v.path.split('/')[-1]}#{i}"
+    return loss, dict(zip([owner[id(v)] for v in model.trainable_variables], grads))
+
+
 def _assert_same_grads(ga, gb):
     # Within 1e-5 of the largest gradient: some are round-off noise around 0
     # (e.g. a bias just before a batch norm), where only an absolute bound means anything.
@@ -70,7 +90,7 @@ def _assert_same_grads(ga, gb):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * scale)
 
 
-@pytest.mark.parametrize("backbone, selection", list(itertools.product(BACKBONES, ["adafs", "aefs"])))
+@pytest.mark.parametrize("backbone, selection", list(itertools.product(BACKBONES, ["adafs", "aefs", "aefs_single"])))
 def test_fast_path_equals_scattered(backbone, selection):
     fast, ref = _pair(backbone, selection)
     main = fast.get_layer("main_embedding")
@@ -78,11 +98,11 @@ def test_fast_path_equals_scattered(backbone, selection):
     assert fast.get_layer("backbone").num_fields == F
     x, y = _x()
     np.testing.assert_allclose(_main(fast(x, training=False)), _main(ref(x, training=False)), atol=1e-5)
-    lf, gf = _loss_and_grads(fast, x, y)
-    lr, gr = _loss_and_grads(ref, x, y)
+    lf, gf = _grads_by_path(fast, x, y)
+    lr, gr = _grads_by_path(ref, x, y)
     np.testing.assert_allclose(lf, lr, rtol=1e-5)
-    assert any(np.abs(g).max() > 0 for g in gf)
-    _assert_same_grads(gf, gr)
+    assert gf.keys() == gr.keys() and any(np.abs(g).max() > 0 for g in gf.values())
+    _assert_same_grads([gf[k] for k in sorted(gf)], [gr[k] for k in sorted(gf)])
 
 
 @pytest.mark.parametrize("backbone, selection", [("deepfm", "aefs"), ("dcn", "adafs")])
@@ -110,16 +130,16 @@ def test_fast_path_table_gradient_is_the_kept_rows_only():
     assert sorted(grad.indices.numpy().tolist()) == sorted(expect.ravel().tolist())
 
 
-@pytest.mark.parametrize("backbone", ["deepfm", "dcn"])
-def test_fast_path_warmup_equals_scattered(backbone):
-    fast, ref = _pair(backbone, "aefs", options={"warmup_steps": 1})
+@pytest.mark.parametrize("backbone, selection", [("deepfm", "aefs"), ("dcn", "aefs"), ("deepfm", "aefs_single")])
+def test_fast_path_warmup_equals_scattered(backbone, selection):
+    fast, ref = _pair(backbone, selection, options={"warmup_steps": 1})
     x, y = _x()
     # Step 1 warms up (all F fields at their soft scores), step 2 selects.
     for _ in range(2):
-        lf, gf = _loss_and_grads(fast, x, y)
-        lr, gr = _loss_and_grads(ref, x, y)
+        lf, gf = _grads_by_path(fast, x, y)
+        lr, gr = _grads_by_path(ref, x, y)
         np.testing.assert_allclose(lf, lr, rtol=1e-5)
-        _assert_same_grads(gf, gr)
+        _assert_same_grads([gf[k] for k in sorted(gf)], [gr[k] for k in sorted(gf)])
     assert fast.get_layer("selector").step.numpy() == 2
 
 
@@ -250,9 +270,15 @@ def test_aux_fill_fast_path_equals_the_plain_fill(b, m, residual):
 
 def _mixed_pair(backbone, linear_fields):
     """The mixed form (fill factored into the backbone) and its scattered
-    reference, with the same (non-zero) weights, copied layer by layer."""
-    sel = ak.experimental.ResearchAEFS(k=3, dropout=0.0, always_keep=(1,), main_weighting="unit",
-                                       dropped_fill="aux", linear_fields=linear_fields)
+    reference, with the same (non-zero) weights, copied layer by layer.
+    `linear_fields="all"`: the core's `AEFS` (mixed resolution, field 1
+    fixed by `importance`); "selected": the research variant that reads
+    only the kept fields' first-order weights."""
+    if linear_fields == "all":
+        sel = ak.AEFS(k=3, dropout=0.0, importance=[0, 1, 0, 0, 0, 0, 0], keep_share=0.34)
+    else:
+        sel = ak.experimental.ResearchAEFS(k=3, dropout=0.0, always_keep=(1,), main_weighting="unit",
+                                           dropped_fill="aux", linear_fields=linear_fields)
     kw = {"hidden_units": [16, 8], "d_main": 8, "embeddings_initializer": keras.initializers.RandomNormal(stddev=0.5)}
     keras.utils.set_random_seed(1)
     fast = ak.build_model(_schema(), backbone, sel, **kw)
@@ -269,14 +295,9 @@ def _mixed_pair(backbone, linear_fields):
     return fast, ref
 
 
-def _grads_by_path(model, x, y):
-    loss, grads = _loss_and_grads(model, x, y)
-    return loss, dict(zip([v.path for v in model.trainable_variables], grads))
-
-
-@pytest.mark.parametrize("backbone, linear_fields, fold", [("dnn", "selected", True), ("deepfm", "selected", True),
-                                                           ("deepfm", "all", True), ("wide_deep", "selected", True),
-                                                           ("deepfm", "selected", False)])
+@pytest.mark.parametrize("backbone, linear_fields, fold", [("dnn", "all", True), ("deepfm", "selected", True),
+                                                           ("deepfm", "all", True), ("wide_deep", "all", True),
+                                                           ("deepfm", "all", False)])
 def test_factored_fill_equals_the_scattered_mixed_form(tmp_path, monkeypatch, backbone, linear_fields, fold):
     from aefs_keras.layers import mlp
 
@@ -293,7 +314,7 @@ def test_factored_fill_equals_the_scattered_mixed_form(tmp_path, monkeypatch, ba
     lr, gr = _grads_by_path(ref, x, y)
     np.testing.assert_allclose(lf, lr, rtol=1e-5)
     assert gf.keys() == gr.keys()
-    assert np.abs(gf["dropped_fill/projection"]).max() > 0
+    assert np.abs(gf["dropped_fill/projection#1"]).max() > 0
     _assert_same_grads([gf[k] for k in sorted(gf)], [gr[k] for k in sorted(gf)])
     # Saved, reloaded and served: the same outputs (the training calls above
     # moved the selector's statistics, so compare with the model as saved).
@@ -308,7 +329,7 @@ def test_factored_fill_equals_the_scattered_mixed_form(tmp_path, monkeypatch, ba
 
 
 def test_backbones_without_a_factored_fill_get_it_assembled():
-    sel = ak.experimental.ResearchAEFS(k=3, always_keep=(1,), main_weighting="unit", dropped_fill="aux")
+    sel = ak.AEFS(k=3)
     for backbone in ("dcn", "mlcc"):
         model = ak.build_model(_schema(), backbone, sel, hidden_units=[4], d_main=4)
         assert not model.get_layer("dropped_fill").factored

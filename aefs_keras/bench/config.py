@@ -32,6 +32,7 @@ the static top-k's in `aukc_grid`, then the `note` (markdown):
     summary:
       pairs: [{dataset: frappe, backbone: deepfm, grid: fair}]
       aukc_grid: fair_k
+      methods_grids: [static_forms]   # every method against none, within each grid
       note: "frappe trained to convergence: docs/frappe_long.md"
 
 A grid's `search` gives each method its own variants, in place of
@@ -63,8 +64,11 @@ METHODS: dict[str, tuple[str | None, dict[str, Any]]] = {
     "static": (None, {}),  # one global top-k field set, then retrained on it
     "adafs": ("adafs", {"controller": "mlp"}),  # late, hard top-k
     "mvfs": ("adafs", {"controller": "mvfs"}),  # late, multi-view controller
-    "aefs_adafs": ("aefs", {"controller": "mlp"}),
-    "aefs_mvfs": ("aefs", {"controller": "mvfs"}),
+    # The grids' AEFS variants vary the paper's form unless they set `resolution: mixed`.
+    "aefs_adafs": ("aefs", {"controller": "mlp", "resolution": "single"}),
+    "aefs_mvfs": ("aefs", {"controller": "mvfs", "resolution": "single"}),
+    # Static mixed-dimension embeddings: the static top-k's fields wide, the rest at width 4.
+    "mixed_dimension": ("mixed_dimension", {}),
 }
 SETTINGS: dict[str, Any] = {
     "data_dir": "../shared/data",
@@ -236,9 +240,13 @@ def load_config(path_or_dict, quick: bool = False) -> BenchConfig:
 def _check_summary(summary, grid_names):
     if summary is None:
         return
-    if not isinstance(summary, dict) or set(summary) - {"pairs", "aukc_grid", "k_ratio", "note"}:
-        raise ValueError("`summary` must be a mapping with `pairs` and optionally `aukc_grid`, `k_ratio` and "
-                         f"`note`. Received: summary={summary!r}")
+    if not isinstance(summary, dict) or set(summary) - {"pairs", "aukc_grid", "k_ratio", "note", "methods_grids"}:
+        raise ValueError("`summary` must be a mapping with `pairs` and optionally `aukc_grid`, `k_ratio`, "
+                         f"`methods_grids` and `note`. Received: summary={summary!r}")
+    for grid in summary.get("methods_grids") or []:
+        if grid not in grid_names:
+            raise ValueError(f"`summary` names methods grid {grid!r}, which the config does not have; "
+                             f"its grids: {', '.join(grid_names)}")
     for pair in summary.get("pairs") or []:
         if not isinstance(pair, dict) or set(pair) != {"dataset", "backbone", "grid"}:
             raise ValueError("each `summary` pair must have exactly `dataset`, `backbone` and `grid`. "

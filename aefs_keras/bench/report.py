@@ -23,6 +23,7 @@ LABELS = {
     "mvfs": "MvFS (late)",
     "aefs_adafs": "AEFS (mini-AdaFS)",
     "aefs_mvfs": "AEFS (mini-MvFS)",
+    "mixed_dimension": "static mixed-dimension",
 }
 CSV_COLUMNS = ["grid", "dataset", "backbone", "selection", "k_ratio", "k", "fields", "variant", "seed", "auc",
                "val_auc", "logloss", "epochs", "best_epoch", "activated_embedding_parameters", "train_examples_per_s",
@@ -197,8 +198,32 @@ def summary_section(results, summary: dict) -> list[str]:
         if parts:
             lines += ["", f"AEFS's AUKC over k (grid `{aukc_grid}`, each k at its validated best): "
                       + "; ".join(parts) + "."]
+    for grid in summary.get("methods_grids", []):
+        lines += [""] + methods_against_none(results, grid)
     if summary.get("note"):
         lines += ["", str(summary["note"]).strip()]
+    return lines
+
+
+def methods_against_none(results, grid: str) -> list[str]:
+    """Every method of `grid` at its validated best against no selection at
+    its validated best in the same grid (same seeds), per (dataset,
+    backbone): test AUC, the difference (2 SE), the verdict, and embedding
+    values read per example. Lines of markdown."""
+    chosen = validated(results, grid)
+    lines = [f"Each method against no selection in grid `{grid}` (each at its validated best; same seeds):", "",
+             "| dataset | backbone | method: variant | test AUC | minus none (2 SE) | verdict | emb. values / ex "
+             "(none) | seeds |", "|---|---|---|---|---|---|---|---|"]
+    for (ds, bb, sel, kr), (variant, rs) in sorted(chosen.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        none = chosen.get((ds, bb, "none", None))
+        if sel == "none" or none is None:
+            continue
+        a, b = [r["auc"] for r in rs], [r["auc"] for r in none[1]]
+        c = compare(a, b)
+        lines.append(f"| {ds} | {bb} | {LABELS.get(sel, sel)}: {variant} | {_fmt(*_stats(a)[:2])} | "
+                     f"{c['diff']:+.4f} ({c['bound']:.4f}) | {_verdict(c)} | "
+                     f"{rs[0]['activated_embedding_parameters']:,} ({none[1][0]['activated_embedding_parameters']:,}) | "
+                     f"{len(a)} |")
     return lines
 
 

@@ -100,6 +100,8 @@ def _model_args(spec: RunSpec, settings, importance=None):
             raise ValueError(f"{spec.key}: selection options {sorted(options)} need a selecting method")
         return args
     options["k_ratio"] = spec.k_ratio
+    if kind == "mixed_dimension":  # the wide fields: the static top-k's ranking
+        options["importance"] = importance()
     if options.get("field_prior") == "importance":  # AEFS started from a no-selection model's ranking
         options["field_prior"] = importance_prior(importance())
     if options.get("always_keep") == "importance":

@@ -54,6 +54,9 @@ class ResearchAEFS(AEFS):
     'straight_through'
     """
 
+    # The research options vary the paper's form; the core's mixed form is
+    # `AEFS(resolution="mixed")`.
+    resolution: str = "single"
     soft_gradient: bool = False
     exploration: float = 0.0
     score_decay: float = 0.0
@@ -121,7 +124,8 @@ class ResearchAEFS(AEFS):
                                  **self._selector_options(), **layout,
                                  embeddings_initializer=embeddings_initializer, name=name)
 
-    def main_weights(self, weights, name, indices=None):
+    def main_weights(self, selected, name):
+        weights, indices = selected["weights"], selected.get("indices")
         if self.main_weighting == "unit_fixed":
             from aefs_keras.experimental.fixed_fields_unscaled import FixedFieldsUnscaled
 
@@ -131,7 +135,7 @@ class ResearchAEFS(AEFS):
             from aefs_keras.experimental.straight_through_ones import StraightThroughOnes
 
             return StraightThroughOnes(gradient=self.main_weighting == "straight_through", name=name)(weights)
-        return weights
+        return super().main_weights(selected, name)
 
     def linear_terms(self, field_sizes, ids, lookup, output_mode, **layout):
         if self.linear_fields == "selected":
@@ -145,7 +149,7 @@ class ResearchAEFS(AEFS):
     def backbone_inputs(self, emb, linear, indices, compact, num_fields, aux=None, factored_fill=False):
         if self.dropped_fill == "zeros":
             return super().backbone_inputs(emb, linear, indices, compact, num_fields)
-        from aefs_keras.experimental.dropped_field_fill import DroppedFieldFill
+        from aefs_keras.layers.dropped_field_fill import DroppedFieldFill
 
         kept = {}
         if self.dropped_fill == "aux" and compact and factored_fill:

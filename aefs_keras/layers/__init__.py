@@ -10,6 +10,7 @@ from aefs_keras.layers.selection_controller import SelectionController
 from aefs_keras.layers.auxiliary_selector import AuxiliarySelector
 from aefs_keras.layers.conditional_embedding import ConditionalEmbedding
 from aefs_keras.layers.warmup_fields import WarmupFields
+from aefs_keras.layers.dropped_field_fill import DroppedFieldFill
 from aefs_keras.layers.adaptive_field_gate import AdaptiveFieldGate
 from aefs_keras.layers.alignment_loss import AlignmentLoss
 from aefs_keras.layers.mlp import MLP
@@ -26,5 +27,5 @@ __all__ = [
     "FieldIds", "FieldEmbedding", "SelectionController", "AuxiliarySelector",
     "ConditionalEmbedding", "AdaptiveFieldGate", "AlignmentLoss", "MLP",
     "FactorizationMachine", "DNN", "DeepFM", "DCN", "WideDeep",
-    "MLCC", "MLCCNet", "WarmupFields", "Backbone",
+    "MLCC", "MLCCNet", "WarmupFields", "Backbone", "DroppedFieldFill",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from aefs_keras.layers._selection_stats import add_selection_stats, update_selection_stats
@@ -51,6 +52,16 @@ class AuxiliarySelector(keras.layers.Layer):
             gets a gradient from the main model, as in AdaFS's pretraining;
             the step count is saved with the model. Inference always keeps
             the top k.
+        fixed_fields: field positions kept on every row (at most k); the
+            other k - len(fixed_fields) are chosen per row (default none).
+        num_fixed: with no `fixed_fields`, how many fields every row keeps
+            once they are ranked during `fit`: `CTRModel.fit` adds
+            `aefs_keras.callbacks.RankFields`, which after `rank_epochs`
+            epochs measures the model's permutation importance on
+            validation rows and fixes the top `num_fixed` fields
+            (`set_fixed_fields`; saved with the model). Until then all k are
+            chosen per row.
+        rank_epochs: epochs before that ranking (default 1).
         offsets, bag_fields: as in `FieldEmbedding` (shared blocks,
             multi-valued fields).
 
@@ -85,6 +96,9 @@ class AuxiliarySelector(keras.layers.Layer):
         embeddings_initializer="uniform",
         warmup_steps: int = 0,
         field_prior=None,
+        fixed_fields=(),
+        num_fixed: int = 0,
+        rank_epochs: int = 1,
         offsets=None,
         bag_fields=(),
         **kwargs,
@@ -118,6 +132,18 @@ class AuxiliarySelector(keras.layers.Layer):
                 f"`warmup_steps` must be an integer >= 0. Received: warmup_steps={warmup_steps!r}"
             )
         self.warmup_steps = warmup_steps
+        fixed_fields = tuple(int(f) for f in fixed_fields)
+        if len(set(fixed_fields)) != len(fixed_fields) or len(fixed_fields) > self.k or any(
+                not 0 <= f < self.num_fields for f in fixed_fields):
+            raise ValueError(f"`fixed_fields` must be at most k = {self.k} distinct field positions in "
+                             f"[0, {self.num_fields}). Received: fixed_fields={fixed_fields!r}")
+        for name, value, low in (("num_fixed", num_fixed, 0), ("rank_epochs", rank_epochs, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
+        if num_fixed > self.k or (num_fixed and fixed_fields):
+            raise ValueError(f"`num_fixed` must be at most k = {self.k}, and 0 when `fixed_fields` are given. "
+                             f"Received: num_fixed={num_fixed!r}, fixed_fields={fixed_fields!r}")
+        self.fixed_fields, self.num_fixed, self.rank_epochs = fixed_fields, num_fixed, rank_epochs
 
     @property
     def num_fields(self) -> int:
@@ -135,16 +161,23 @@ class AuxiliarySelector(keras.layers.Layer):
                 shape=(), initializer="zeros", trainable=False, name="step",
                 aggregation="only_first_replica",  # one training step, however many replicas
             )
+        if self.num_fixed:
+            # 1 at the fields ranked in fit (all 0 until then).
+            self.fixed = self.add_weight(shape=(self.num_fields,), initializer="zeros", trainable=False,
+                                         name="fixed", aggregation="only_first_replica")
 
     def call(self, ids, training=None):
         emb = self._norm(self._embedding(ids), training=training)
         scores = self._controller(emb, training=training)
-        indices, weights, mask = hard_top_k(scores, self.k, self.reweight,
-                                            rank_by=self._rank_keys(scores, training))
-        if self.weight_scale == "mean":
-            weights = weights * float(self.k)
         # Every field's share of the scores (MvFS scores do not sum to 1).
         soft = scores / (tf.reduce_sum(scores, -1, keepdims=True) + 1e-12)
+        keys = self._rank_keys(scores, training)
+        lift = self._fixed_lift(soft, training)
+        if lift is not None:  # far above any score: these are in every row's top k
+            keys = (scores if keys is None else keys) + lift
+        indices, weights, mask = hard_top_k(scores, self.k, self.reweight, rank_by=keys)
+        if self.weight_scale == "mean":
+            weights = weights * float(self.k)
         mask = self._aux_mask(mask, soft)
         update_selection_stats(self, indices, self.num_fields, training)
         warming = tf.zeros(tf.shape(scores)[:1], scores.dtype)
@@ -163,6 +196,36 @@ class AuxiliarySelector(keras.layers.Layer):
             "embeddings": emb,
             "warming": warming,
         }
+
+    def _fixed_lift(self, soft, training):
+        """(F,) 1e4 at the fields kept on every row, else 0 (None: none)."""
+        if self.fixed_fields:
+            return tf.constant([1e4 if f in self.fixed_fields else 0.0 for f in range(self.num_fields)],
+                               soft.dtype)
+        if not self.num_fixed:
+            return None
+        return tf.cast(tf.convert_to_tensor(self.fixed), soft.dtype) * 1e4
+
+    @property
+    def needs_ranking(self) -> bool:
+        """True while fields are to be ranked in fit and are not yet."""
+        return bool(self.num_fixed) and not self.fixed_field_positions()
+
+    def set_fixed_fields(self, positions) -> None:
+        """Fixes these `num_fixed` fields on every row (the in-fit ranking)."""
+        positions = sorted(int(p) for p in positions)
+        if not self.num_fixed or len(set(positions)) != self.num_fixed or any(
+                not 0 <= p < self.num_fields for p in positions):
+            raise ValueError(f"`positions` must be {self.num_fixed} distinct field positions in "
+                             f"[0, {self.num_fields}) (num_fixed={self.num_fixed}). Received: {positions!r}")
+        self.fixed.assign([1.0 if f in positions else 0.0 for f in range(self.num_fields)])
+
+    def fixed_field_positions(self) -> list[int]:
+        """The fields every row keeps: the given ones, or those ranked in
+        fit ([] until ranked)."""
+        if self.fixed_fields or not self.num_fixed:
+            return sorted(self.fixed_fields)
+        return [int(f) for f in np.flatnonzero(keras.ops.convert_to_numpy(self.fixed) > 0.5)]
 
     # Hooks for `aefs_keras.experimental.ExploringSelector`.
     def _controller_options(self):
@@ -194,6 +257,9 @@ class AuxiliarySelector(keras.layers.Layer):
             output_layer=self.output_layer,
             warmup_steps=self.warmup_steps,
             field_prior=self._controller.field_prior,
+            fixed_fields=list(self.fixed_fields),
+            num_fixed=self.num_fixed,
+            rank_epochs=self.rank_epochs,
             embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer),
             **layout_config(self),
         )

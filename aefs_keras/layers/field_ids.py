@@ -57,6 +57,11 @@ class FieldIds(keras.layers.Layer):
                     name=f"lookup_{f.name}",
                 )
 
+    def build(self, features_shape=None):
+        # Nothing to create: the lookups hold their vocabularies from the
+        # start (a build of our own keeps Keras from warning it has none).
+        self.built = True
+
     def call(self, features):
         if not isinstance(features, dict):
             raise ValueError(
