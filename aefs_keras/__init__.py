@@ -28,6 +28,7 @@ _EXPORTS = {
     "memory_plan": "memory",
     "example_feature_spec": "schema",
     "export": "serving", "inference_model": "serving", "saved_model_ops": "serving",
+    "compare": "comparison",
 }
 # (No submodule shares a name with a function here: importing it would
 # replace the package attribute.)
@@ -66,7 +67,11 @@ def _register_layers():
     if not _registered:
         _registered = True
         for module in _SERIALIZABLE:
-            _importlib.import_module(f"{__name__}.{module}")
+            try:
+                _importlib.import_module(f"{__name__}.{module}")
+            except ImportError:
+                if module != "experimental":  # the core stands without the research variants
+                    raise
 
 
 class _AfterKerasImport:

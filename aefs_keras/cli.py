@@ -48,37 +48,7 @@ def main(argv=None) -> int:
                                    "log-loss and (with a selection) each field's share of kept rows; save "
                                    "OUT/NAME.keras and optionally export for TF Serving. Your own data: "
                                    "--train FILE.csv --label COLUMN (a header row; kinds inferred).")
-    g = p.add_argument_group("data")
-    g.add_argument("--train", nargs="+", help="training file(s): your CSV/TSV with a header or Parquet, or --format files")
-    g.add_argument("--valid", nargs="+", help="validation file(s) (default: --split of the --train file)")
-    g.add_argument("--test", nargs="+", help="test file(s) (default: --split of --train, or --valid)")
-    g.add_argument("--label", default="label", help="label column of your file (numbers; > 0 is a click)")
-    g.add_argument("--columns", help="comma-separated feature columns (default: all but label and --ignore)")
-    g.add_argument("--ignore", default="", help="comma-separated columns to leave out")
-    g.add_argument("--categorical", default="", help="comma-separated columns to treat as categorical")
-    g.add_argument("--numeric", default="", help="comma-separated columns to treat as numeric (bucketised)")
-    g.add_argument("--delimiter", help="one character (default: from the extension or the header)")
-    _kind_flags(g)
-    g.add_argument("--split", help="train,valid,test fractions of one --train file (default 0.8,0.1,0.1)")
-    g.add_argument("--split-mode", default="random", choices=["random", "sequential", "time"],
-                   help="random (by a seeded hash of each row), sequential (file order) or time (by the "
-                        "--time-column's value: the earliest rows train, the latest test)")
-    g.add_argument("--time-column", help="for --split-mode time: a column of numbers (epoch seconds, "
-                                         "YYYYMMDD, ...); --ignore it to keep it out of the features")
-    g.add_argument("--strict", action="store_true", help="a bad row or a cut-off last line is an error")
-    g.add_argument("--format", help="files of a known format instead: criteo, avazu, avazu_time, kdd12")
-    g.add_argument("--artifact", help="preprocessing artifact: used if it exists, else fitted and written")
-    g.add_argument("--min-count", type=int, default=2, help="rarer values share the OOV id(s)")
-    g.add_argument("--max-vocab", type=int, default=None,
-                   help="at most this many values per field (the most frequent); the tail is hashed")
-    g.add_argument("--oov-buckets", type=int, default=1, help="hashed ids per field for values not kept")
-    g.add_argument("--count-budget", type=int, default=None,
-                   help="count at most this many values per field while fitting (memory flat in the rows; "
-                        "rare values' counts approximate, reported in the artifact)")
-    g.add_argument("--data", default="synthetic", choices=["synthetic", "criteo_80k", "census_kdd", "frappe"],
-                   help="built-in data when no --train is given")
-    g.add_argument("--data-dir", default="../shared/data", help="where criteo_80k etc. live")
-    g.add_argument("--rows", type=int, default=200_000, help="synthetic rows")
+    _data_flags(p)
     g = p.add_argument_group("model")
     g.add_argument("--backbone", default="deepfm")
     g.add_argument("--d-main", type=int, default=32)
@@ -127,6 +97,38 @@ def main(argv=None) -> int:
     g.add_argument("--name", default="ctr", help="model name (file name and export name)")
     p.set_defaults(func="aefs_keras.jobs:train")
 
+    p = sub.add_parser("compare", help="train every selection method on your data and recommend one",
+                       description="Trains no selection, the static top-k, the static mixed-dimension model, "
+                                   "AEFS in the paper's form and AEFS at mixed resolution at the same k, each "
+                                   "at the learning rate that validation AUC picks; prints one table (AUC, "
+                                   "log-loss, embedding values read per example, training and serving ex/s), "
+                                   "marks the AUC-cost frontier, writes it as a PNG, recommends one model by "
+                                   "validation AUC and saves and exports it.")
+    _data_flags(p)
+    g = p.add_argument_group("model and methods")
+    g.add_argument("--backbone", default="deepfm", help="backbone of every candidate (default deepfm)")
+    g.add_argument("--d-main", type=int, default=32, help="main embedding width (default 32)")
+    g.add_argument("--hidden-units", type=int, nargs="+", default=[256, 128], help="MLP widths (default 256 128)")
+    g.add_argument("--k", type=int, default=None, help="fields kept (default: --k-ratio of the fields)")
+    g.add_argument("--k-ratio", type=float, default=None, help="fraction of the fields kept (default 0.5)")
+    g.add_argument("--methods", nargs="+", default=None,
+                   help="candidates (default all: none static mixed_dimension aefs_single aefs)")
+    g.add_argument("--learning-rates", type=float, nargs="+", default=[1e-3, 3e-3],
+                   help="Adam learning rates tried per candidate, chosen on validation AUC (default 1e-3 3e-3)")
+    g = p.add_argument_group("training and choice")
+    g.add_argument("--epochs", type=int, default=10, help="at most this many (default 10)")
+    g.add_argument("--patience", type=int, default=2, help="epochs without a better validation AUC (default 2)")
+    g.add_argument("--batch-size", type=int, default=2048, help="batch size (default 2048)")
+    g.add_argument("--seed", type=int, default=0, help="seed of every candidate (default 0)")
+    g.add_argument("--max-auc-loss", type=float, default=0.001,
+                   help="recommend the cheapest candidate within this validation AUC of the best (default 0.001)")
+    g.add_argument("--budget", type=int, default=None,
+                   help="instead: the most accurate candidate reading at most this many embedding values per example")
+    g.add_argument("--out", default="saved_models", help="where NAME.keras, NAME.png and NAME.json go")
+    g.add_argument("--export", default=None, help="TF Serving base directory (default OUT/serving)")
+    g.add_argument("--name", default="compare", help="file and export name of the recommended model")
+    p.set_defaults(func="aefs_keras.comparison:run")
+
     p = sub.add_parser("preprocess", help="fit the preprocessing artifact in one pass over training files")
     p.add_argument("inputs", nargs="+", help="[FORMAT] PATH ...: a known format (criteo, avazu, avazu_time, "
                    "kdd12) and its files, or your CSV/TSV file(s) with a header, or Parquet")
@@ -162,6 +164,9 @@ def main(argv=None) -> int:
     p.add_argument("--rows", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-values", type=int, default=2_000_000, help="distinct values possible in C1")
+    p.add_argument("--header", action="store_true",
+                   help="write a header row (label, I1-I13, C1-C26): the file then reads as your own TSV "
+                        "(--train FILE --label label) instead of --format criteo")
     p.set_defaults(func="aefs_keras.jobs:synth")
 
     p = sub.add_parser("export", help="export a saved .keras model for TF Serving")
@@ -200,6 +205,41 @@ def main(argv=None) -> int:
         # One line naming the problem; --debug shows the traceback.
         print(f"aefs-keras {args.command}: error: {message}", file=sys.stderr)
         return 2
+
+
+def _data_flags(p):
+    """The data flags `train` and `compare` share."""
+    g = p.add_argument_group("data")
+    g.add_argument("--train", nargs="+", help="training file(s): your CSV/TSV with a header or Parquet, or --format files")
+    g.add_argument("--valid", nargs="+", help="validation file(s) (default: --split of the --train file)")
+    g.add_argument("--test", nargs="+", help="test file(s) (default: --split of --train, or --valid)")
+    g.add_argument("--label", default="label", help="label column of your file (numbers; > 0 is a click)")
+    g.add_argument("--columns", help="comma-separated feature columns (default: all but label and --ignore)")
+    g.add_argument("--ignore", default="", help="comma-separated columns to leave out")
+    g.add_argument("--categorical", default="", help="comma-separated columns to treat as categorical")
+    g.add_argument("--numeric", default="", help="comma-separated columns to treat as numeric (bucketised)")
+    g.add_argument("--delimiter", help="one character (default: from the extension or the header)")
+    _kind_flags(g)
+    g.add_argument("--split", help="train,valid,test fractions of one --train file (default 0.8,0.1,0.1)")
+    g.add_argument("--split-mode", default="random", choices=["random", "sequential", "time"],
+                   help="random (by a seeded hash of each row), sequential (file order) or time (by the "
+                        "--time-column's value: the earliest rows train, the latest test)")
+    g.add_argument("--time-column", help="for --split-mode time: a column of numbers (epoch seconds, "
+                                         "YYYYMMDD, ...); --ignore it to keep it out of the features")
+    g.add_argument("--strict", action="store_true", help="a bad row or a cut-off last line is an error")
+    g.add_argument("--format", help="files of a known format instead: criteo, avazu, avazu_time, kdd12")
+    g.add_argument("--artifact", help="preprocessing artifact: used if it exists, else fitted and written")
+    g.add_argument("--min-count", type=int, default=2, help="rarer values share the OOV id(s)")
+    g.add_argument("--max-vocab", type=int, default=None,
+                   help="at most this many values per field (the most frequent); the tail is hashed")
+    g.add_argument("--oov-buckets", type=int, default=1, help="hashed ids per field for values not kept")
+    g.add_argument("--count-budget", type=int, default=None,
+                   help="count at most this many values per field while fitting (memory flat in the rows; "
+                        "rare values' counts approximate, reported in the artifact)")
+    g.add_argument("--data", default="synthetic", choices=["synthetic", "criteo_80k", "census_kdd", "frappe"],
+                   help="built-in data when no --train is given")
+    g.add_argument("--data-dir", default="../shared/data", help="where criteo_80k etc. live")
+    g.add_argument("--rows", type=int, default=200_000, help="synthetic rows")
 
 
 def _kind_flags(group):

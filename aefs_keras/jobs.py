@@ -68,9 +68,11 @@ def _split(args):
     return parts
 
 
-def train(args) -> int:
-    """`aefs-keras train`: synthetic or benchmark data, files of a known
-    format, or the user's own CSV/TSV with a header."""
+def load_data(args, distributed=True):
+    """The data of `train` and `compare`: synthetic or benchmark data, files
+    of a known format, or the user's own CSV/TSV/Parquet with a header ->
+    (the package, the distribution strategy or None, a `CTRData` with
+    validation and test rows)."""
     own = bool(args.train) and not args.format
     if own:
         fmt, why = _check_own_files(args, args.numeric)  # before TensorFlow: errors come at once
@@ -78,10 +80,7 @@ def train(args) -> int:
     import aefs_keras as ak
 
     # First, before any other TensorFlow op (multi-worker collectives).
-    strategy = ak.distributed.get_strategy(args.strategy)
-    import keras
-    import numpy as np
-
+    strategy = ak.distributed.get_strategy(getattr(args, "strategy", None)) if distributed else None
     if own:
         print(f"Columns of {args.train[0]} (label {args.label!r}):")
         for name, kind in fmt.features:
@@ -97,6 +96,16 @@ def train(args) -> int:
     if data.valid is None or data.test is None:
         raise ValueError("held-out rows are needed for early stopping and the test figures: give --valid "
                          "(and --test) files, or one --train file to --split")
+    return ak, strategy, data
+
+
+def train(args) -> int:
+    """`aefs-keras train`: synthetic or benchmark data, files of a known
+    format, or the user's own CSV/TSV with a header."""
+    ak, strategy, data = load_data(args)
+    import keras
+    import numpy as np
+
     options = {name: getattr(args, name) for name in SELECTION_FLAGS if getattr(args, name) is not None}
     if args.keep_share is not None and not 0.0 <= args.keep_share < 1.0:
         raise ValueError(f"--keep-share must be in [0, 1). Received: --keep-share {args.keep_share}")
@@ -113,9 +122,12 @@ def train(args) -> int:
         else:
             what = "Fields kept" if kind == "static" else f"Fields at width {args.d_main} (the others at {selection.d_small})"
             print(f"{what}: " + ", ".join(names[i] for i in selection.wide_fields(names)))
+    static = isinstance(selection, ak.MixedDimension)  # its tables are narrower: plan them as built
     print(ak.memory_plan(data.schema, args.d_main, getattr(selection, "d_aux", 4),
-                         selection and selection.kind,
-                         getattr(ak.BACKBONES[args.backbone], "uses_linear", False), args.optimizer))
+                         None if static else selection and selection.kind,
+                         getattr(ak.BACKBONES[args.backbone], "uses_linear", False), args.optimizer,
+                         field_dims=selection.field_dims(data.schema.names, args.d_main, data.schema.field_dims)
+                         if static else None))
 
     def build():
         keras.utils.set_random_seed(args.seed)
@@ -301,7 +313,8 @@ def synth(args) -> int:
 
     if os.path.dirname(args.out):
         os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    summary = write_criteo_like(args.out, args.rows, seed=args.seed, max_values=args.max_values)
+    summary = write_criteo_like(args.out, args.rows, seed=args.seed, max_values=args.max_values,
+                                header=args.header)
     print(f"Wrote {args.out}: {summary['rows']:,} rows, click rate {summary['click_rate']:.3f}, "
           f"{summary['bytes'] / 1e6:,.1f} MB in {summary['seconds']:.1f} s")
     return 0

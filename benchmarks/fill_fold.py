@@ -42,7 +42,8 @@ def main(argv=None):
     import numpy as np
     import tensorflow as tf
 
-    from aefs_keras.ops import fields_matmul, fill_matmul, fill_vectors, place_fields
+    from aefs_keras.experimental.grouped_first_layer import fields_matmul
+    from aefs_keras.ops import fill_matmul, fill_vectors, place_fields
 
     rng = np.random.default_rng(0)
     kernel = tf.constant(rng.normal(size=(F * D, H)).astype("float32"))

@@ -11,7 +11,7 @@ Forms of the forward pass, at batches 16, 512 and 4096:
   (d, h) product per field and a segment sum per row (writes B*k*h partial
   outputs; the form the fast path does not use for the forward pass).
 Forward + backward at batch 4096: TF's gradient of the dense layer on the
-scattered input against `ops.fields_matmul` (grouped backward).
+scattered input against `experimental.grouped_first_layer.fields_matmul` (grouped backward).
 Each form: the median of `--calls` calls, in `--rounds` interleaved rounds;
 mean and sd over the rounds.
 """
@@ -39,7 +39,8 @@ def main(argv=None):
     import numpy as np
     import tensorflow as tf
 
-    from aefs_keras.ops import _group_by_field, fields_matmul, place_fields, scatter_fields
+    from aefs_keras.experimental.grouped_first_layer import _group_by_field, fields_matmul
+    from aefs_keras.ops import place_fields, scatter_fields
 
     rng = np.random.default_rng(0)
     kernel = tf.constant(rng.normal(size=(F * D, H)).astype("float32") * 0.01)

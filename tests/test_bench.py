@@ -234,6 +234,21 @@ def test_summary_takes_each_pair_from_its_own_grid():
     assert lines[-1] == "See elsewhere."
 
 
+def test_methods_against_none_within_one_grid():
+    def run(sel, variant, val, auc, values=10):
+        return {"grid": "m", "dataset": "d", "backbone": "dcn", "selection": sel,
+                "k_ratio": None if sel == "none" else 0.5, "variant": variant, "val_auc": val, "auc": auc,
+                "overrides": {}, "k": 2, "activated_embedding_parameters": values}
+    rs = ([run("none", "lr_1e-3", 0.70, a, 20) for a in (0.80, 0.82)]
+          + [run("none", "lr_3e-3", 0.60, a, 20) for a in (0.99, 0.99)]  # better on test, worse on validation
+          + [run("mixed_dimension", "lr_1e-3", 0.71, a, 12) for a in (0.83, 0.85)]
+          + [{**run("mixed_dimension", "x", 0.9, 0.5), "grid": "other"}])  # another grid: ignored
+    text = "\n".join(report.methods_against_none(rs, "m"))
+    # 0.84 - 0.81 = +0.0300; 2 SE = 2 * sqrt(2 * 0.01414^2 / 2) = 0.0283 -> above
+    assert "| d | dcn | static mixed-dimension: lr_1e-3 | 0.8400 ± 0.0141 | +0.0300 (0.0283) | ABOVE | 12 (20) | 2 |" in text
+    assert text.count("| d | dcn |") == 1
+
+
 def test_frontier_marks_points_no_other_point_beats():
     def run(sel, k, auc, values, train, serve):
         return {"grid": "g", "dataset": "d", "backbone": "deepfm", "selection": sel, "k_ratio": k,

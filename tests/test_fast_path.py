@@ -12,7 +12,8 @@ import tensorflow as tf
 import aefs_keras as ak
 from aefs_keras import builder
 from aefs_keras import layers as L
-from aefs_keras.ops import fields_matmul, place_fields, scatter_fields
+from aefs_keras.experimental.grouped_first_layer import fields_matmul
+from aefs_keras.ops import place_fields, scatter_fields
 
 BACKBONES = ["dnn", "deepfm", "dcn", "wide_deep", "mlcc", "mc_mlcc"]
 F = 7

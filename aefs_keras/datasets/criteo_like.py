@@ -53,7 +53,7 @@ def _zipf_cdf(size, exponent=1.05):
 
 
 def write_criteo_like(path: str, rows: int, seed: int = 0, max_values: int = 2_000_000,
-                      chunk: int = 200_000, progress: bool = True) -> dict:
+                      chunk: int = 200_000, progress: bool = True, header: bool = False) -> dict:
     """Streams `rows` Criteo-shaped rows to `path` (".gz": gzip level 1).
 
     Args:
@@ -64,6 +64,9 @@ def write_criteo_like(path: str, rows: int, seed: int = 0, max_values: int = 2_0
         max_values: distinct values possible in the largest field (C1).
         chunk: rows drawn and written at a time.
         progress: print rows/s every 10 s.
+        header: write a header row first (label, I1-I13, C1-C26), so the
+            file reads as your own CSV/TSV (`--train FILE --label label`)
+            rather than `--format criteo`.
 
     Returns:
         A summary: rows, click rate, seconds, bytes.
@@ -90,6 +93,9 @@ def write_criteo_like(path: str, rows: int, seed: int = 0, max_values: int = 2_0
         lambda p: open(p, "w", newline=""))
     clicks, done, start, last = 0, 0, time.perf_counter(), time.perf_counter()
     with opener(tmp) as f:
+        if header:
+            f.write("\t".join(["label"] + [f"I{i + 1}" for i in range(NUM_INTEGER)]
+                              + [f"C{j + 1}" for j in range(NUM_CATEGORICAL)]) + "\n")
         while done < rows:
             n = min(chunk, rows - done)
             logit = np.full(n, _BIAS)

@@ -74,7 +74,7 @@ class MLP(keras.layers.Layer):
     def call_on_fields(self, rows, indices, num_fields, training=None, fill=None):
         """`call(flatten(place_fields(rows, indices, num_fields)))`: the kept
         rows placed and one dense product (a backward pass grouped by field,
-        `ops.fields_matmul`, was slower in the whole step: docs/scale.md,
+        `experimental.grouped_first_layer`, was slower in the whole step: docs/scale.md,
         "The grouped backward pass, measured again").
 
         `fill`: None, or (codes, weights) of a low-rank fill added to the
