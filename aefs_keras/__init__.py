@@ -28,7 +28,7 @@ _EXPORTS = {
     "memory_plan": "memory",
     "example_feature_spec": "schema",
     "export": "serving", "inference_model": "serving", "saved_model_ops": "serving",
-    "compare": "comparison",
+    "compare": "comparison", "rank_fields": "comparison",
 }
 # (No submodule shares a name with a function here: importing it would
 # replace the package attribute.)

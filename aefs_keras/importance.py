@@ -105,35 +105,3 @@ def most_important(importance, m: int) -> tuple[int, ...]:
         raise ValueError(f"`importance` must be finite numbers, one per field. Received: {imp.tolist()}")
     return tuple(sorted(int(i) for i in np.argsort(-imp, kind="stable")[:m]))
 
-
-def rank_fields(data, backbone: str = "deepfm", epochs: int = 2, rows: int = 50_000, seed: int = 0,
-                learning_rate: float = 1e-3, **build_options) -> np.ndarray:
-    """Each field's permutation importance for a model without selection
-    trained `epochs` epochs on `data.train`, measured on up to `rows` of
-    `data.valid`: the ranking that `StaticTopK`, `MixedDimension` and
-    `AEFS(importance=...)` take.
-
-    Args:
-        data: a `CTRData` (`aefs_keras.datasets.load`, `synthetic`, ...).
-        backbone, learning_rate, **build_options: the ranking model
-            (`build_model` arguments, e.g. `d_main`, `hidden_units`).
-        epochs: its training epochs (default 2).
-        rows: validation rows the importance is measured on.
-        seed: the model's and the shuffles' seed.
-
-    Returns:
-        (F,) validation AUC lost by shuffling each field, in schema order.
-    """
-    import keras
-
-    from aefs_keras.builder import build_model, default_compile
-    from aefs_keras.callbacks import _rows_of
-
-    if data.valid is None:
-        raise ValueError("rank_fields needs validation rows (`data.valid`): importance on training rows "
-                         "rewards what the model memorised")
-    keras.utils.set_random_seed(seed)
-    model = default_compile(build_model(data.schema, backbone, None, **build_options), learning_rate=learning_rate)
-    model.fit(data.train, epochs=epochs, verbose=0)
-    x, y = _rows_of(data.valid, rows)
-    return permutation_importance(model, {name: x[name] for name in data.schema.names}, y, seed=seed)

@@ -128,7 +128,7 @@ class AEFS(AdaFS):
         keep_share: mixed: the share of k kept on every row (default 0.75).
         importance: mixed: one number per field (larger = more important)
             that ranks the fields kept on every row, e.g. from
-            `aefs_keras.importance.rank_fields`; default None: ranked during
+            `aefs_keras.rank_fields`; default None: ranked during
             `fit`, after `rank_epochs` epochs, by the model's own
             permutation importance on validation rows
             (`aefs_keras.callbacks.RankFields`, which `fit` adds).
@@ -298,7 +298,7 @@ class MixedDimension:
         d_small: the other fields' width (default 4).
         fields: the wide fields, by name or position (then k = len(fields)).
         importance: one number per field, larger = more important (e.g.
-            `aefs_keras.importance.rank_fields`); the top k are wide.
+            `aefs_keras.rank_fields`); the top k are wide.
             Give `fields` or `importance`.
 
     Example:
@@ -373,7 +373,7 @@ class MixedDimension:
         if self.importance is None:
             raise ValueError(f"{type(self).__name__} needs the wide fields: give `fields` (names or positions) "
                              "or `importance` (one number per field, e.g. from "
-                             "`aefs_keras.importance.rank_fields`). Received: fields=None, importance=None")
+                             "`aefs_keras.rank_fields`). Received: fields=None, importance=None")
         if len(self.importance) != len(names):
             raise ValueError(f"`importance` must have one number per field ({len(names)}). "
                              f"Received {len(self.importance)} numbers")

@@ -31,9 +31,11 @@ SCRIPT = textwrap.dedent('''
             path = f"{tmp}/{backbone}_{name}.keras"
             model.save(path)
             np.testing.assert_allclose(keras.models.load_model(path).predict_on_batch(x), want, atol=1e-6)
-            served = tf.saved_model.load(str(ak.export(model, f"{tmp}/serving", f"{backbone}_{name}")))
-            got = served.signatures["serving_default"](**{k: tf.constant(v) for k, v in x.items()})
-            np.testing.assert_allclose(got["probability"].numpy(), want, atol=1e-5)
+            exported = ak.export(model, f"{tmp}/serving", f"{backbone}_{name}")
+            if backbone in ("deepfm", "mlcc"):  # one backbone that takes mixed widths, one that does not
+                served = tf.saved_model.load(str(exported)).signatures["serving_default"]
+                got = served(**{k: tf.constant(v) for k, v in x.items()})
+                np.testing.assert_allclose(got["probability"].numpy(), want, atol=1e-5)
             done += 1
     assert "aefs_keras.experimental" not in [m for m in sys.modules if sys.modules[m] is not None]
     print("checked", done)
