@@ -30,6 +30,16 @@ def _check(condition, name, value, what):
         raise ValueError(f"`{name}` must be {what}. Received: {name}={value!r}")
 
 
+def _check_k(k, k_ratio):
+    """`k` (a positive integer) or `k_ratio` (in (0, 1]), not both."""
+    if k is not None and k_ratio is not None:
+        raise ValueError(f"Give `k` or `k_ratio`, not both. Received: k={k}, k_ratio={k_ratio}")
+    _check(k is None or (isinstance(k, int) and not isinstance(k, bool) and k >= 1),
+           "k", k, "None or a positive integer")
+    if k_ratio is not None:
+        resolve_k(1, None, k_ratio)
+
+
 @dataclasses.dataclass
 class AdaFS:
     """Late adaptive selection (AdaFS; with `controller="mvfs"`, MvFS).
@@ -69,12 +79,7 @@ class AdaFS:
     kind = "adafs"
 
     def __post_init__(self):
-        if self.k is not None and self.k_ratio is not None:
-            raise ValueError(f"Give `k` or `k_ratio`, not both. Received: k={self.k}, k_ratio={self.k_ratio}")
-        _check(self.k is None or (isinstance(self.k, int) and not isinstance(self.k, bool) and self.k >= 1),
-               "k", self.k, "None or a positive integer")
-        if self.k_ratio is not None:
-            resolve_k(1, None, self.k_ratio)
+        _check_k(self.k, self.k_ratio)
         self.controller = check_controller(self.controller)
         _check(isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0,
                "dropout", self.dropout, "in [0, 1)")
@@ -322,12 +327,7 @@ class MixedDimension:
     kind = "mixed_dimension"
 
     def __post_init__(self):
-        if self.k is not None and self.k_ratio is not None:
-            raise ValueError(f"Give `k` or `k_ratio`, not both. Received: k={self.k}, k_ratio={self.k_ratio}")
-        _check(self.k is None or (isinstance(self.k, int) and not isinstance(self.k, bool) and self.k >= 1),
-               "k", self.k, "None or a positive integer")
-        if self.k_ratio is not None:
-            resolve_k(1, None, self.k_ratio)
+        _check_k(self.k, self.k_ratio)
         self._check_d_small()
         if self.fields is not None and self.importance is not None:
             raise ValueError("Give `fields` or `importance`, not both. Received: "
