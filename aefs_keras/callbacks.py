@@ -79,7 +79,7 @@ def selection_frequency(model: keras.Model, dataset) -> np.ndarray:
     return counts / rows
 
 
-def _rows_of(data, rows: int):
+def labelled_rows(data, rows: int):
     """Up to `rows` rows of `data` ((features, labels) arrays, or a dataset of
     such batches) -> (feature dict of numpy arrays, labels)."""
     if isinstance(data, (tuple, list)) and len(data) >= 2 and isinstance(data[0], dict):
@@ -92,8 +92,7 @@ def _rows_of(data, rows: int):
             raise ValueError("RankFields needs labelled rows: batches of (features, labels). "
                              f"Received a batch of type {type(batch).__name__}")
         for name, value in batch[0].items():
-            xs.setdefault(name, []).append(keras.ops.convert_to_numpy(value) if not hasattr(value, "numpy")
-                                           else value.numpy())
+            xs.setdefault(name, []).append(keras.ops.convert_to_numpy(value))
         ys.append(np.asarray(batch[1]).ravel())
         n += len(ys[-1])
         if n >= rows:
@@ -143,7 +142,7 @@ class RankFields(keras.callbacks.Callback):
             return
         from aefs_keras.importance import most_important, permutation_importance
 
-        x, y = _rows_of(self.data, self.rows)
+        x, y = labelled_rows(self.data, self.rows)
         if len(np.unique(y)) < 2:
             raise ValueError(f"RankFields: the {len(y):,} ranking rows have one label only; permutation "
                              "importance needs both (give more rows)")

@@ -159,7 +159,7 @@ def plot(comparison: Comparison, path: str) -> bool:
 
 
 def rank_fields(data, backbone: str = "deepfm", epochs: int = 2, rows: int = 50_000, seed: int = 0,
-                learning_rate: float = 1e-3, **build_options) -> np.ndarray:
+                learning_rate: float = 1e-3, model=None, **build_options) -> np.ndarray:
     """Each field's permutation importance for a model without selection
     trained `epochs` epochs on `data.train`, measured on up to `rows` of
     `data.valid`: the ranking that `StaticTopK`, `MixedDimension` and
@@ -172,6 +172,7 @@ def rank_fields(data, backbone: str = "deepfm", epochs: int = 2, rows: int = 50_
         epochs: its training epochs (default 2).
         rows: validation rows the importance is measured on.
         seed: the model's and the shuffles' seed.
+        model: a trained model to measure instead (nothing is trained).
 
     Returns:
         (F,) validation AUC lost by shuffling each field, in schema order.
@@ -179,16 +180,18 @@ def rank_fields(data, backbone: str = "deepfm", epochs: int = 2, rows: int = 50_
     import keras
 
     from aefs_keras.builder import build_model, default_compile
-    from aefs_keras.callbacks import _rows_of
+    from aefs_keras.callbacks import labelled_rows
     from aefs_keras.importance import permutation_importance
 
     if data.valid is None:
         raise ValueError("rank_fields needs validation rows (`data.valid`): importance on training rows "
                          "rewards what the model memorised")
-    keras.utils.set_random_seed(seed)
-    model = default_compile(build_model(data.schema, backbone, None, **build_options), learning_rate=learning_rate)
-    model.fit(data.train, epochs=epochs, verbose=0)
-    x, y = _rows_of(data.valid, rows)
+    if model is None:
+        keras.utils.set_random_seed(seed)
+        model = default_compile(build_model(data.schema, backbone, None, **build_options),
+                                learning_rate=learning_rate)
+        model.fit(data.train, epochs=epochs, verbose=0)
+    x, y = labelled_rows(data.valid, rows)
     return permutation_importance(model, {name: x[name] for name in data.schema.names}, y, seed=seed)
 
 
@@ -236,10 +239,10 @@ def _serve_examples_per_s(model, dataset, batch=512, calls=20):
     import numpy as np
     import tensorflow as tf
 
-    from aefs_keras.callbacks import _rows_of
+    from aefs_keras.callbacks import labelled_rows
     from aefs_keras.serving import export
 
-    x, _ = _rows_of(dataset, batch)
+    x, _ = labelled_rows(dataset, batch)
     n = len(next(iter(x.values())))
     x = {k: tf.constant(np.asarray(v)[np.arange(batch) % n]) for k, v in x.items()}
     tmp = tempfile.mkdtemp(prefix="compare_export_")
@@ -287,8 +290,7 @@ def compare(data, backbone: str = "deepfm", k: int | None = None, k_ratio: float
     import numpy as np
 
     import aefs_keras as ak
-    from aefs_keras.callbacks import TrainingThroughput, _rows_of
-    from aefs_keras.importance import permutation_importance
+    from aefs_keras.callbacks import TrainingThroughput
 
     methods = list(methods or METHODS)
     bad = [m for m in methods if m not in METHODS]
@@ -301,7 +303,7 @@ def compare(data, backbone: str = "deepfm", k: int | None = None, k_ratio: float
     learning_rates = [float(r) for r in learning_rates]
     say = print if verbose else (lambda *a, **kw: None)
     n_train = _count_rows(data.train)
-    importance, ranked_by = None, None
+    importance = None
 
     def fit(method, rate, selection):
         keras.utils.set_random_seed(seed)
@@ -318,10 +320,10 @@ def compare(data, backbone: str = "deepfm", k: int | None = None, k_ratio: float
             f"{time.perf_counter() - started:.0f} s)", flush=True)
         return model, float(max(val)), len(val), timer
 
-    def rank(model):
-        x, y = _rows_of(data.valid, importance_rows)
+    def rank(model=None):
         names = data.schema.names
-        drops = permutation_importance(model, {n: x[n] for n in names}, y, seed=seed)
+        drops = rank_fields(data, backbone, rows=importance_rows, seed=seed, model=model, d_main=d_main,
+                            hidden_units=list(hidden_units))
         order = np.argsort(-drops, kind="stable")
         say("  fields by validation AUC lost when shuffled: "
             + ", ".join(f"{names[i]} {drops[i]:+.4f}" for i in order), flush=True)
@@ -330,15 +332,12 @@ def compare(data, backbone: str = "deepfm", k: int | None = None, k_ratio: float
     order = [m for m in METHODS if m in methods]
     out = []
     ranked = {"static", "mixed_dimension", "aefs"}
+    ranked_by = None  # the best no-selection candidate; without one, rank_fields trains a short model
     if ranked & set(order) and "none" not in order:
         say("Ranking the fields: a model without selection, 2 epochs", flush=True)
-        keras.utils.set_random_seed(seed)
-        ranked_by = ak.default_compile(ak.build_model(data.schema, backbone, None, d_main=d_main,
-                                                      hidden_units=list(hidden_units)))
-        ranked_by.fit(data.train, epochs=2, verbose=0)
     for i, method in enumerate(order):
         if method in ranked and importance is None:
-            importance = rank(ranked_by)  # the best no-selection candidate's ranking
+            importance = rank(ranked_by)
         say(f"[{i + 1}/{len(order)}] {LABELS[method]}", flush=True)
         best, by_rate = None, {}
         for rate in learning_rates:

@@ -210,20 +210,10 @@ def _rank_fields(ak, args, data, strategy):
     print(f"Ranking the fields: a model without selection, {args.importance_epochs} epoch(s)")
     plain, _ = ak.distributed.fit(build_plain, data.train, args.importance_epochs, strategy=strategy,
                                   verbose=1 if sys.stdout.isatty() else 2)
-    if data.valid_arrays is not None:
-        x, y = data.valid_arrays
-    else:  # streamed from files: the first batches
-        xs, ys, n = {}, [], 0
-        for xb, yb in data.valid:
-            for name, value in xb.items():
-                xs.setdefault(name, []).append(value.numpy())  # strings too
-            ys.append(yb.numpy().ravel())
-            n += len(ys[-1])
-            if n >= args.importance_rows:
-                break
-        x, y = {name: np.concatenate(parts) for name, parts in xs.items()}, np.concatenate(ys)
-    x = {name: np.asarray(x[name])[:args.importance_rows] for name in data.schema.names}  # schema order
-    y = np.asarray(y).ravel()[:args.importance_rows]
+    from aefs_keras.callbacks import labelled_rows
+
+    x, y = labelled_rows(data.valid_arrays if data.valid_arrays is not None else data.valid, args.importance_rows)
+    x = {name: x[name] for name in data.schema.names}  # schema order
     if len(np.unique(y)) < 2:
         raise ValueError(f"the first {len(y):,} validation rows have one label only; permutation importance "
                          "needs both: give more --importance-rows")

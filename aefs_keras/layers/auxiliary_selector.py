@@ -172,7 +172,7 @@ class AuxiliarySelector(keras.layers.Layer):
         # Every field's share of the scores (MvFS scores do not sum to 1).
         soft = scores / (tf.reduce_sum(scores, -1, keepdims=True) + 1e-12)
         keys = self._rank_keys(scores, training)
-        lift = self._fixed_lift(soft, training)
+        lift = self._fixed_lift(scores.dtype)
         if lift is not None:  # far above any score: these are in every row's top k
             keys = (scores if keys is None else keys) + lift
         indices, weights, mask = hard_top_k(scores, self.k, self.reweight, rank_by=keys)
@@ -197,14 +197,13 @@ class AuxiliarySelector(keras.layers.Layer):
             "warming": warming,
         }
 
-    def _fixed_lift(self, soft, training):
+    def _fixed_lift(self, dtype):
         """(F,) 1e4 at the fields kept on every row, else 0 (None: none)."""
         if self.fixed_fields:
-            return tf.constant([1e4 if f in self.fixed_fields else 0.0 for f in range(self.num_fields)],
-                               soft.dtype)
+            return tf.constant([1e4 if f in self.fixed_fields else 0.0 for f in range(self.num_fields)], dtype)
         if not self.num_fixed:
             return None
-        return tf.cast(tf.convert_to_tensor(self.fixed), soft.dtype) * 1e4
+        return tf.cast(tf.convert_to_tensor(self.fixed), dtype) * 1e4
 
     @property
     def needs_ranking(self) -> bool:

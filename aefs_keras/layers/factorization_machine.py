@@ -55,13 +55,10 @@ class FactorizationMachine(keras.layers.Layer):
                 raise ValueError("FactorizationMachine takes a factored `fill` with one width only")
             sums = [field_sums(g) if p is None else fill_sums(g, tf.cast(p, g.dtype))
                     for g, p in zip(embeddings, self.projections)]
-            total = tf.add_n([t for t, _ in sums])
-            squares = tf.add_n([q for _, q in sums])
-            return 0.5 * (tf.reduce_sum(tf.square(total), -1, keepdims=True) - squares[:, None])
-        total, squares = field_sums(embeddings)
-        if fill is not None:
-            fill_total, fill_squares = fill_sums(*fill)
-            total, squares = total + fill_total, squares + fill_squares
+        else:
+            sums = [field_sums(embeddings)] + ([] if fill is None else [fill_sums(*fill)])
+        total = tf.add_n([t for t, _ in sums])
+        squares = tf.add_n([q for _, q in sums])
         return 0.5 * (tf.reduce_sum(tf.square(total), -1, keepdims=True) - squares[:, None])
 
     def compute_output_shape(self, input_shape, fill_shape=None):
