@@ -29,6 +29,7 @@ _EXPORTS = {
     "example_feature_spec": "schema",
     "export": "serving", "inference_model": "serving", "saved_model_ops": "serving",
     "compare": "comparison", "rank_fields": "comparison",
+    "load_model": "files",
 }
 # (No submodule shares a name with a function here: importing it would
 # replace the package attribute.)

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from aefs_keras.inputs import model_inputs
 from aefs_keras.serving import inference_model, selector_of
 
 
@@ -61,7 +62,8 @@ def selection_frequency(model: keras.Model, dataset) -> np.ndarray:
 
     Runs the inference graph (`aefs_keras.serving.inference_model`: the
     selector in inference mode, with its batch norms' moving statistics)
-    over `dataset` (batches of features, or (features, label)) and returns
+    over `dataset` (a dataset of batches of features, or (features, label);
+    or a dict of arrays, as `predict` takes) and returns
     an array (F,): the fraction of rows that kept each field.
     `FieldSelectionFrequency` counts training batches instead.
     """
@@ -69,6 +71,10 @@ def selection_frequency(model: keras.Model, dataset) -> np.ndarray:
     serving = inference_model(model)
     counts = np.zeros(selector.num_fields, "int64")
     rows = 0
+    dataset = model_inputs(getattr(model, "schema", None), dataset)
+    if isinstance(dataset, dict):
+        # Plain arrays: one pass in batches, as `predict` would.
+        dataset = tf.data.Dataset.from_tensor_slices(dataset).batch(4096)
     for batch in dataset:
         x = batch[0] if isinstance(batch, tuple) else batch
         picked = keras.ops.convert_to_numpy(serving(x, training=False)["selected_fields"])

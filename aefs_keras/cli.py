@@ -11,7 +11,10 @@ import importlib
 import os
 import re
 import sys
+import tempfile
 
+# TensorFlow's C++ log level as the user set it (None: unset), before ours.
+_USER_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -197,6 +200,7 @@ def main(argv=None) -> int:
     module, function = args.func.split(":")
     try:
         # Only now TensorFlow loads: `--help` and argument errors answer at once.
+        _import_tensorflow_quietly()
         return getattr(importlib.import_module(module), function)(args)
     except Exception as e:  # noqa: BLE001 (reported below, or re-raised)
         message = _user_error(e)
@@ -252,6 +256,58 @@ def _kind_flags(group):
                        help="comma-separated numeric columns fed as values, not bucketised (ak.DenseNumeric)")
     group.add_argument("--dense-normalization", default="standard", choices=["standard", "log", "none"],
                        help="for --dense-numeric columns: standard (training mean and sd), log or none")
+
+
+_SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
+# What TensorFlow logs at start-up on a machine without a GPU.
+_NO_GPU_NOISE = ("cuInit", "cuda", "CUDA", "cuDNN", "cuFFT", "cuBLAS", "TF-TRT")
+
+
+def _import_tensorflow_quietly():
+    """Import TensorFlow and let it find its devices with file descriptor 2
+    captured, then replay only the lines the log level admits.
+
+    TensorFlow logs its start-up lines (oneDNN, CPU features, no CUDA
+    driver) through absl before absl's logging is initialised, and those
+    ignore TF_CPP_MIN_LOG_LEVEL; the failed cuInit of a CPU-only machine
+    comes at the first device query. With the level unset we show errors
+    and above, less that CUDA noise when no GPU is found; a level the user
+    set is applied as they set it.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    level = int(_USER_LOG_LEVEL) if (_USER_LOG_LEVEL or "").isdigit() else 2
+    sys.stderr.flush()
+    saved = os.dup(2)
+    gpus = []
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", "replace")
+            sys.stderr.write(_admitted_log_lines(text, level, drop_cuda=_USER_LOG_LEVEL is None and not gpus))
+
+
+def _admitted_log_lines(text, level, drop_cuda):
+    """The lines of captured start-up output to show (a log record's
+    continuation lines go with it; other output is kept)."""
+    keep, dropping = [], False
+    for line in text.splitlines(keepends=True):
+        record = re.match(r"([IWEF])\d{4} ", line)
+        if record:
+            dropping = _SEVERITY[record[1]] < level or (drop_cuda and any(w in line for w in _NO_GPU_NOISE))
+        elif line.startswith("WARNING: All log messages before absl::InitializeLog()"):
+            continue
+        if not dropping:
+            keep.append(line)
+    return "".join(keep)
 
 
 def _user_error(e):

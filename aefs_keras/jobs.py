@@ -312,13 +312,11 @@ def synth(args) -> int:
 
 def export(args) -> int:
     """`aefs-keras export`."""
-    import keras
-
     import aefs_keras as ak
 
     start = time.perf_counter()
     print(f"Loading {args.model} ...", flush=True)
-    model = keras.models.load_model(args.model)
+    model = ak.load_model(args.model)
     print(f"Loaded in {time.perf_counter() - start:.1f} s", flush=True)
     _export(ak, model, args.base_dir, args.name, version=args.version, overwrite=args.overwrite,
             example_signature=False if args.no_example_signature else None)

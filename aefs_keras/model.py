@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from aefs_keras.inputs import model_inputs, row_count
 from aefs_keras.schema import as_schema
 
 
@@ -84,7 +86,10 @@ class CTRModel(keras.Model):
             self.schema.check_feature_dtypes(dtypes)
 
     def fit(self, x=None, y=None, *args, **kwargs):
+        x = model_inputs(self.schema, x)
         self.check_inputs(x)
+        if row_count(x) == 0:
+            raise ValueError("`x` has 0 rows: nothing to train on.")
         if isinstance(x, tf.data.Dataset) and not args:
             # A dataset is shuffled by its own pipeline; Keras' default
             # shuffle=True would only warn that it ignores it.
@@ -98,10 +103,13 @@ class CTRModel(keras.Model):
         return self._checked_fit(x, y, *args, **kwargs)
 
     def _checked_fit(self, x, y, *args, **kwargs):
-        if "validation_data" in kwargs and isinstance(kwargs["validation_data"], tuple):
-            self.check_inputs(kwargs["validation_data"][0])
-        elif isinstance(kwargs.get("validation_data"), tf.data.Dataset):
-            self.check_inputs(kwargs["validation_data"])
+        data = kwargs.get("validation_data")
+        if isinstance(data, tuple):
+            kwargs["validation_data"] = data = (model_inputs(self.schema, data[0]), *data[1:])
+            self.check_inputs(data[0])
+        elif isinstance(data, tf.data.Dataset):
+            kwargs["validation_data"] = data = model_inputs(self.schema, data)
+            self.check_inputs(data)
         self._add_ranking(x, y, kwargs)
         return super().fit(x, y, *args, **kwargs)
 
@@ -125,12 +133,26 @@ class CTRModel(keras.Model):
         kwargs["callbacks"] = callbacks
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
+        x = model_inputs(self.schema, x)
         self.check_inputs(x)
+        if row_count(x) == 0:
+            raise ValueError("`x` has 0 rows: no metric is defined on no rows.")
         return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
+        x = model_inputs(self.schema, x)
         self.check_inputs(x)
-        return super().predict(x, *args, **kwargs)
+        if row_count(x) == 0:
+            return np.zeros((0, 1), "float32")
+        try:
+            with warnings.catch_warnings():
+                if kwargs.get("steps") is None:  # then running out is the input's end, not a fault
+                    warnings.filterwarnings("ignore", message="Your input ran out of data")
+                return super().predict(x, *args, **kwargs)
+        except UnboundLocalError:
+            # Keras (3.15) ends its predict loop on an unset name when the
+            # input yields no batch at all: an empty dataset, 0 rows.
+            return np.zeros((0, 1), "float32")
 
     # -- training --------------------------------------------------------
     def train_step(self, data):
@@ -202,6 +224,24 @@ class CTRModel(keras.Model):
         return activated_embedding_parameters(self)
 
     # -- serialization ---------------------------------------------------
+    def save(self, filepath, overwrite=True, **kwargs):
+        """`keras.Model.save`, written whole: a crash or a full disk mid-save
+        leaves the previous file (or none), never half of one."""
+        from aefs_keras.files import written_whole
+
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is not None and not optimizer.built and self.built:
+            # A compiled model that has not trained saves 2 optimizer variables;
+            # Keras builds the optimizer in full on load and then warns that it
+            # skipped them. Built now, file and load agree.
+            with self.distribute_strategy.scope():
+                optimizer.build(self.trainable_variables)
+        path = os.fspath(filepath)
+        if not path.endswith(".keras") or (not overwrite and os.path.exists(path)):
+            return super().save(filepath, overwrite=overwrite, **kwargs)  # Keras' own answer
+        with written_whole(path, suffix=".keras") as tmp:
+            super().save(tmp, overwrite=True, **kwargs)
+
     def get_config(self):
         config = super().get_config()
         config["schema"] = self.schema.get_config() if self.schema is not None else None

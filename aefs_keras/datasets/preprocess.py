@@ -138,27 +138,34 @@ class Preprocessing:
         })
 
     def save(self, path: str) -> None:
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
+        from aefs_keras.files import written_whole
+
+        with written_whole(path) as tmp, open(tmp, "w") as f:  # never a half-written artifact
             f.write(self.to_json())
-        os.replace(tmp, path)  # never a half-written artifact
 
     @classmethod
     def load(cls, path: str) -> "Preprocessing":
-        with open(path) as f:
-            try:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No such file: {path}")
+        try:
+            with open(path, encoding="utf-8") as f:
                 d = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path} is not a preprocessing artifact (invalid JSON: {e})") from e
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path} is damaged: not a preprocessing artifact ({type(e).__name__}: {e}). "
+                             "Delete it to fit it again.") from None
         version = d.get("artifact_version") if isinstance(d, dict) else None
         if version != ARTIFACT_VERSION:
             raise ValueError(f"{path}: artifact_version {version!r} is not supported "
                              f"(this aefs-keras reads version {ARTIFACT_VERSION})")
-        fmt = d["format"]
-        return cls(TextFormat(fmt["name"], fmt["delimiter"], tuple(tuple(c) for c in fmt["columns"]),
-                              fmt["header"], fmt.get("positive_label"), fmt.get("strip", False),
-                              fmt.get("split_time"), fmt.get("list_separator", "|")),
-                   Schema.from_config(d["schema"]), d["rows"], d["skipped"], d["options"])
+        try:
+            fmt = d["format"]
+            return cls(TextFormat(fmt["name"], fmt["delimiter"], tuple(tuple(c) for c in fmt["columns"]),
+                                  fmt["header"], fmt.get("positive_label"), fmt.get("strip", False),
+                                  fmt.get("split_time"), fmt.get("list_separator", "|")),
+                       Schema.from_config(d["schema"]), d["rows"], d["skipped"], d["options"])
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"{path} is damaged: a preprocessing artifact with a missing or altered entry "
+                             f"({type(e).__name__}: {e}). Delete it to fit it again.") from None
 
 
 ENGINES = ("auto", "arrow", "tf")

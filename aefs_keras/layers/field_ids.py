@@ -78,7 +78,8 @@ class FieldIds(keras.layers.Layer):
         for f in self.schema.fields:
             if isinstance(f, MultiCategorical):
                 bags.append(self._bag(f, features))
-                ids = tf.zeros_like(bags[-1][0][:, 0])
+                # (B,) zeros; a batch of empty lists has width 0, so no [:, 0].
+                ids = tf.zeros(tf.shape(bags[-1][0])[:1], bags[-1][0].dtype)
                 value = tf.ones(tf.shape(ids), tf.float32)
             elif isinstance(f, DenseNumeric):
                 ids, value = self._dense_value(f, features[f.name])
@@ -89,7 +90,9 @@ class FieldIds(keras.layers.Layer):
             values.append(value)
         out = {"ids": tf.stack(columns, axis=1), "values": tf.stack(values, axis=1)}
         if bags:
-            length = tf.reduce_max([tf.shape(b[0])[1] for b in bags])
+            # At least 1: a batch of empty lists (width 0) would leave the
+            # lookup's gathers an empty tensor to index.
+            length = tf.maximum(tf.reduce_max([tf.shape(b[0])[1] for b in bags]), 1)
             pad = lambda t, v: tf.pad(t, [[0, 0], [0, length - tf.shape(t)[1]]], constant_values=v)
             out["bag_ids"] = tf.stack([pad(i, -1) for i, _ in bags], axis=1)
             out["bag_weights"] = tf.stack([pad(w, 0.0) for _, w in bags], axis=1)
