@@ -19,6 +19,34 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    show_all = "--help-all" in argv
+    if show_all:  # the full help: every option, the advanced ones too
+        argv = ["--help" if a == "--help-all" else a for a in argv]
+    args = build_parser(show_all).parse_args(argv)
+    args.argv_for_report = [a for a in argv if a not in ("--fresh", "--report-only", "--debug")]
+    module, function = args.func.split(":")
+    try:
+        # Only now TensorFlow loads: `--help` and argument errors answer at once.
+        _import_tensorflow_quietly()
+        return getattr(importlib.import_module(module), function)(args)
+    except Exception as e:  # noqa: BLE001 (reported below, or re-raised)
+        message = _user_error(e)
+        if args.debug or message is None:
+            raise
+        # One line naming the problem; --debug shows the traceback.
+        print(f"aefs-keras {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def build_parser(show_all: bool = False) -> argparse.ArgumentParser:
+    """The `aefs-keras` parser; with `show_all`, the options that --help
+    lists only under --help-all get their descriptions."""
+
+    def more(text):
+        """Help of an option listed by --help-all only."""
+        return text if show_all else argparse.SUPPRESS
+
     parser = argparse.ArgumentParser(
         prog="aefs-keras",
         description="Adaptive early feature selection (AEFS) and MLCC for CTR prediction, on Keras 3.")
@@ -47,57 +75,41 @@ def main(argv=None) -> int:
     p.set_defaults(func="aefs_keras.demo:run")
 
     p = sub.add_parser("train", help="train on your CSV/TSV/Parquet, files of a known format, or built-in data",
+                       formatter_class=_Formatter,
                        description="Train, early-stopped on validation AUC; print exact test AUC and "
                                    "log-loss and (with a selection) each field's share of kept rows; save "
                                    "OUT/NAME.keras and optionally export for TF Serving. Your own data: "
-                                   "--train FILE.csv --label COLUMN (a header row; kinds inferred).")
-    _data_flags(p)
+                                   "--train FILE.csv --label COLUMN (a header row; kinds inferred). "
+                                   "Which --selection to use: `aefs-keras compare` measures them on your data.",
+                       epilog=None if show_all else "--help-all shows every option (data, selection and "
+                                                    "training details).")
+    _help_all_flag(p)
+    _data_flags(p, more)
     g = p.add_argument_group("model")
-    g.add_argument("--backbone", default="deepfm")
-    g.add_argument("--d-main", type=int, default=32)
-    g.add_argument("--hidden-units", type=int, nargs="+", default=[256, 128])
-    g.add_argument("--selection", default=None, choices=[None, "static", "mixed_dimension", "adafs", "aefs", "mixed"],
-                   help="static: the same k fields for every row (the static top-k); mixed_dimension: those k "
-                        "fields at --d-main, the rest at --d-small, no selector; adafs: late selection; aefs: "
-                        "early selection, at mixed resolution by default (its fixed fields ranked during "
-                        "training); mixed: aefs with its fixed fields ranked by a model without selection first. "
-                        "static, mixed_dimension and mixed train that model for --importance-epochs "
-                        "(default: no selection)")
-    g.add_argument("--importance-epochs", type=int, default=2,
-                   help="static, mixed_dimension, mixed: epochs of the model without selection whose "
-                        "permutation importance ranks the fields (default 2)")
-    g.add_argument("--importance-rows", type=int, default=50_000,
-                   help="static, mixed_dimension, mixed: validation rows the permutation importance is "
-                        "measured on (default 50000)")
-    g.add_argument("--keep-share", type=float, default=None,
-                   help="aefs, mixed: share of k kept on every row (default 0.75; with DCN and MLCC validation "
-                        "preferred 0.9 on criteo_80k, docs/aefs.md)")
-    g.add_argument("--resolution", default=None, choices=["mixed", "single"],
-                   help="aefs: mixed (default: a share of k fixed, dropped fields seen through their small "
-                        "embeddings) or single (the paper's form)")
-    g.add_argument("--d-small", type=int, default=None, help="mixed_dimension: width of the other fields (default 4)")
-    for flag, kind, what in (("--k", int, "fields kept per row"), ("--k-ratio", float, "fraction of fields kept"),
-                             ("--controller", str, "mlp or mvfs"), ("--d-aux", int, "AEFS auxiliary width"),
-                             ("--aux-backbone", str, "AEFS small head, e.g. dnn"),
-                             ("--warmup-steps", int, "AEFS soft warm-up steps before the hard top-k"),
-                             ("--embedding-alignment", float, "AEFS"), ("--prediction-alignment", float, "AEFS"),
-                             ("--aux-loss-weight", float, "AEFS")):
-        g.add_argument(flag, type=kind, default=None, help=f"{what} (AdaFS / AEFS option; see aefs_keras.AEFS)")
-    g = p.add_argument_group("training and output")
-    g.add_argument("--optimizer", default="adam", choices=["adam", "lazy_adam", "rowwise_adagrad"],
-                   help="adam, or SparseAdam whose embedding updates cost the rows touched only: lazy_adam, "
-                        "rowwise_adagrad (one state value per row; for big tables)")
-    g.add_argument("--learning-rate", type=float, default=1e-3)
+    g.add_argument("--backbone", default="deepfm", choices=["deepfm", "dcn", "wide_deep", "dnn", "mlcc", "mc_mlcc"],
+                   help="the interaction model")
+    g.add_argument("--d-main", type=int, default=32, help="embedding width")
+    g.add_argument("--hidden-units", type=int, nargs="+", default=[256, 128], help="MLP widths")
+    _selection_flags(p, more)
+    g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=10, help="at most this many")
-    g.add_argument("--patience", type=int, default=2, help="epochs without a better validation AUC")
+    g.add_argument("--patience", type=int, default=2, help="epochs without a better validation AUC before stopping")
     g.add_argument("--batch-size", type=int, default=2048, help="global batch size")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--strategy", default=None, choices=[None, "default", "mirrored", "multi_worker"])
-    g.add_argument("--backup-dir", help="step-level backups; restart with the same one to resume")
-    g.add_argument("--save-freq", default="epoch", help="'epoch' or a number of steps")
-    g.add_argument("--out", default="saved_models", help="where NAME.keras is saved")
-    g.add_argument("--export", help="TF Serving base directory to export to")
+    g.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's learning rate")
+    g.add_argument("--seed", type=int, default=0, help="seed of the weights and the shuffling")
+    g = p.add_argument_group("training (more)")
+    g.add_argument("--optimizer", default="adam", choices=["adam", "lazy_adam", "rowwise_adagrad"],
+                   help=more("adam, or SparseAdam whose embedding updates cost the rows touched only: lazy_adam, "
+                             "rowwise_adagrad (one state value per row; for big tables)"))
+    g.add_argument("--strategy", default=None, choices=["default", "mirrored", "multi_worker"],
+                   help=more("tf.distribute strategy (default: none; multi_worker reads TF_CONFIG, "
+                             "docs/distributed.md)"))
+    g.add_argument("--backup-dir", help=more("step-level backups; restart with the same one to resume"))
+    g.add_argument("--save-freq", default="epoch", help=more("backup every epoch, or every this many steps"))
+    g = p.add_argument_group("output")
+    g.add_argument("--out", default="saved_models", help="folder of NAME.keras")
     g.add_argument("--name", default="ctr", help="model name (file name and export name)")
+    g.add_argument("--export", help="also export for TF Serving under this base folder")
     p.set_defaults(func="aefs_keras.jobs:train")
 
     p = sub.add_parser("compare", help="train every selection method on your data and recommend one",
@@ -106,8 +118,10 @@ def main(argv=None) -> int:
                                    "at the learning rate that validation AUC picks; prints one table (AUC, "
                                    "log-loss, embedding values read per example, training and serving ex/s), "
                                    "marks the AUC-cost frontier, writes it as a PNG, recommends one model by "
-                                   "validation AUC and saves and exports it.")
-    _data_flags(p)
+                                   "validation AUC and saves and exports it.",
+                       formatter_class=_Formatter)
+    _help_all_flag(p)
+    _data_flags(p, more)
     g = p.add_argument_group("model and methods")
     g.add_argument("--backbone", default="deepfm", help="backbone of every candidate (default deepfm)")
     g.add_argument("--d-main", type=int, default=32, help="main embedding width (default 32)")
@@ -194,68 +208,122 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, help=argparse.SUPPRESS)
     p.add_argument("--shard", help=argparse.SUPPRESS)
     p.set_defaults(func="aefs_keras.bench.command:run")
-    args = parser.parse_args(argv)
-    args.argv_for_report = [a for a in (sys.argv[1:] if argv is None else argv)
-                            if a not in ("--fresh", "--report-only", "--debug")]
-    module, function = args.func.split(":")
-    try:
-        # Only now TensorFlow loads: `--help` and argument errors answer at once.
-        _import_tensorflow_quietly()
-        return getattr(importlib.import_module(module), function)(args)
-    except Exception as e:  # noqa: BLE001 (reported below, or re-raised)
-        message = _user_error(e)
-        if args.debug or message is None:
-            raise
-        # One line naming the problem; --debug shows the traceback.
-        print(f"aefs-keras {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    return parser
 
 
-def _data_flags(p):
-    """The data flags `train` and `compare` share."""
+def _data_flags(p, more):
+    """The data and split flags `train` and `compare` share (the rarer ones
+    listed by --help-all only)."""
     g = p.add_argument_group("data")
-    g.add_argument("--train", nargs="+", help="training file(s): your CSV/TSV with a header or Parquet, or --format files")
+    g.add_argument("--train", nargs="+", help="training file(s): your CSV/TSV with a header, or Parquet "
+                                              "(default: --data)")
     g.add_argument("--valid", nargs="+", help="validation file(s) (default: --split of the --train file)")
-    g.add_argument("--test", nargs="+", help="test file(s) (default: --split of --train, or --valid)")
+    g.add_argument("--test", nargs="+", help="test file(s) (default: --split of --train)")
     g.add_argument("--label", default="label", help="label column of your file (numbers; > 0 is a click)")
-    g.add_argument("--columns", help="comma-separated feature columns (default: all but label and --ignore)")
     g.add_argument("--ignore", default="", help="comma-separated columns to leave out")
-    g.add_argument("--categorical", default="", help="comma-separated columns to treat as categorical")
+    g.add_argument("--categorical", default="", help="comma-separated columns to treat as categorical "
+                                                     "(default: kinds inferred from the whole file)")
     g.add_argument("--numeric", default="", help="comma-separated columns to treat as numeric (bucketised)")
-    g.add_argument("--delimiter", help="one character (default: from the extension or the header)")
-    _kind_flags(g)
-    g.add_argument("--split", help="train,valid,test fractions of one --train file (default 0.8,0.1,0.1)")
-    g.add_argument("--split-mode", default="random", choices=["random", "sequential", "time"],
-                   help="random (by a seeded hash of each row), sequential (file order) or time (by the "
-                        "--time-column's value: the earliest rows train, the latest test)")
-    g.add_argument("--time-column", help="for --split-mode time: a column of numbers (epoch seconds, "
-                                         "YYYYMMDD, ...); --ignore it to keep it out of the features")
-    g.add_argument("--strict", action="store_true", help="a bad row or a cut-off last line is an error")
-    g.add_argument("--format", help="files of a known format instead: criteo, avazu, avazu_time, kdd12")
-    g.add_argument("--artifact", help="preprocessing artifact: used if it exists, else fitted and written")
-    g.add_argument("--min-count", type=int, default=2, help="rarer values share the OOV id(s)")
-    g.add_argument("--max-vocab", type=int, default=None,
-                   help="at most this many values per field (the most frequent); the tail is hashed")
-    g.add_argument("--oov-buckets", type=int, default=1, help="hashed ids per field for values not kept")
-    g.add_argument("--count-budget", type=int, default=None,
-                   help="count at most this many values per field while fitting (memory flat in the rows; "
-                        "rare values' counts approximate, reported in the artifact)")
     g.add_argument("--data", default="synthetic", choices=["synthetic", "criteo_80k", "census_kdd", "frappe"],
                    help="built-in data when no --train is given")
-    g.add_argument("--data-dir", default="../shared/data", help="where criteo_80k etc. live")
-    g.add_argument("--rows", type=int, default=200_000, help="synthetic rows")
+    g = p.add_argument_group("split")
+    g.add_argument("--split", help="train,valid,test fractions of one --train file (default 0.8,0.1,0.1)")
+    g.add_argument("--split-mode", default="random", choices=["random", "sequential", "time"],
+                   help="random (by a seeded hash of each row), sequential (file order) or time (by "
+                        "--time-column: the earliest rows train, the latest test)")
+    g.add_argument("--time-column", help="for --split-mode time: a column of numbers (epoch seconds, "
+                                         "YYYYMMDD, ...); --ignore it to keep it out of the features")
+    g = p.add_argument_group("data (more)")
+    g.add_argument("--columns", help=more("comma-separated feature columns (default: all but label and --ignore)"))
+    g.add_argument("--delimiter", help=more("one character (default: from the extension or the header)"))
+    _kind_flags(g, more)
+    g.add_argument("--strict", action="store_true", help=more("a bad row or a cut-off last line is an error"))
+    g.add_argument("--format", help=more("files of a known format instead: criteo, avazu, avazu_time, kdd12"))
+    g.add_argument("--artifact", help=more("preprocessing artifact: used if it exists, else fitted and written"))
+    g.add_argument("--min-count", type=int, default=2, help=more("rarer values share the OOV id(s)"))
+    g.add_argument("--max-vocab", type=int, default=None,
+                   help=more("at most this many values per field (the most frequent); the tail is hashed"))
+    g.add_argument("--oov-buckets", type=int, default=1, help=more("hashed ids per field for values not kept"))
+    g.add_argument("--count-budget", type=int, default=None,
+                   help=more("count at most this many values per field while fitting (memory flat in the "
+                             "rows; rare values' counts approximate, reported in the artifact)"))
+    g.add_argument("--data-dir", default="../shared/data", help=more("where criteo_80k etc. live"))
+    g.add_argument("--rows", type=int, default=200_000, help=more("rows of --data synthetic"))
 
 
-def _kind_flags(group):
+def _selection_flags(p, more):
+    """--selection, and every option of the selection classes
+    (`aefs_keras.selection.command_line_options`): --k and --k-ratio shown,
+    the rest listed by --help-all."""
+    from aefs_keras.selection import command_line_options
+
+    g = p.add_argument_group("selection")
+    g.add_argument("--selection", default="none", choices=list(SELECTION_CHOICES),
+                   help="; ".join(f"{k}: {v}" for k, v in SELECTION_CHOICES.items()))
+    rest = p.add_argument_group("selection (more)")
+    for o in command_line_options():
+        flag = "--" + o["name"].replace("_", "-")
+        text = f"[{', '.join(o['methods'])}] {o['help']}"
+        if o["default"] is not None and o["type"] is not bool:
+            shown = " ".join(map(str, o["default"])) if o["list"] else o["default"]
+            text += f" (default {shown})"
+        if o["type"] is bool:
+            kind = dict(action=argparse.BooleanOptionalAction, help=f"{text} (default {'on' if o['default'] else 'off'})")
+        elif o["list"] and o["name"] == "fields":
+            kind = dict(type=lambda v: [c.strip() for c in v.split(",") if c.strip()], metavar="A,B,...", help=text)
+        else:
+            kind = dict(type=o["type"], nargs="+" if o["list"] else None, help=text)
+        group = g if o["name"] in ("k", "k_ratio") else rest
+        if group is rest:
+            kind["help"] = more(kind["help"])
+        group.add_argument(flag, default=None, **kind)
+    rest.add_argument("--importance-epochs", type=int, default=2,
+                      help=more("[static, mixed_dimension, mixed] epochs of the model without selection whose "
+                                "permutation importance ranks the fields"))
+    rest.add_argument("--importance-rows", type=int, default=50_000,
+                      help=more("[static, mixed_dimension, mixed] validation rows the permutation importance "
+                                "is measured on"))
+
+
+# --selection's choices; the classes' docstrings say more (aefs_keras.selection).
+SELECTION_CHOICES = {
+    "none": "every field at --d-main, no selection",
+    "static": "the same k fields for every row, the rest not read (fastest)",
+    "mixed_dimension": "those k fields at --d-main, the rest at --d-small, no selector (as accurate as "
+                       "none in our measurements, faster)",
+    "aefs": "early selection per row, at mixed resolution (its fixed fields ranked during training)",
+    "mixed": "aefs with its fixed fields ranked by a model without selection first",
+    "adafs": "late selection per row (every field looked up)",
+}
+
+
+def _help_all_flag(p):
+    p.add_argument("--help-all", action="store_true", help="show every option, and exit")
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Shows each option's default after its description."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (action.option_strings and default is not None and default is not False and default != ""
+                and default != argparse.SUPPRESS and "default" not in text and action.help != argparse.SUPPRESS):
+            shown = " ".join(map(str, default)) if isinstance(default, list) else default
+            text += f" (default {shown})"
+        return text
+
+
+def _kind_flags(group, more=lambda text: text):
     """Lists and numbers fed as values, for `train` and `preprocess`."""
     group.add_argument("--multi-categorical", default="",
-                       help="comma-separated columns holding lists of values, e.g. tags 'a|b|c' "
-                            "(ak.MultiCategorical, mean-pooled)")
-    group.add_argument("--list-separator", default="|", help="splits a --multi-categorical cell (default '|')")
+                       help=more("comma-separated columns holding lists of values, e.g. tags 'a|b|c' "
+                                 "(ak.MultiCategorical, mean-pooled)"))
+    group.add_argument("--list-separator", default="|", help=more("splits a --multi-categorical cell"))
     group.add_argument("--dense-numeric", default="",
-                       help="comma-separated numeric columns fed as values, not bucketised (ak.DenseNumeric)")
+                       help=more("comma-separated numeric columns fed as values, not bucketised (ak.DenseNumeric)"))
     group.add_argument("--dense-normalization", default="standard", choices=["standard", "log", "none"],
-                       help="for --dense-numeric columns: standard (training mean and sd), log or none")
+                       help=more("for --dense-numeric columns: standard (training mean and sd), log or none"))
 
 
 _SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}

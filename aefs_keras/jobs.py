@@ -8,11 +8,15 @@ import sys
 import time
 
 
-# Selection options that `train` passes on only when given (so that one that
-# does not apply to the chosen method is an error naming it).
-SELECTION_FLAGS = ("k", "k_ratio", "controller", "d_aux", "aux_backbone", "warmup_steps",
-                   "embedding_alignment", "prediction_alignment", "aux_loss_weight", "keep_share", "resolution",
-                   "d_small")
+
+def _selection_options(args):
+    """The selection options given on the command line (each passed on only
+    when given, so that one the chosen method does not take is an error
+    naming it); the list is the selection classes' own."""
+    from aefs_keras.selection import OPTION_HELP
+
+    return {name: getattr(args, name) for name in OPTION_HELP if getattr(args, name, None) is not None}
+
 # Selections whose fields are ranked by a model without selection before they are built.
 RANKED_FIRST = {"static": "static", "mixed_dimension": "mixed_dimension", "mixed": "aefs"}
 
@@ -106,12 +110,14 @@ def train(args) -> int:
     import keras
     import numpy as np
 
-    options = {name: getattr(args, name) for name in SELECTION_FLAGS if getattr(args, name) is not None}
+    if args.selection == "none":
+        args.selection = None
+    options = _selection_options(args)
     if args.keep_share is not None and not 0.0 <= args.keep_share < 1.0:
         raise ValueError(f"--keep-share must be in [0, 1). Received: --keep-share {args.keep_share}")
     kind = RANKED_FIRST.get(args.selection, args.selection)
     selection = ak.selection.as_selection(kind, options)  # errors before any table exists
-    if args.selection in RANKED_FIRST:
+    if args.selection in RANKED_FIRST and "fields" not in options:
         drops = _rank_fields(ak, args, data, strategy)
         selection = ak.selection.as_selection(kind, {**options, "importance": drops})
         names = data.schema.names

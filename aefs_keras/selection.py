@@ -21,6 +21,8 @@ Research variants that did not help (docs/aefs.md) live in
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from typing import Any, Sequence
 
 from aefs_keras.checks import ALIGNMENTS, check_controller, check_weight_scale, resolve_k
@@ -419,6 +421,66 @@ class StaticTopK(MixedDimension):
 
 SELECTIONS = {"static": StaticTopK, "mixed_dimension": MixedDimension, "adafs": AdaFS, "aefs": AEFS}
 SELECTION_TYPES = (StaticTopK, MixedDimension, AdaFS, AEFS)
+
+# The selection options a command line takes, and what each does. Their type,
+# default and the methods that take them come from the classes' fields
+# (`command_line_options`), so `train`, `compare`, `build_model` and the
+# bench read one list; a field in neither dict fails tests/test_cli_help.py.
+OPTION_HELP = {
+    "k": "fields kept per row (for mixed_dimension: fields at full width)",
+    "k_ratio": "fraction of the fields kept when --k is not given (default 0.5)",
+    "fields": "the kept (wide) fields by name, comma-separated, instead of ranking them",
+    "d_small": "width of the fields not kept",
+    "resolution": "mixed (a share of k fixed on every row, dropped fields seen through their small "
+                  "embeddings) or single (the paper's form)",
+    "keep_share": "at mixed resolution: share of k kept on every row",
+    "rank_epochs": "at mixed resolution: epochs before the fixed fields are ranked",
+    "controller": "the scoring controller: mlp (AdaFS) or mvfs (multi-view)",
+    "dropout": "dropout inside the controller",
+    "reweight": "renormalise the kept fields' scores",
+    "weight_scale": "mean (kept weights average 1) or sum (they sum to 1, the papers' form)",
+    "output_layer": "a linear layer before the controller's softmax",
+    "d_aux": "width of the small auxiliary embeddings",
+    "aux_hidden_units": "MLP widths of the small prediction head",
+    "aux_backbone": "the small head's backbone, e.g. dnn (default: a small copy of --backbone)",
+    "aux_loss_weight": "weight of the small head's BCE",
+    "embedding_alignment": "weight of the embedding alignment loss",
+    "prediction_alignment": "weight of the prediction alignment loss",
+    "alignment": "alignment distance: mse, kl or huber",
+    "warmup_steps": "training steps of soft selection over all fields before the hard top-k",
+}
+# Options set from Python only, and why.
+PYTHON_ONLY = {
+    "importance": "one number per field; `train` ranks the fields itself (--selection static, "
+                  "mixed_dimension, mixed)",
+    "field_prior": "one number per field, the controller's initial bias (aefs_keras.importance)",
+}
+
+
+def command_line_options() -> list[dict[str, Any]]:
+    """One entry per `OPTION_HELP` option: its name, element type, whether
+    it takes a list, its default, help and the methods that take it."""
+    out = []
+    for name, help_text in OPTION_HELP.items():
+        methods, default, hint = [], None, None
+        for method, cls in SELECTIONS.items():
+            field = {f.name: f for f in dataclasses.fields(cls)}.get(name)
+            if field is None or not field.init:
+                continue
+            methods.append(method)
+            if hint is None:
+                hint, default = typing.get_type_hints(cls)[name], field.default
+        if hint is None:
+            raise ValueError(f"OPTION_HELP names {name!r}, an option of no selection class")
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        args = [a for a in typing.get_args(hint) if a is not type(None)] if union else [hint]
+        is_list = typing.get_origin(args[0]) is not None and typing.get_args(args[0]) != ()
+        kind = typing.get_args(args[0])[0] if is_list else args[0]
+        if typing.get_origin(kind) is not None:  # Sequence[str | int]: names
+            kind = str
+        out.append({"name": name, "type": kind, "list": is_list, "default": default,
+                    "help": help_text, "methods": methods})
+    return out
 
 
 def as_selection(selection, options: dict[str, Any] | None = None):
