@@ -32,7 +32,9 @@ def _check_own_files(args, numeric_columns):
     fmt, why = infer_format(args.train[0], label=args.label, columns=args.columns, ignore=args.ignore,
                             categorical=args.categorical, numeric=numeric_columns,
                             delimiter=args.delimiter, multi_categorical=args.multi_categorical,
-                            dense_numeric=args.dense_numeric, list_separator=args.list_separator)
+                            dense_numeric=args.dense_numeric, list_separator=args.list_separator,
+                            strict=args.strict,
+                            time_column=args.time_column if getattr(args, "split_mode", None) == "time" else None)
     check_last_lines(paths, strict=args.strict)
     return fmt, why
 
@@ -89,7 +91,10 @@ def load_data(args, distributed=True):
         print(f"Columns of {args.train[0]} (label {args.label!r}):")
         for name, kind in fmt.features:
             print(f"  {name:<24} {kind:<12} ({why[name]})")
-        data = _file_data(ak, args, fmt, _split(args))
+        scanned = why.bad_rows
+        if scanned is not None and scanned.bad_rows:
+            print(scanned)  # once, before training, by cause and column
+        data = _file_data(ak, args, fmt, _split(args), scanned=scanned)
     elif args.format:
         data = _file_data(ak, args, args.format, _split(args))
     elif args.data == "synthetic":
@@ -169,9 +174,7 @@ def train(args) -> int:
         line.update(line.count + len(labels[-1]))
     labels, probs = np.concatenate(labels), np.concatenate(probs)
     line.done(f"{len(labels):,} test rows in {line.seconds:.1f} s")
-    for report in data.reports:
-        if report.total_skipped:
-            print(report)
+    _report_unscanned_skips(data)
     print(f"test AUC {ak.metrics.auc_score(labels, probs):.4f}  log-loss {ak.metrics.log_loss(labels, probs):.4f}"
           f"  ({len(labels):,} rows; exact)  embedding values read per example "
           f"{model.activated_embedding_parameters()}")
@@ -231,9 +234,20 @@ def _rank_fields(ak, args, data, strategy):
     return [float(v) for v in drops]
 
 
-def _file_data(ak, args, fmt, split):
+def _report_unscanned_skips(data):
+    """The readers' skip reports, unless the scan before training already
+    gave them: a file read in parts (train, valid, test) reports each bad row
+    in every part, which would read as three times the rows."""
+    known = getattr(data, "scanned_bad_rows", None)
+    for report in data.reports:
+        if report.total_skipped and (known is None or report.total_skipped > known):
+            print(report)
+
+
+def _file_data(ak, args, fmt, split, scanned=None):
     """Train / valid / test pipelines from files, mapped by one artifact
-    fitted on the training rows only (reused when `--artifact` exists)."""
+    fitted on the training rows only (reused when `--artifact` exists).
+    `scanned`: the `BadRowScan` of the first training file, already shown."""
     if not args.train:
         raise ValueError("--format needs --train PATH [PATH ...]")
     parts = {}
@@ -251,7 +265,9 @@ def _file_data(ak, args, fmt, split):
                                            dense_normalization=args.dense_normalization, **read_split)
         if args.artifact:
             pp.save(args.artifact)
-    if pp.skipped:  # before any training: the user may want to stop here
+    # Already reported, by column, when the whole (one) training file was scanned.
+    reported = scanned is not None and scanned.complete and len(args.train) == 1
+    if pp.skipped and not reported:  # before any training: the user may want to stop here
         print(f"Preprocessing skipped {pp.skipped:,} bad rows of the training part (--strict makes the first "
               "one an error)")
     reports = []
@@ -271,8 +287,10 @@ def _file_data(ak, args, fmt, split):
                               read(args.train, "test"))
     else:
         train, valid, test = read(args.train, shuffle=True), read(args.valid), read(args.test or args.valid)
-    return ak.datasets.CTRData("files", pp.schema, train=train, valid=valid, test=test,
+    data = ak.datasets.CTRData("files", pp.schema, train=train, valid=valid, test=test,
                                batch_size=args.batch_size, reports=reports)
+    data.scanned_bad_rows = scanned.bad_rows if reported else None
+    return data
 
 
 def preprocess(args) -> int:

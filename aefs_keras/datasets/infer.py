@@ -80,6 +80,139 @@ def _text_header(path, delimiter, sample_rows):
     return header, sep, rows
 
 
+class BadRowScan:
+    """What one pass over a text file found before training: bad rows by
+    cause and column, each with its first line and value, as the readers
+    will skip them. `str()` is the report `train` prints once."""
+
+    def __init__(self, path, limit):
+        self.path, self.limit = path, limit
+        self.lines = 0  # data lines seen
+        self.complete = True  # False when the scan stopped at `limit`
+        self.bad_rows = 0
+        self.by_cause = {}  # cause -> [count, first line, first value]
+
+    def add(self, cause, line, value=None):
+        entry = self.by_cause.setdefault(cause, [0, line, value])
+        entry[0] += 1
+
+    def __str__(self):
+        if not self.bad_rows:
+            return ""
+        scope = "" if self.complete else f" (in its first {self.lines:,} data lines; the rest is counted while read)"
+        parts = [f"{cause}: {n:,} (first at line {line}" + (f", {value!r})" if value is not None else ")")
+                 for cause, (n, line, value) in sorted(self.by_cause.items(), key=lambda kv: -kv[1][0])]
+        return (f"Bad rows in {self.path}{scope}: {self.bad_rows:,} of {self.lines:,} will be skipped "
+                "(--strict makes the first one an error):\n  " + "\n  ".join(parts))
+
+
+class Why(dict):
+    """Feature -> how its kind was decided; `bad_rows` is the file's
+    `BadRowScan` (None for Parquet)."""
+
+    bad_rows = None
+
+
+def _scan(path, sep, header, checked, limit):
+    """One pass over a text file's data lines (up to `limit`).
+
+    `checked` maps the columns that may have to hold numbers to whether a
+    blank cell is allowed there. Returns the `BadRowScan` with the empty
+    lines and wrong column counts filled in, the rows with non-numbers
+    grouped by which checked columns hold them ({columns: [count, line,
+    {column: value}]}), and per checked column up to 1,001 distinct numbers.
+    """
+    index = {name: header.index(name) for name in checked}
+    groups, distinct = {}, {name: set() for name in checked}
+    scan = BadRowScan(path, limit)
+    with _open(path) as f:
+        f.readline()
+        reader = csv.reader(f, delimiter=sep)
+        for row in reader:
+            if scan.lines >= limit:
+                scan.complete = False
+                break
+            scan.lines += 1
+            line = reader.line_num + 1  # the file's line: the header was line 1
+            if not row or (len(row) == 1 and not row[0].strip()):
+                scan.add("empty line", line)
+                continue
+            if len(row) != len(header):
+                scan.add("wrong number of columns", line, f"{len(row)} columns, not {len(header)}")
+                continue
+            bad = None
+            for name, blank_ok in checked.items():
+                v = row[index[name]].strip()
+                if blank_ok and v in _MISSING:
+                    continue
+                if _NUMBER.match(v):
+                    if len(distinct[name]) <= 1000:
+                        distinct[name].add(v)
+                    continue
+                if bad is None:
+                    bad = {}
+                bad[name] = v
+            if bad:
+                entry = groups.setdefault(frozenset(bad), [0, line, bad])
+                entry[0] += 1
+    return scan, groups, distinct
+
+
+def _check_whole_file(path, sep, header, kinds, why, guessed, label, time_column, limit, strict):
+    """Settle the guessed numeric columns on the whole file (up to `limit`
+    lines) and count its bad rows into `why.bad_rows`."""
+    if time_column is not None and time_column not in header:
+        time_column = None  # named in the error of the split, not here
+    checked = {n: True for n, k in kinds.items() if k in (NUMERIC, DENSE_NUMERIC)}
+    checked[label] = False  # a label cannot be missing, nor a time
+    if time_column is not None:
+        checked[time_column] = False
+    scan, groups, distinct = _scan(path, sep, header, checked, limit)
+    for name in guessed:
+        rows = [(line, values[name], n) for cols, (n, line, values) in groups.items() if name in cols]
+        if not rows:
+            continue
+        line, value, _ = min(rows)
+        count = sum(n for _, _, n in rows)
+        if len(distinct[name]) <= 1000:
+            kinds[name] = CATEGORICAL
+            why[name] = (f"numbers, but line {line} holds {value!r}: read as categories "
+                         f"({len(distinct[name])} distinct numbers; --numeric {name} would skip such rows)")
+        else:
+            why[name] = (f"numbers except in {count:,} row(s), first line {line} holding {value!r}: those rows "
+                         f"are skipped; --categorical {name} keeps them")
+    numbers = {n for n, k in kinds.items() if k in (NUMERIC, DENSE_NUMERIC)} | {label, time_column}
+    why.bad_rows = _finish_scan(scan, groups, [h for h in header if h in numbers], label, strict)
+
+
+def _finish_scan(scan, groups, numbers, label, strict):
+    """Count the rows the readers will skip once the kinds are known
+    (`numbers`: the columns that must hold numbers); under `strict`, raise
+    at the first one, naming its column and value."""
+    firsts = []
+    for columns, (n, line, values) in groups.items():
+        hit = [c for c in numbers if c in columns]
+        if not hit:
+            continue
+        name = hit[0]
+        cause = "non-number in the label" if name == label else f"non-number in numeric column {name!r}"
+        entry = scan.by_cause.setdefault(cause, [0, line, values[name]])
+        entry[0] += n
+        if line < entry[1]:
+            entry[1], entry[2] = line, values[name]
+        firsts.append((line, name, values[name]))
+    if strict:
+        if firsts:
+            line, name, value = min(firsts)
+            hint = "" if name == label else f" (--categorical {name} reads it as a category)"
+            raise ValueError(f"{scan.path}:{line}: column {name!r} holds {value!r}, not a number{hint}")
+        if scan.by_cause:
+            cause, (_, line, value) = min(scan.by_cause.items(), key=lambda kv: kv[1][1])
+            raise ValueError(f"{scan.path}:{line}: {cause}" + (f" ({value})" if value else ""))
+    scan.bad_rows = sum(n for n, _, _ in scan.by_cause.values())
+    return scan
+
+
 def _parquet_header(path):
     """The column names and Arrow types of a Parquet file (its schema; no
     rows are read)."""
@@ -116,7 +249,8 @@ def infer_format(path: str, label: str = "label", columns: Sequence[str] | str |
                  numeric: Sequence[str] | str = (), delimiter: str | None = None,
                  sample_rows: int = 2000, multi_categorical: Sequence[str] | str = (),
                  dense_numeric: Sequence[str] | str = (),
-                 list_separator: str = "|") -> tuple[TextFormat, dict[str, str]]:
+                 list_separator: str = "|", scan_rows: int = 1_000_000, strict: bool = False,
+                 time_column: str | None = None) -> tuple[TextFormat, "Why"]:
     """The `TextFormat` of a delimited file with a header row.
 
     Args:
@@ -133,10 +267,19 @@ def infer_format(path: str, label: str = "label", columns: Sequence[str] | str |
         dense_numeric: numeric columns fed as values (`ak.DenseNumeric`).
         delimiter: one character (default: from the extension, ".tsv" tab
             and ".csv" comma, else the more frequent of the two in the header).
-        sample_rows: rows read to infer the kinds.
+        sample_rows: rows whose cells decide each column's kind first.
+        scan_rows: data lines of a text file then read whole (default
+            10^6): a column whose sample held only numbers but which holds
+            a non-number further on becomes categorical when it has at most
+            1,000 distinct numbers (a year, a code), else stays numeric and
+            `why` names the line and value whose rows will be skipped. The
+            same pass counts the rows the readers will skip.
+        strict: raise at the first bad row, naming its line, column and value.
+        time_column: a column that must hold a number on every row.
 
     Returns:
-        (format, why): `why` maps each feature to how its kind was decided.
+        (format, why): `why` maps each feature to how its kind was decided;
+        `why.bad_rows` is the `BadRowScan` of a text file (None for Parquet).
 
     Raises:
         ValueError naming a column that is not in the header (and listing
@@ -185,7 +328,7 @@ def infer_format(path: str, label: str = "label", columns: Sequence[str] | str |
         raise ValueError(f"--columns: the label column {label!r} cannot also be a feature")
     if not features:
         raise ValueError(f"{path}: no feature columns left (header: {', '.join(header)})")
-    kinds, why = {}, {}
+    kinds, why, guessed = {}, Why(), []
     for j, name in enumerate(header):
         if name == label or name not in features:
             continue
@@ -206,6 +349,7 @@ def infer_format(path: str, label: str = "label", columns: Sequence[str] | str |
                 kinds[name], why[name] = CATEGORICAL, "digits, but the name ends in 'id'"
             else:
                 kinds[name], why[name] = NUMERIC, "every sampled value is a number"
+                guessed.append(name)
         else:
             kinds[name], why[name] = CATEGORICAL, "has non-numeric values" if present else "no values sampled"
             lists = sum(list_separator in v for v in present)
@@ -224,6 +368,8 @@ def infer_format(path: str, label: str = "label", columns: Sequence[str] | str |
     if bad:
         raise ValueError(f"--label {label!r}: values must be numbers (> 0 is a click); "
                          f"{path} has e.g. {bad[0]!r}")
+    if types is None:
+        _check_whole_file(path, sep, header, kinds, why, guessed, label, time_column, scan_rows, strict)
     spec = tuple((h, LABEL if h == label else kinds.get(h, SKIP)) for h in header)
     name = os.path.basename(path).split(".")[0] or "csv"
     return TextFormat(name, sep, spec, header="always", strip=True, list_separator=list_separator), why
