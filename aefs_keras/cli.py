@@ -146,6 +146,20 @@ def build_parser(show_all: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--name", default="compare", help="file and export name of the recommended model")
     p.set_defaults(func="aefs_keras.comparison:run")
 
+    p = sub.add_parser("predict", help="score a CSV/TSV/Parquet file with a saved .keras model",
+                       formatter_class=_Formatter,
+                       description="Streams FILE through MODEL and writes, per scored row, its line in FILE, "
+                                   "the click probability and (for a model that selects per row) the fields it "
+                                   "kept. Columns are read by the model's schema, as in training; rows that "
+                                   "cannot be scored are reported by cause and line, never dropped silently.")
+    p.add_argument("model", help="a .keras file saved by aefs-keras train (or model.save)")
+    p.add_argument("file", help="CSV/TSV with a header (plain or .gz) or Parquet, holding the model's feature columns")
+    p.add_argument("--out", required=True, help="output file: Parquet if it ends in .parquet, else CSV")
+    p.add_argument("--batch-size", type=int, default=4096, help="rows scored per step")
+    p.add_argument("--delimiter", help="one character (default: from the extension or the header)")
+    p.add_argument("--strict", action="store_true", help="stop at the first row that cannot be scored")
+    p.set_defaults(func="aefs_keras.scoring:run")
+
     p = sub.add_parser("preprocess", help="fit the preprocessing artifact in one pass over training files")
     p.add_argument("inputs", nargs="+", help="[FORMAT] PATH ...: a known format (criteo, avazu, avazu_time, "
                    "kdd12) and its files, or your CSV/TSV file(s) with a header, or Parquet")

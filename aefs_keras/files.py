@@ -103,11 +103,14 @@ def load_model(path: str, **kwargs):
     """
     import keras
 
-    import aefs_keras  # noqa: F401  (registers the layers)
+    import aefs_keras
 
+    aefs_keras._register_layers()  # Keras finds only registered classes
     check_keras_file(path)
     try:
         return keras.saving.load_model(path, **kwargs)
     except (OSError, KeyError, ValueError, TypeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if len(first) > 300:  # Keras quotes the whole config
+            first = first[:300] + " ..."
         raise ValueError(f"{path} is damaged or not an aefs-keras model: {first}") from e
