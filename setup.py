@@ -21,7 +21,7 @@ setup(
         "numpy",
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "tensorboard", "pyarrow", "pyyaml", "matplotlib"],
+        "test": ["pytest", "pytest-xdist", "hypothesis", "tensorboard", "pyarrow", "pyyaml", "matplotlib"],
         "bench": ["pyyaml", "matplotlib", "pandas"],
         "parquet": ["pyarrow"],
     },

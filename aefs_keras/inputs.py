@@ -57,7 +57,8 @@ def _dense(value, name, schema):
         # Keras' array adapter refuses numpy text dtypes ('<U', 'S', object);
         # a tf.string tensor goes through.
         try:
-            return tf.constant(arr.astype(str) if arr.dtype.kind == "O" else arr, tf.string)
+            # Object arrays as lists: str and bytes alike (astype(str) would write "b'x'").
+            return tf.constant(arr.tolist() if arr.dtype.kind == "O" else arr, tf.string)
         except (TypeError, ValueError) as e:
             raise ValueError(f"Feature `{name}` holds values that are not all text: {e}") from None
     return arr

@@ -29,13 +29,13 @@ def _check_own_files(args, numeric_columns):
     for path in paths:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"No such file: {path}")
+    check_last_lines(paths, strict=args.strict)  # a cut-off file is named as such, first
     fmt, why = infer_format(args.train[0], label=args.label, columns=args.columns, ignore=args.ignore,
                             categorical=args.categorical, numeric=numeric_columns,
                             delimiter=args.delimiter, multi_categorical=args.multi_categorical,
                             dense_numeric=args.dense_numeric, list_separator=args.list_separator,
                             strict=args.strict,
                             time_column=args.time_column if getattr(args, "split_mode", None) == "time" else None)
-    check_last_lines(paths, strict=args.strict)
     return fmt, why
 
 
@@ -122,6 +122,10 @@ def train(args) -> int:
         raise ValueError(f"--keep-share must be in [0, 1). Received: --keep-share {args.keep_share}")
     kind = RANKED_FIRST.get(args.selection, args.selection)
     selection = ak.selection.as_selection(kind, options)  # errors before any table exists
+    if kind in ("aefs", "adafs"):
+        print(f"Note: --selection {args.selection} trains and serves slower than no selection on CPU, and "
+              "--selection mixed_dimension was as accurate as the best AEFS form, and faster, on every pair "
+              "we measured (README, 'Which method?'); `aefs-keras compare` measures them on your data.")
     if args.selection in RANKED_FIRST and "fields" not in options:
         drops = _rank_fields(ak, args, data, strategy)
         selection = ak.selection.as_selection(kind, {**options, "importance": drops})

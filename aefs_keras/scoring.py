@@ -56,7 +56,7 @@ def _cell_reader(field, number):
         def read_list(cell):
             values = [v.strip() for v in cell.split(field.separator) if v.strip()]
             try:
-                return [int(v) for v in values] if is_int else values
+                return [int(v) for v in values] if is_int else [v.encode("utf-8", "surrogateescape") for v in values]
             except ValueError:
                 raise ValueError(f"non-integer id in list column {field.name!r}") from None
         return read_list
@@ -76,7 +76,8 @@ def _cell_reader(field, number):
             except ValueError:
                 raise ValueError(f"non-integer id in column {field.name!r}") from None
         return read_id
-    return lambda cell: cell.strip()
+    # Bytes as the training reader saw them (text_lines kept bad UTF-8 as surrogates).
+    return lambda cell: cell.strip().encode("utf-8", "surrogateescape")
 
 
 def _columns(schema):
@@ -95,6 +96,7 @@ def _batch(schema, fields, rows):
         if isinstance(f, MultiCategorical):
             width = max(1, max((len(v) for v in values), default=0))
             pad = list_padding(f.input_dtype)
+            pad = pad.encode() if isinstance(pad, str) else pad
             out[f.name] = np.array([v + [pad] * (width - len(v)) for v in values],
                                    dtype=object if f.input_dtype == "string" else "int64")
         elif f.input_dtype == "string":
@@ -105,48 +107,43 @@ def _batch(schema, fields, rows):
 
 
 def _text_chunks(path, fields, report, chunk, delimiter, strict):
-    from aefs_keras.datasets.infer import _delimiter, _open
+    from aefs_keras.datasets.infer import _delimiter, split_cells, text_lines
 
     number = _number_rule()
-    with _open(path) as f:
-        first = f.readline()
-        if not first.strip():
-            raise ValueError(f"{path}: the first line is empty; a header row with the column names is needed")
-        sep = _delimiter(path, first, delimiter)
-        header = [h.strip() for h in next(csv.reader([first.rstrip("\r\n")], delimiter=sep))]
-        missing = [f.name for f in fields if f.name not in header]
-        if missing:
-            raise ValueError(f"{path} lacks the model's feature column(s) {missing}. Its header: {', '.join(header)}")
-        index = [header.index(f.name) for f in fields]
-        readers = [_cell_reader(f, number) for f in fields]
-        reader = csv.reader(f, delimiter=sep)
-        lines, rows = [], []
-        try:
-            for row in reader:
-                line = reader.line_num + 1  # the header was line 1
-                report.lines += 1
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    cause = "empty line"
-                elif len(row) != len(header):
-                    cause = "wrong number of columns"
-                else:
-                    try:
-                        rows.append([read(row[i]) for read, i in zip(readers, index)])
-                        lines.append(line)
-                        cause = None
-                    except ValueError as e:
-                        cause = str(e)
-                if cause is not None:
-                    if strict:
-                        raise ValueError(f"{path}:{line}: {cause}")
-                    report.skip(line, cause)
-                if len(rows) >= chunk:
-                    yield lines, rows
-                    lines, rows = [], []
-        except (csv.Error, UnicodeDecodeError) as e:
-            raise ValueError(f"{path}: unreadable after line {report.lines + 1}: {e}") from None
-        if rows:
-            yield lines, rows
+    first, lines = text_lines(path)
+    if not first.strip():
+        raise ValueError(f"{path}: the first line is empty; a header row with the column names is needed")
+    sep = _delimiter(path, first, delimiter)
+    header = [h.strip() for h in next(csv.reader([first], delimiter=sep))]
+    missing = [f.name for f in fields if f.name not in header]
+    if missing:
+        raise ValueError(f"{path} lacks the model's feature column(s) {missing}. Its header: {', '.join(header)}")
+    index = [header.index(f.name) for f in fields]
+    readers = [_cell_reader(f, number) for f in fields]
+    numbers, rows = [], []
+    for line, text in lines:
+        report.lines += 1
+        row = split_cells(text, sep)  # as the training reader splits: no quoting
+        if not text.strip():
+            cause = "empty line"
+        elif len(row) != len(header):
+            cause = "wrong number of columns"
+        else:
+            try:
+                rows.append([read(row[i]) for read, i in zip(readers, index)])
+                numbers.append(line)
+                cause = None
+            except ValueError as e:
+                cause = str(e)
+        if cause is not None:
+            if strict:
+                raise ValueError(f"{path}:{line}: {cause}")
+            report.skip(line, cause)
+        if len(rows) >= chunk:
+            yield numbers, rows
+            numbers, rows = [], []
+    if rows:
+        yield numbers, rows
 
 
 def _parquet_chunks(path, fields, report, chunk):

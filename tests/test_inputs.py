@@ -25,11 +25,12 @@ def _reference(model):
     return model.predict({**X, "u": tf.constant(X["u"]), "tags": tf.constant(X["tags"])}, verbose=0)
 
 
-@pytest.mark.parametrize("form", ["unicode", "bytes", "object", "lists"])
+@pytest.mark.parametrize("form", ["unicode", "bytes", "object", "object_bytes", "lists"])
 def test_predict_takes_numpy_text_of_any_dtype_and_lists(model, form):
     x = {"unicode": X,
          "bytes": {**X, "u": X["u"].astype("S"), "tags": X["tags"].astype("S")},
          "object": {**X, "u": X["u"].astype(object), "tags": X["tags"].astype(object)},
+         "object_bytes": {**X, "u": X["u"].astype("S").astype(object), "tags": X["tags"].astype("S").astype(object)},
          "lists": {k: v.tolist() for k, v in X.items()}}[form]
     np.testing.assert_allclose(model.predict(x, verbose=0), _reference(model), atol=1e-6)
 

@@ -14,9 +14,9 @@ separator is pointed out, since lists are never inferred.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
-import io
 import os
 import re
 from typing import Sequence
@@ -30,11 +30,52 @@ _MISSING = {""}  # as the reader: a blank numeric cell is missing; "NA" is not a
 
 
 def _open(path):
+    """The file as bytes (gzip decompressed for ".gz")."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No such file: {path}")
     if path.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), newline="")
-    return open(path, newline="")
+        with open(path, "rb") as f:
+            if f.read(2) != b"\x1f\x8b":
+                raise ValueError(f"{path} ends in .gz but is not a gzip file (bad magic bytes)")
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def text_lines(path):
+    """(header text, iterator of (line number, text)) of a delimited file,
+    by the readers' rules: lines end at "\n" only (a trailing "\r" is
+    dropped when the header line ends in "\r\n"), and bytes that are not UTF-8 are kept, as surrogates
+    (`cell.encode("utf-8", "surrogateescape")` gives them back), so that one
+    bad byte costs no line. A cut-off gzip stream is a ValueError naming
+    the file and the line it stopped at."""
+    f = _open(path)
+    try:
+        first = f.readline()
+    except (OSError, EOFError) as e:
+        f.close()
+        raise ValueError(f"{path}: corrupt or truncated gzip file ({e})") from None
+    crlf = first.endswith(b"\r\n")  # as the reader: "\r" is a line end only in a CRLF file
+
+    def decode(raw):
+        raw = raw[:-1] if raw.endswith(b"\n") else raw
+        return (raw[:-1] if crlf and raw.endswith(b"\r") else raw).decode("utf-8", "surrogateescape")
+
+    def lines():
+        number = 1
+        try:
+            with f:
+                for raw in f:
+                    number += 1
+                    yield number, decode(raw)
+        except (OSError, EOFError) as e:
+            raise ValueError(f"{path}: corrupt or truncated gzip file after line {number} ({e})") from None
+
+    return decode(first), lines()
+
+
+def split_cells(text, sep):
+    """A line's cells as the readers split it: at every `sep`, no quoting."""
+    return text.split(sep)
 
 
 def _delimiter(path, first_line, delimiter):
@@ -60,23 +101,23 @@ def _names(value):
 
 def _text_header(path, delimiter, sample_rows):
     """The header, the delimiter and up to `sample_rows` well-formed rows."""
-    with _open(path) as f:
-        first = f.readline()
-        if not first.strip():
-            raise ValueError(f"{path}: the first line is empty; a header row with the column names is needed")
-        sep = _delimiter(path, first, delimiter)
-        header = next(csv.reader([first.rstrip("\r\n")], delimiter=sep))
-        header = [h.strip() for h in header]
-        if len(set(header)) != len(header):
-            dup = sorted({h for h in header if header.count(h) > 1})
-            raise ValueError(f"{path}: the header repeats column(s) {dup}")
-        rows = []
-        reader = csv.reader(f, delimiter=sep)
-        for row in reader:
-            if len(rows) >= sample_rows:
-                break
-            if len(row) == len(header):
-                rows.append(row)
+    first, lines = text_lines(path)
+    if not first.strip():
+        raise ValueError(f"{path}: the first line is empty; a header row with the column names is needed")
+    sep = _delimiter(path, first, delimiter)
+    header = next(csv.reader([first], delimiter=sep))  # names may be quoted
+    header = [h.strip() for h in header]
+    if len(set(header)) != len(header):
+        dup = sorted({h for h in header if header.count(h) > 1})
+        raise ValueError(f"{path}: the header repeats column(s) {dup}")
+    rows = []
+    for _, text in lines:
+        if len(rows) >= sample_rows:
+            break
+        row = split_cells(text, sep)
+        if len(row) == len(header):
+            rows.append(row)
+    lines.close()
     return header, sep, rows
 
 
@@ -125,16 +166,15 @@ def _scan(path, sep, header, checked, limit):
     index = {name: header.index(name) for name in checked}
     groups, distinct = {}, {name: set() for name in checked}
     scan = BadRowScan(path, limit)
-    with _open(path) as f:
-        f.readline()
-        reader = csv.reader(f, delimiter=sep)
-        for row in reader:
+    _, lines = text_lines(path)
+    with contextlib.closing(lines):
+        for line, text in lines:
             if scan.lines >= limit:
                 scan.complete = False
                 break
             scan.lines += 1
-            line = reader.line_num + 1  # the file's line: the header was line 1
-            if not row or (len(row) == 1 and not row[0].strip()):
+            row = split_cells(text, sep)
+            if not text.strip():
                 scan.add("empty line", line)
                 continue
             if len(row) != len(header):
@@ -365,7 +405,7 @@ def infer_format(path: str, label: str = "label", columns: Sequence[str] | str |
                              f"{path} has {t}")
     label_values = [r[header.index(label)].strip() for r in rows]
     bad = [v for v in label_values if not _NUMBER.match(v)]
-    if bad:
+    if bad and len(bad) * 2 > len(label_values):  # a few are bad rows, counted by the scan
         raise ValueError(f"--label {label!r}: values must be numbers (> 0 is a click); "
                          f"{path} has e.g. {bad[0]!r}")
     if types is None:

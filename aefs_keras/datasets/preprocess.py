@@ -11,6 +11,7 @@ SavedModel, so a model never sees ids mapped two ways.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -109,6 +110,11 @@ def fit_schema(columns: dict, numeric_fields, min_count: int = 2, numeric: str =
     return Schema(fields)
 
 
+def _digest(content: dict) -> str:
+    """sha256 of the artifact's content, independent of how the file is laid out."""
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
 @dataclasses.dataclass
 class Preprocessing:
     """A fitted preprocessing artifact.
@@ -127,7 +133,7 @@ class Preprocessing:
     options: dict
 
     def to_json(self) -> str:
-        return json.dumps({
+        content = {
             "artifact_version": ARTIFACT_VERSION,
             "format": {"name": self.format.name, "delimiter": self.format.delimiter,
                        "columns": [list(c) for c in self.format.columns], "header": self.format.header,
@@ -135,7 +141,9 @@ class Preprocessing:
                        "split_time": self.format.split_time, "list_separator": self.format.list_separator},
             "schema": self.schema.get_config(), "rows": self.rows, "skipped": self.skipped,
             "options": self.options,
-        })
+        }
+        # A changed vocabulary entry is still valid JSON: the digest catches it.
+        return json.dumps({**content, "sha256": _digest(content)})
 
     def save(self, path: str) -> None:
         from aefs_keras.files import written_whole
@@ -154,6 +162,10 @@ class Preprocessing:
             raise ValueError(f"{path} is damaged: not a preprocessing artifact ({type(e).__name__}: {e}). "
                              "Delete it to fit it again.") from None
         version = d.get("artifact_version") if isinstance(d, dict) else None
+        if isinstance(d, dict) and "sha256" in d and d["sha256"] != _digest({k: v for k, v in d.items()
+                                                                               if k != "sha256"}):
+            raise ValueError(f"{path} is damaged: its content does not match its sha256 digest (altered "
+                             "after it was written). Delete it to fit it again.")
         if version != ARTIFACT_VERSION:
             raise ValueError(f"{path}: artifact_version {version!r} is not supported "
                              f"(this aefs-keras reads version {ARTIFACT_VERSION})")
