@@ -140,3 +140,198 @@ def test_own_file_kinds_on_random_bytes(tmp_path_factory, content):
     rows = sum(int(tf.size(label)) for _, label in ds)
     assert rows + report.total_skipped == why.bad_rows.lines
     assert why.bad_rows.bad_rows == report.total_skipped
+
+
+# -- saved files: the artifact and the .keras model ----------------------
+SCHEMA = ak.Schema([ak.Categorical("c", vocabulary=["a", "b", "c"]), ak.Categorical("i", vocabulary_size=5),
+                    ak.Numeric("n", boundaries=[0.0, 1.0]), ak.MultiCategorical("t", vocabulary=["x", "y"])])
+X = {"c": np.array(["a", "zz", "b"]), "i": np.array([1, 7, -3]), "n": np.array([0.5, np.nan, 3.0], "float32"),
+     "t": np.array([["x", ""], ["y", "x"], ["", ""]])}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("saved")
+    model = ak.default_compile(ak.build_model(SCHEMA, "deepfm", "aefs", k=2, d_main=4, hidden_units=[8]))
+    model.fit(X, np.array([0, 1, 1]), epochs=1, verbose=0)
+    model.save(tmp / "m.keras")
+    csv_path = tmp / "d.csv"
+    csv_path.write_text("label,c,n\n" + "".join(f"{i % 2},v{i % 7},{i / 3:.2f}\n" for i in range(60)))
+    fmt, _ = infer_format(str(csv_path))
+    pp = ak.datasets.fit_preprocessing(fmt, [str(csv_path)], progress=False)
+    pp.save(str(tmp / "a.json"))
+    export = ak.export(model, str(tmp / "serving"), "m")
+    return model, tmp, export
+
+
+_mutation = st.one_of(
+    st.tuples(st.just("cut"), st.floats(0, 1)),
+    st.tuples(st.just("flip"), st.lists(st.tuples(st.floats(0, 1), st.integers(1, 255)), min_size=1, max_size=4)),
+)
+
+
+def _mutate(data, mutation):
+    kind, arg = mutation
+    if kind == "cut":
+        return data[:int(arg * len(data))]
+    data = bytearray(data)
+    for where, xor in arg:
+        i = min(int(where * len(data)), len(data) - 1)
+        data[i] ^= xor
+    return bytes(data)
+
+
+@FUZZ
+@given(mutation=_mutation)
+def test_a_damaged_keras_file_is_named_or_loads_the_same_model(files, mutation):
+    model, tmp, _ = files
+    data = (tmp / "m.keras").read_bytes()
+    bad = tmp / "bad.keras"
+    bad.write_bytes(_mutate(data, mutation))
+    try:
+        loaded = ak.load_model(str(bad))
+    except (ValueError, FileNotFoundError) as e:
+        assert str(bad) in str(e) and len(str(e).splitlines()) == 1, e
+        return
+    np.testing.assert_array_equal(loaded.predict(X, verbose=0), model.predict(X, verbose=0))
+
+
+@FUZZ
+@given(mutation=_mutation)
+def test_a_damaged_artifact_is_named_or_reads_the_same(files, mutation):
+    _, tmp, _ = files
+    good = ak.datasets.Preprocessing.load(str(tmp / "a.json"))
+    bad = tmp / "bad.json"
+    bad.write_bytes(_mutate((tmp / "a.json").read_bytes(), mutation))
+    try:
+        got = ak.datasets.Preprocessing.load(str(bad))
+    except ValueError as e:
+        assert str(bad) in str(e), e
+        return
+    assert got.to_json() == good.to_json()
+
+
+# -- the exported signatures, loaded with TensorFlow alone ---------------
+_strings = st.one_of(st.text(max_size=8), st.just(""), st.just("é" * 10), st.just("x" * (1 << 20)))
+_ids = st.one_of(st.integers(-5, 10), st.sampled_from([-(2**63), 2**63 - 1, 2**40]))
+_floats = st.one_of(st.floats(width=32), st.sampled_from([float("nan"), float("inf"), -float("inf"), 3e38]))
+_VALUES = {"c": _strings, "i": _ids, "n": _floats, "t": _strings}
+_RIGHT = {"c": tf.string, "i": tf.int64, "n": tf.float32, "t": tf.string}
+
+
+@st.composite
+def _request(draw):
+    rows = draw(st.sampled_from([0, 1, 3]))
+    features, valid = {}, True
+    for name, dtype in _RIGHT.items():
+        mode = draw(st.sampled_from(["right"] * 6 + ["dtype", "rank", "missing"]))
+        values = [draw(_VALUES[name]) for _ in range(rows * (2 if name == "t" else 1))]
+        if mode == "missing":
+            valid = False
+            continue
+        shape = [rows, 2] if name == "t" else [rows]
+        if mode == "rank":
+            valid = False
+            shape = [rows * (2 if name == "t" else 1)] if name == "t" else [rows, 1]
+        if mode == "dtype":
+            other = draw(st.sampled_from([tf.int32, tf.float64, tf.string, tf.int64, tf.float32]))
+            valid = valid and other == dtype
+            dtype = other
+        tensor = tf.constant(np.zeros(shape, dtype.as_numpy_dtype) if dtype != tf.string else
+                             np.full(shape, b"a", dtype=object), dtype=dtype)
+        if dtype == _RIGHT[name] and values:
+            tensor = tf.reshape(tf.constant(values, dtype=dtype), shape)
+        features[name] = tensor
+    if draw(st.booleans()) and draw(st.booleans()):
+        features["extra"] = tf.constant([1.0] * rows)
+        valid = False
+    return features, valid and rows >= 0
+
+
+@FUZZ
+@given(request=_request())
+def test_served_signature_answers_or_refuses(files, request):
+    model, _, export = files
+    fn = _signature(export)
+    features, valid = request
+    try:
+        out = fn(**features)
+    except (TypeError, ValueError, tf.errors.InvalidArgumentError) as e:
+        assert not valid, (features, e)
+        return
+    assert valid, features
+    p = out["probability"].numpy()
+    rows = int(features["c"].shape[0])
+    assert p.shape == (rows, 1) and np.all(np.isfinite(p)) and np.all((p >= 0) & (p <= 1))
+    if rows:  # the served answer is the Keras model's
+        np.testing.assert_allclose(p, model.predict({k: v.numpy() for k, v in features.items()}, verbose=0),
+                                   atol=1e-5)
+
+
+_SIGNATURES = {}
+
+
+def _signature(export, key="serving_default"):
+    if (export, key) not in _SIGNATURES:
+        _SIGNATURES[(export, key)] = tf.saved_model.load(export).signatures[key]
+    return _SIGNATURES[(export, key)]
+
+
+@FUZZ
+@given(records=st.lists(st.one_of(st.binary(max_size=40), st.just(b"")), max_size=4),
+       n=st.lists(_floats, max_size=4))
+def test_regress_signature_answers_or_refuses(files, records, n):
+    _, _, export = files
+    fn = _signature(export, "regress")
+    examples = [tf.train.Example(features=tf.train.Features(feature={
+        "n": tf.train.Feature(float_list=tf.train.FloatList(value=[v]))})).SerializeToString() for v in n]
+    batch = records + examples
+    try:
+        out = fn(inputs=tf.constant(batch, tf.string))["outputs"].numpy()
+    except (tf.errors.InvalidArgumentError, UnicodeDecodeError) as e:
+        # Only bytes that are no tf.Example are refused. (TensorFlow's Python
+        # runtime fails to decode its own error message when it quotes bytes
+        # that are not UTF-8, and raises UnicodeDecodeError: docs/reliability.md.)
+        assert records and any(r for r in records), e
+        return
+    assert out.shape == (len(batch),) and np.all(np.isfinite(out))
+
+
+# -- the REST client's request path (examples/serving/client.py) --------
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples" / "serving"))
+import client  # noqa: E402
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=5),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+                     max_leaves=8)
+_cell = {"c": st.one_of(st.text(max_size=4), _json), "i": st.one_of(st.integers(-3, 9), _json),
+         "n": st.one_of(st.floats(allow_nan=False, width=32), st.integers(-3, 3), _json),
+         "t": st.one_of(st.lists(st.text(max_size=3), min_size=2, max_size=2), _json)}
+
+
+@st.composite
+def _body(draw):
+    names = draw(st.lists(st.sampled_from(["c", "i", "n", "t", "zz"]), unique=True, min_size=3, max_size=5))
+    rows = draw(st.integers(0, 3))
+    if draw(st.booleans()):
+        return {"instances": [{n: draw(_cell.get(n, _json)) for n in names} for _ in range(rows)]}
+    if draw(st.booleans()):
+        return {"inputs": {n: [draw(_cell.get(n, _json)) for _ in range(rows)] for n in names}}
+    return draw(_json)
+
+
+@FUZZ
+@given(body=_body())
+def test_rest_client_takes_or_names_the_problem(files, body):
+    _, _, export = files
+    fn = _signature(export)
+    specs = fn.structured_input_signature[1]
+    dtypes = {name: spec.dtype.name for name, spec in specs.items()}
+    try:
+        tensors = client.request_to_tensors(body, dtypes, {n: spec.shape.rank for n, spec in specs.items()})
+    except ValueError as e:
+        assert str(e), body
+        return
+    # What the client lets through, the model answers.
+    out = fn(**{k: client.to_tensor(v, dtypes[k]) for k, v in tensors.items()})
+    assert np.all(np.isfinite(out["probability"].numpy()))

@@ -30,14 +30,18 @@ _JSON_TYPES = {
 }
 
 
-def request_to_tensors(request: dict, input_dtypes: dict[str, str]) -> dict[str, np.ndarray]:
+def request_to_tensors(request: dict, input_dtypes: dict[str, str],
+                       input_ranks: dict[str, int] | None = None) -> dict[str, np.ndarray]:
     """Turns a REST predict body into one array per signature input.
 
     Follows TF Serving's rules: `{"instances": [{name: value}, ...]}` (row
     format; every row names every input) or `{"inputs": {name: [values]}}`
-    (column format). A missing, unknown or mistyped input is an error that
-    names it.
+    (column format). A missing, unknown or mistyped input, or a list where
+    the signature takes one value (`input_ranks`: 1 for one value per row, 2
+    for a list per row), is a ValueError that names it.
     """
+    if not isinstance(request, dict):
+        raise ValueError(f"the body must be a JSON object with 'instances' or 'inputs'; got {type(request).__name__}")
     if set(request) == {"instances"}:
         rows = request["instances"]
         if not isinstance(rows, list) or not rows:
@@ -66,17 +70,30 @@ def request_to_tensors(request: dict, input_dtypes: dict[str, str]) -> dict[str,
         # one dense tensor, so every row's list must have one length (pad
         # with "" or -1).
         lengths = {len(v) if isinstance(v, list) else None for v in values}
-        if len(lengths) != 1:
+        if len(lengths) > 1:
             raise ValueError(f"input {name!r}: every row must send a list of one length, or every row a "
                              f"single value (pad lists with \"\" or -1); got lengths {sorted(map(str, lengths))}")
+        is_list = bool(values) and None not in lengths
+        rank = (input_ranks or {}).get(name)
+        if rank is not None and values and is_list != (rank == 2):
+            raise ValueError(f"input {name!r} takes " + ("a list per row" if rank == 2 else "one value per row, "
+                             "not a list"))
         for j, v in enumerate(values):
             for item in (v if isinstance(v, list) else [v]):
                 if isinstance(item, bool) or not isinstance(item, _JSON_TYPES[dtype]):
                     raise ValueError(
                         f"input {name!r}, element {j}: JSON value {item!r} is not of the expected type {dtype}"
                     )
-        tensors[name] = np.array(values, dtype=object if dtype == "string" else dtype)
+                if dtype in _INT_RANGE and not _INT_RANGE[dtype][0] <= item <= _INT_RANGE[dtype][1]:
+                    raise ValueError(f"input {name!r}, element {j}: {item} is out of the range of {dtype}")
+        if not values and rank == 2:
+            tensors[name] = np.zeros((0, 0), dtype=object if dtype == "string" else dtype)
+        else:
+            tensors[name] = np.array(values, dtype=object if dtype == "string" else dtype)
     return tensors
+
+
+_INT_RANGE = {"int64": (-(2**63), 2**63 - 1), "int32": (-(2**31), 2**31 - 1)}
 
 
 def _check_names(given: dict, input_dtypes: dict, where: str) -> None:
@@ -102,13 +119,23 @@ def predict_local(export_dir: str, request: dict) -> dict:
     import tensorflow as tf
 
     fn = tf.saved_model.load(export_dir).signatures["serving_default"]
-    dtypes = {name: spec.dtype.name for name, spec in fn.structured_input_signature[1].items()}
-    tensors = request_to_tensors(request, dtypes)
-    out = fn(**{k: tf.constant(v.tolist() if dtypes[k] == "string" else v, dtype=dtypes[k])
-                for k, v in tensors.items()})
+    specs = fn.structured_input_signature[1]
+    dtypes = {name: spec.dtype.name for name, spec in specs.items()}
+    tensors = request_to_tensors(request, dtypes, {name: spec.shape.rank for name, spec in specs.items()})
+    out = fn(**{k: to_tensor(v, dtypes[k]) for k, v in tensors.items()})
     # Strings come back as text in TF Serving's JSON (selected_field_names).
     return outputs_to_response({k: v.numpy().astype(str) if v.dtype == tf.string else v.numpy()
                                 for k, v in out.items()}, "instances" in request)
+
+
+def to_tensor(array: np.ndarray, dtype: str):
+    """A request array as the signature's tensor, keeping its shape (an
+    object array of no rows stays (0, 0))."""
+    import tensorflow as tf
+
+    if dtype == "string":
+        return tf.reshape(tf.constant(array.reshape(-1).tolist(), tf.string), array.shape)
+    return tf.constant(array, dtype=dtype)
 
 
 def predict_rest(url: str, request: dict, timeout: float = 10.0) -> dict:
