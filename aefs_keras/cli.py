@@ -394,6 +394,12 @@ def _admitted_log_lines(text, level, drop_cuda):
 
 def _user_error(e):
     """The one line to show for an error in the user's input, else None."""
+    if isinstance(e, UnicodeDecodeError) and isinstance(e.object, bytes) and b"{{function_node" in e.object:
+        # TensorFlow's Python runtime cannot decode its own error message when
+        # it quotes input bytes that are not UTF-8 (an unparsable tf.Example).
+        text = e.object.decode("utf-8", "replace")
+        text = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[\[.*|\s*\[Op:.*", "", text, flags=re.S).strip()
+        return "TensorFlow refused an input record: " + (text.splitlines() or ["(no message)"])[0][:300]
     if isinstance(e, (ValueError, FileNotFoundError, ImportError, MemoryError, KeyError)):
         text = str(e).strip()
         return text.splitlines()[0] if text else type(e).__name__

@@ -91,6 +91,8 @@ def load_data(args, distributed=True):
         print(f"Columns of {args.train[0]} (label {args.label!r}):")
         for name, kind in fmt.features:
             print(f"  {name:<24} {kind:<12} ({why[name]})")
+        for name in [n for n in why if n not in dict(fmt.features)]:
+            print(f"  {name:<24} {'-':<12} ({why[name]})")
         scanned = why.bad_rows
         if scanned is not None and scanned.bad_rows:
             print(scanned)  # once, before training, by cause and column

@@ -274,7 +274,13 @@ def _parquet_kind(name, t):
     import pyarrow as pa
 
     if pa.types.is_list(t) or pa.types.is_large_list(t):
+        inner = t.value_type
+        if not (pa.types.is_string(inner) or pa.types.is_large_string(inner) or pa.types.is_integer(inner)
+                or pa.types.is_null(inner)):
+            return SKIP, f"left out: a Parquet list of {inner}, which no field kind reads"
         return MULTI_CATEGORICAL, f"a Parquet list column ({t})"
+    if pa.types.is_struct(t) or pa.types.is_map(t) or pa.types.is_union(t):
+        return SKIP, f"left out: a Parquet {t} column, which no field kind reads"
     if pa.types.is_integer(t):
         if name.lower().endswith("id"):
             return CATEGORICAL, f"{t}, but the name ends in 'id'"

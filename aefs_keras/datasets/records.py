@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Sequence
 
 import numpy as np
@@ -24,6 +25,16 @@ def read_tfrecord(paths, schema, label: str = "label", batch_size: int = 2048, s
     paths = _check_paths(paths)
     spec = {**example_feature_spec(schema), label: tf.io.FixedLenFeature([], tf.float32)}
     compression = "GZIP" if paths[0].endswith(".gz") else None
+    for path in paths:  # a file that is no TFRecord file is named here, not mid-training
+        try:
+            found = sum(1 for _ in tf.data.TFRecordDataset(path, compression_type=compression).take(1))
+            if not found and os.path.getsize(path) > (20 if compression else 0):  # an empty gzip stream is 20 bytes
+                raise tf.errors.DataLossError(None, None, f"{os.path.getsize(path)} bytes but not one complete record")
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
+            text = (e.message or type(e).__name__).splitlines()[0]
+            text = re.sub(r"^\{\{[^}]*\}\}\s*|\s*\[Op:.*$", "", text)  # TF's node and op decorations
+            raise ValueError(f"{path} is not a readable TFRecord file{' (GZIP)' if compression else ''}: "
+                             f"{text}") from None
     ds = tf.data.TFRecordDataset(paths, compression_type=compression)
     ds = shuffle_rows(ds.batch(SHUFFLE_BLOCK), batch_size, seed) if shuffle else ds.batch(batch_size)
 
@@ -179,6 +190,31 @@ def parquet_batches(paths, names, batch_size, split=None, split_mode="random", s
         before += f.metadata.num_rows
 
 
+def _check_arrow_type(path, name, kind, t):
+    """ValueError naming the file and column when no field kind reads `t`."""
+    import pyarrow as pa
+
+    def is_list(x):
+        return pa.types.is_list(x) or pa.types.is_large_list(x)
+
+    scalar = not (is_list(t) or pa.types.is_struct(t) or pa.types.is_map(t) or pa.types.is_union(t)
+                  or pa.types.is_fixed_size_list(t) or pa.types.is_dictionary(t))
+    number = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_null(t) \
+        or pa.types.is_decimal(t)
+    if kind == MULTI_CATEGORICAL:
+        ok = (is_list(t) and (pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type)
+                              or pa.types.is_integer(t.value_type) or pa.types.is_null(t.value_type))) \
+            or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
+        what = "a list of strings or integers, or text"
+    elif kind == CATEGORICAL:
+        ok, what = scalar, "one value per row"
+    else:
+        ok, what = number, "numbers"
+    if not ok:
+        raise ValueError(f"{path}: column {name!r} is {t}, where its kind ({kind}) reads {what}; "
+                         "--ignore it or give it another kind")
+
+
 def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 2048, split=None,
                  split_mode: str = "random", split_seed: int = 0, list_separator: str = "|",
                  lists_as_text: bool = False):
@@ -212,6 +248,18 @@ def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 20
         return pa.types.is_list(t) or pa.types.is_large_list(t)
 
     # The first file decides a list column's dtype (integer ids or strings).
+    for n, k in wanted:  # types no kind reads are named before any batch
+        if n not in first.names:
+            raise ValueError(f"{paths[0]}: no column {n!r} (columns: {', '.join(first.names)})")
+        _check_arrow_type(paths[0], n, k, first.field(n).type)
+    for path in paths:  # a missing label is known from the files' statistics, before any batch
+        meta = pq.ParquetFile(path).metadata
+        j = meta.schema.to_arrow_schema().get_field_index(label_name)
+        nulls = sum((meta.row_group(g).column(j).statistics.null_count or 0)
+                    for g in range(meta.num_row_groups)
+                    if j >= 0 and meta.row_group(g).column(j).statistics is not None)
+        if nulls:
+            raise ValueError(f"{path}: the label column {label_name!r} has {nulls:,} missing value(s)")
     int_lists = {n for n, k in wanted if k == MULTI_CATEGORICAL and n in first.names
                  and is_list(first.field(n).type) and pa.types.is_integer(first.field(n).type.value_type)}
     as_ids = set() if lists_as_text else int_lists
@@ -240,6 +288,8 @@ def read_parquet(paths, columns: Sequence[tuple[str, str]], batch_size: int = 20
             out = {}
             for n, k in wanted:
                 col = rb.column(n)
+                if path != paths[0]:
+                    _check_arrow_type(path, n, k, col.type)
                 if k == MULTI_CATEGORICAL:
                     out[n] = pad(path, n, col)
                 elif k == CATEGORICAL:  # Arrow's text for any type, as the preprocessing counted it
