@@ -71,11 +71,10 @@ def _expected(line):
 
 def _rows(ds):
     out = []
-    for features, label in ds:
-        tags = features["t"].numpy()
+    for features, label in ds.as_numpy_iterator():
+        c, n, tags = features["c"], features["n"], features["t"]
         for i in range(len(label)):
-            out.append((float(label[i]), features["c"][i].numpy(), np.float32(features["n"][i].numpy()),
-                        [v for v in tags[i].tolist() if v != b""]))
+            out.append((float(label[i]), c[i], np.float32(n[i]), [v for v in tags[i].tolist() if v != b""]))
     return out
 
 
