@@ -10,11 +10,14 @@ interrupted epoch.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import resource
 from typing import Any, Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 STRATEGIES = (None, "default", "mirrored", "multi_worker")
@@ -115,6 +118,31 @@ def check_backup(backup_dir: str) -> dict | None:
     return None
 
 
+class _RoomCheckedBackup(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` that first checks the backup fits: the free space
+    of its folder and the process' file-size limit. HDF5 crashes the whole
+    process (SIGSEGV) when a weights write fails half way (h5py 3, on a full
+    disk or past RLIMIT_FSIZE); this raises a clear OSError before the write
+    starts instead, with the previous backup untouched."""
+
+    def _save_model(self):
+        need = sum(int(np.prod(v.shape)) * np.dtype(str(v.dtype).split(".")[-1]).itemsize
+                   for v in [*self.model.variables, *getattr(self.model.optimizer, "variables", [])])
+        need = int(need * 1.1) + (1 << 20)  # HDF5's own structures
+        folder = os.path.dirname(os.path.abspath(self._weights_path))
+        os.makedirs(folder, exist_ok=True)
+        stat = os.statvfs(folder)
+        free = stat.f_bavail * stat.f_frsize
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if free < 2 * need:  # the latest and the previous backup side by side
+            raise OSError(errno.ENOSPC, f"no room for a training backup of about {need / 1e6:,.1f} MB in {folder} "
+                                        f"({free / 1e6:,.1f} MB free); the previous backup is kept")
+        if limit != resource.RLIM_INFINITY and limit < need:
+            raise OSError(errno.EFBIG, f"a training backup of about {need / 1e6:,.1f} MB exceeds this process' "
+                                       f"file size limit ({limit:,} bytes); the previous backup is kept")
+        super()._save_model()
+
+
 def fit(
     build_fn: Callable[[], keras.Model],
     train: tf.data.Dataset,
@@ -160,7 +188,7 @@ def fit(
         # double_checkpoint: the previous backup is kept beside the latest,
         # so a kill while the latest is being written loses one backup's
         # steps, not the run.
-        callbacks.insert(0, keras.callbacks.BackupAndRestore(own, save_freq=save_freq, delete_checkpoint=True,
-                                                             double_checkpoint=True))
+        callbacks.insert(0, _RoomCheckedBackup(own, save_freq=save_freq, delete_checkpoint=True,
+                                               double_checkpoint=True))
     history = model.fit(train, epochs=epochs, callbacks=callbacks, **fit_kwargs)
     return model, history

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
 
 import keras
@@ -88,6 +89,28 @@ def _input_signature(model: keras.Model):
 
 REGRESS_SIGNATURE = "regress"
 _REGRESS_METHOD = "tensorflow/serving/regress"
+
+
+def _recover_interrupted(model_dir: str) -> None:
+    """What an export killed midway left in `model_dir`, said and mended:
+    a half-written `.tmp-*` directory is removed; a version an interrupted
+    overwrite had moved aside (`.old-V-*` without `V`) is put back."""
+    from aefs_keras.files import _pid_alive
+
+    for entry in sorted(os.listdir(model_dir)):
+        parts = entry.split("-")
+        if not entry.startswith((".tmp-", ".old-")) or len(parts) < 4 or not parts[2].isdigit():
+            continue
+        if _pid_alive(int(parts[2])):
+            continue  # another export, still running
+        path = os.path.join(model_dir, entry)
+        version = os.path.join(model_dir, parts[1])
+        if entry.startswith(".old-") and not os.path.exists(version):
+            os.rename(path, version)
+            print(f"Restored {version}: an interrupted export had moved it aside", file=sys.stderr)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            print(f"Removed {path}: what an interrupted export left (no version was touched)", file=sys.stderr)
 
 
 def _write_saved_model(serving: keras.Model, signature, path: str, schema=None) -> None:
@@ -213,15 +236,16 @@ def export(
     if example_signature is False:
         schema = None
     os.makedirs(model_dir, exist_ok=True)
+    _recover_interrupted(model_dir)
     serving = inference_model(model)
     signature = _input_signature(serving)
 
     # TF Serving only loads all-digit directory names: a dot-name is invisible.
-    tmp = os.path.join(model_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
+    tmp = os.path.join(model_dir, f".tmp-{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         _write_saved_model(serving, signature, tmp, schema)
         if os.path.exists(target):
-            old = os.path.join(model_dir, f".old-{version}-{uuid.uuid4().hex[:8]}")
+            old = os.path.join(model_dir, f".old-{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             os.rename(target, old)
             os.rename(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
