@@ -54,8 +54,16 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", type=int, default=1000, help="cases per surface (default 1000)")
     parser.add_argument("--jobs", type=int, default=1, help="surfaces fuzzed side by side")
     parser.add_argument("--only", nargs="+", help="surfaces (test names, or parts of them)")
-    parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--out", help="write the results as JSON here (merged into an existing file by surface)")
+    parser.add_argument("--table", metavar="JSON", help="only print the markdown table of a results file")
     args = parser.parse_args(argv)
+    if args.table:
+        with open(args.table) as f:
+            results = json.load(f)["results"]
+        print("| surface | cases | failing | time (s) |\n|---|---|---|---|")
+        for r in results:
+            print(f"| `{r['surface']}` | {r['cases']:,} | {r['failing']} | {r['seconds']:,.0f} |")
+        return 0
     names = [n for n in surfaces() if not args.only or any(o in n for o in args.only)]
     results = []
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
@@ -70,9 +78,16 @@ def main(argv=None) -> int:
     results.sort(key=lambda r: names.index(r["surface"]))
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        merged = {}
+        if os.path.exists(args.out):  # runs of different sizes per surface add up in one file
+            with open(args.out) as f:
+                merged = {r["surface"]: r for r in json.load(f)["results"]}
+        merged.update({r["surface"]: r for r in results})
+        order = surfaces()
         with open(args.out, "w") as f:
-            json.dump({"cases_per_surface": args.cases, "machine": os.uname().machine,
-                       "cpus": os.cpu_count(), "results": results}, f, indent=1)
+            json.dump({"machine": os.uname().machine, "cpus": os.cpu_count(),
+                       "results": sorted(merged.values(), key=lambda r: order.index(r["surface"])
+                                         if r["surface"] in order else len(order))}, f, indent=1)
     failed = [r["surface"] for r in results if r["failed"]]
     print(f"{sum(r['cases'] for r in results):,} cases over {len(results)} surfaces; "
           f"failures in: {', '.join(failed) or 'none'}")

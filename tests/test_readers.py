@@ -287,7 +287,7 @@ def test_parquet(tmp_path):
                                   batch_size=2)
     feats, labels = _read_all(ds)
     assert labels == [1.0, 0.0, 1.0] and feats["ad"] == [b"a", b"", b"b"] and np.isnan(feats["price"][1])
-    with pytest.raises(Exception, match="missing column"):
+    with pytest.raises(ValueError, match=r"rows\.parquet: no column 'nope' \(columns: ad, price, click\)"):
         _read_all(ak.datasets.read_parquet(path, [("ad", "categorical"), ("nope", "label")]))
 
 
