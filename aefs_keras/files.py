@@ -70,6 +70,12 @@ def written_whole(path: str, suffix: str = ""):
         raise
 
 
+def printable(text: str) -> str:
+    """`text` with control characters escaped: a damaged file's member
+    names may hold any byte, and a message must stay one line."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
 def check_keras_file(path: str) -> None:
     """Raise FileNotFoundError or a one-line ValueError naming `path` if
     it is not a complete `.keras` archive."""
@@ -89,7 +95,7 @@ def check_keras_file(path: str) -> None:
     except (OSError, EOFError, ValueError, NotImplementedError) as e:
         why = f"{type(e).__name__}: {e}"
     if why:
-        raise ValueError(f"{path} is damaged: not a complete .keras file ({why}). "
+        raise ValueError(f"{path} is damaged: not a complete .keras file ({printable(why)}). "
                          "Save or train it again, or use an earlier copy.")
 
 
@@ -110,7 +116,7 @@ def load_model(path: str, **kwargs):
     try:
         return keras.saving.load_model(path, **kwargs)
     except (OSError, KeyError, ValueError, TypeError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = printable((str(e).strip().split("\n") or [type(e).__name__])[0])
         if len(first) > 300:  # Keras quotes the whole config
             first = first[:300] + " ..."
         raise ValueError(f"{path} is damaged or not an aefs-keras model: {first}") from e

@@ -6,7 +6,7 @@ Runs each property of tests/test_fuzz.py in its own pytest process with
 `AEFS_FUZZ_CASES=N` and fresh random inputs (`AEFS_FUZZ_RANDOM=1`, shrinking
 on, so a failure is reported at its smallest), `--jobs` processes side by
 side, and reports per surface the cases tried (hypothesis' passing plus
-failing examples), the failures found and the time taken. The table in
+failing examples), the failures found and the time taken (runs into the same --out add up). The table in
 docs/reliability.md comes from the JSON it writes. A surface that fails
 prints its smallest failing case; each failure found becomes a regression
 test in tests/ (docs/reliability.md lists them).
@@ -33,6 +33,11 @@ def surfaces():
         return re.findall(r"^def (test_\w+)\(", f.read(), flags=re.M)
 
 
+def _runs(data):
+    """The runs of a results file (the first version kept one entry per surface, without its commit)."""
+    return data.get("runs") or [{**r, "commit": r.get("commit", "dc4897d")} for r in data.get("results", [])]
+
+
 def run(name, cases, seed_env):
     env = {**os.environ, "AEFS_FUZZ_CASES": str(cases), "AEFS_FUZZ_SHRINK": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
            **seed_env}
@@ -42,10 +47,14 @@ def run(name, cases, seed_env):
                           capture_output=True, text=True, env=env, cwd=ROOT)
     seconds = time.perf_counter() - start
     text = proc.stdout + proc.stderr
-    passing = sum(int(n) for n in re.findall(r"(\d+) passing", text))
-    failing = sum(int(n) for n in re.findall(r"(\d+) failing", text))
+    # Cases generated (the explicit examples and the shrinking's retries not counted).
+    generate = text.split("during generate phase", 1)[-1].split("during shrink phase", 1)[0]
+    passing = sum(int(n) for n in re.findall(r"(\d+) passing", generate))
+    failing = sum(int(n) for n in re.findall(r"(\d+) failing", generate))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=ROOT).stdout.strip()
     return {"surface": name, "cases": passing + failing, "passing": passing, "failing": failing,
-            "failed": proc.returncode != 0, "seconds": round(seconds, 1),
+            "failed": proc.returncode != 0, "seconds": round(seconds, 1), "commit": commit,
             "failure": text[-4000:] if proc.returncode != 0 else None}
 
 
@@ -59,10 +68,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.table:
         with open(args.table) as f:
-            results = json.load(f)["results"]
-        print("| surface | cases | failing | time (s) |\n|---|---|---|---|")
-        for r in results:
-            print(f"| `{r['surface']}` | {r['cases']:,} | {r['failing']} | {r['seconds']:,.0f} |")
+            runs = _runs(json.load(f))
+        print("| surface | cases, all runs | runs that found a failure (commit) | cases since the last fix | time (s) |")
+        print("|---|---|---|---|---|")
+        order = surfaces()
+        for name in sorted({r["surface"] for r in runs}, key=lambda n: order.index(n) if n in order else 99):
+            mine = [r for r in runs if r["surface"] == name]
+            failed = [r for r in mine if r["failed"]]
+            since = mine[mine.index(failed[-1]) + 1:] if failed else mine
+            commits = ", ".join(r.get("commit", "?") for r in failed) or "none"
+            print(f"| `{name}` | {sum(r['cases'] for r in mine):,} | {commits} | "
+                  f"{sum(r['cases'] for r in since):,} | {sum(r['seconds'] for r in mine):,.0f} |")
         return 0
     names = [n for n in surfaces() if not args.only or any(o in n for o in args.only)]
     results = []
@@ -78,16 +94,13 @@ def main(argv=None) -> int:
     results.sort(key=lambda r: names.index(r["surface"]))
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        merged = {}
-        if os.path.exists(args.out):  # runs of different sizes per surface add up in one file
+        runs = []
+        if os.path.exists(args.out):  # every run is kept: each one's cases are fresh random ones
             with open(args.out) as f:
-                merged = {r["surface"]: r for r in json.load(f)["results"]}
-        merged.update({r["surface"]: r for r in results})
-        order = surfaces()
+                runs = _runs(json.load(f))
+        runs += [{k: v for k, v in r.items() if k != "failure"} for r in results]
         with open(args.out, "w") as f:
-            json.dump({"machine": os.uname().machine, "cpus": os.cpu_count(),
-                       "results": sorted(merged.values(), key=lambda r: order.index(r["surface"])
-                                         if r["surface"] in order else len(order))}, f, indent=1)
+            json.dump({"machine": os.uname().machine, "cpus": os.cpu_count(), "runs": runs}, f, indent=1)
     failed = [r["surface"] for r in results if r["failed"]]
     print(f"{sum(r['cases'] for r in results):,} cases over {len(results)} surfaces; "
           f"failures in: {', '.join(failed) or 'none'}")

@@ -26,7 +26,7 @@ from aefs_keras.datasets.readers import _check_paths, estimate_rows, read_text
 from aefs_keras.progress import RateLine
 from aefs_keras.schema import NORMALIZATIONS, Categorical, DenseNumeric, MultiCategorical, Numeric, Schema
 
-ARTIFACT_VERSION = 1
+ARTIFACT_VERSION = 2  # 2: with the sha256 of its content; 1 is still read
 NUMERIC_TRANSFORMS = ("log_squared", "quantile")
 
 
@@ -162,13 +162,14 @@ class Preprocessing:
             raise ValueError(f"{path} is damaged: not a preprocessing artifact ({type(e).__name__}: {e}). "
                              "Delete it to fit it again.") from None
         version = d.get("artifact_version") if isinstance(d, dict) else None
-        if isinstance(d, dict) and "sha256" in d and d["sha256"] != _digest({k: v for k, v in d.items()
-                                                                               if k != "sha256"}):
+        # Version 2 carries its digest; a version 1 artifact (written before) has none to check.
+        if isinstance(d, dict) and ("sha256" in d or version == ARTIFACT_VERSION) and d.get("sha256") != _digest(
+                {k: v for k, v in d.items() if k != "sha256"}):
             raise ValueError(f"{path} is damaged: its content does not match its sha256 digest (altered "
                              "after it was written). Delete it to fit it again.")
-        if version != ARTIFACT_VERSION:
+        if version not in (1, ARTIFACT_VERSION):
             raise ValueError(f"{path}: artifact_version {version!r} is not supported "
-                             f"(this aefs-keras reads version {ARTIFACT_VERSION})")
+                             f"(this aefs-keras reads versions 1 and {ARTIFACT_VERSION})")
         try:
             fmt = d["format"]
             return cls(TextFormat(fmt["name"], fmt["delimiter"], tuple(tuple(c) for c in fmt["columns"]),
