@@ -31,7 +31,7 @@ def runs():
             kw["field_prior"] = ak.importance.importance_prior(drops)
         key, selection = selection, ("aefs" if selection else None)
         model = ak.default_compile(ak.build_model(data.schema, "deepfm", selection,
-                                                  hidden_units=[128, 64], **kw))
+                                                  hidden_units=[64, 32], **kw))
         cb = [ak.FieldSelectionFrequency()] if selection else []
         stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=1,
                                              restore_best_weights=True)

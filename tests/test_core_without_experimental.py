@@ -1,7 +1,7 @@
 """The core stands alone: with `aefs_keras.experimental` unimportable, every
 core method builds, trains a step, saves, reloads and exports with a
-backbone that takes mixed widths (DeepFM) and one that does not (MLCC), and
-every other backbone does with AEFS (in a subprocess: the block must not
+backbone that takes mixed widths (DeepFM), the static mixed-dimension model
+with one that does not (MLCC), and every other backbone does with AEFS (in a subprocess: the block must not
 leak into other tests)."""
 
 import subprocess
@@ -25,8 +25,8 @@ SCRIPT = textwrap.dedent('''
                "aefs_single": ak.AEFS(k=3, resolution="single")}
     tmp = tempfile.mkdtemp()
     done = 0
-    pairs = [(b, m) for b in ("deepfm", "mlcc") for m in methods]
-    pairs += [(b, "aefs") for b in ("dnn", "dcn", "wide_deep", "mc_mlcc")]
+    pairs = [("deepfm", m) for m in methods] + [("mlcc", "mixed_dimension")]
+    pairs += [(b, "aefs") for b in ("dnn", "dcn", "wide_deep", "mlcc", "mc_mlcc")]
     for backbone, name in pairs:
         sel = methods[name]
         model = ak.default_compile(ak.build_model(schema, backbone, sel, d_main=4, hidden_units=[4]))
@@ -49,4 +49,4 @@ SCRIPT = textwrap.dedent('''
 def test_every_core_method_without_experimental():
     proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().endswith("checked 16")
+    assert proc.stdout.strip().endswith("checked 12")

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 import aefs_keras as ak
 from aefs_keras.datasets.infer import infer_format
 
-CASES = int(os.environ.get("AEFS_FUZZ_CASES", "12"))
+CASES = int(os.environ.get("AEFS_FUZZ_CASES", "8"))
 # No shrinking in the default run: a failure is reported as found, at once.
 FUZZ = settings(max_examples=CASES, deadline=None, derandomize=os.environ.get("AEFS_FUZZ_RANDOM") is None,
                 suppress_health_check=list(HealthCheck), database=None,
