@@ -21,6 +21,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from aefs_keras.datasets.infer import _NUMBER as NUMBER  # the readers' rule for a number
 from aefs_keras.schema import Categorical, DenseNumeric, MultiCategorical, Numeric, list_padding
 
 
@@ -40,12 +41,6 @@ class ScoreReport:
         if self.causes:
             text += "".join(f"\n  {cause}: {n:,} (first at line {line})" for cause, (n, line) in self.causes.items())
         return text
-
-
-def _number_rule():
-    from aefs_keras.datasets.infer import _NUMBER
-
-    return _NUMBER
 
 
 def _cell_reader(field, number):
@@ -109,7 +104,7 @@ def _batch(schema, fields, rows):
 def _text_chunks(path, fields, report, chunk, delimiter, strict):
     from aefs_keras.datasets.infer import _delimiter, split_cells, text_lines
 
-    number = _number_rule()
+    number = NUMBER
     first, lines = text_lines(path)
     if not first.strip():
         raise ValueError(f"{path}: the first line is empty; a header row with the column names is needed")

@@ -33,11 +33,6 @@ def surfaces():
         return re.findall(r"^def (test_\w+)\(", f.read(), flags=re.M)
 
 
-def _runs(data):
-    """The runs of a results file (the first version kept one entry per surface, without its commit)."""
-    return data.get("runs") or [{**r, "commit": r.get("commit", "dc4897d")} for r in data.get("results", [])]
-
-
 def run(name, cases, seed_env):
     env = {**os.environ, "AEFS_FUZZ_CASES": str(cases), "AEFS_FUZZ_SHRINK": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
            **seed_env}
@@ -68,7 +63,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.table:
         with open(args.table) as f:
-            runs = _runs(json.load(f))
+            runs = json.load(f)["runs"]
         print("| surface | cases, all runs | runs that found a failure (commit) | cases since the last fix | time (s) |")
         print("|---|---|---|---|---|")
         order = surfaces()
@@ -97,7 +92,7 @@ def main(argv=None) -> int:
         runs = []
         if os.path.exists(args.out):  # every run is kept: each one's cases are fresh random ones
             with open(args.out) as f:
-                runs = _runs(json.load(f))
+                runs = json.load(f)["runs"]
         runs += [{k: v for k, v in r.items() if k != "failure"} for r in results]
         with open(args.out, "w") as f:
             json.dump({"machine": os.uname().machine, "cpus": os.cpu_count(), "runs": runs}, f, indent=1)

@@ -28,23 +28,15 @@ import tensorflow as tf
 from aefs_keras.datasets.formats import (_NUMBER, FLOAT_KINDS, LABEL, MULTI_CATEGORICAL, REASONS, STRING_KINDS,
                                          LibsvmFormat, ReadReport, TextFormat, check_split_mode, libsvm_schema,
                                          time_cuts)
+from aefs_keras.datasets.infer import _open  # bytes, gzip checked by its magic
 from aefs_keras.schema import Schema, split_list_cells
-
-def _open_bytes(path):
-    if str(path).endswith(".gz"):
-        with open(path, "rb") as f:
-            if f.read(2) != b"\x1f\x8b":
-                raise ValueError(f"{path} ends in .gz but is not a gzip file (bad magic bytes)")
-        return gzip.open(path, "rb")
-    return open(path, "rb")
-
 
 def _first_line(path, keep_end=False):
     """The first line as text. Read as bytes and decoded alone: decoding
     the file as a text stream fails at the first bad UTF-8 byte of its first
     block, which may lie lines further on."""
     try:
-        with _open_bytes(path) as f:
+        with _open(path) as f:
             line = f.readline().decode("utf-8", "surrogateescape")
             return line if keep_end else line.rstrip("\r\n")
     except (OSError, EOFError) as e:
