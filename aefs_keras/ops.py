@@ -61,13 +61,12 @@ def field_sums(embeddings):
     TF's own gradient of `reduce_sum(square(e))` and `reduce_sum(e, 1)` writes
     several (B, F, d) temporaries (the square, two broadcasts, their
     products and sum); this one writes dE = g_sum + 2 g_squares e at once.
-    The squares come from the Euclidean-norm reduction, which reads e once.
+    The squares come from `squared_norm`, which reads e once.
     """
     @tf.custom_gradient
     def sums(e):
         total = tf.reduce_sum(e, axis=1)
-        flat = tf.reshape(e, [tf.shape(e)[0], -1])
-        squares = tf.square(tf.math.reduce_euclidean_norm(flat, axis=1))
+        squares = squared_norm(tf.reshape(e, [tf.shape(e)[0], -1]), axis=1)
 
         def grad(g_total, g_squares):
             g_total = tf.zeros_like(total) if g_total is None else g_total
@@ -77,6 +76,24 @@ def field_sums(embeddings):
         return (total, squares), grad
 
     return tf.autograph.experimental.do_not_convert(sums)(embeddings)
+
+
+def squared_norm(x, axis=None):
+    """sum(x^2) over `axis`: from the Euclidean-norm reduction, which reads x
+    once (2-4x faster than a sum of squares on CPU), except under XLA, which
+    has no kernel for it (and fuses the sum of squares)."""
+    if _in_xla_context():
+        return tf.reduce_sum(tf.square(x), axis=axis)
+    return tf.square(tf.math.reduce_euclidean_norm(x, axis=axis))
+
+
+def _in_xla_context() -> bool:
+    """True while tracing a function compiled with XLA (`jit_compile=True`)."""
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # a TensorFlow without the module: assume the plain path
+        return False
+    return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
 
 
 # --- The compact fast path -------------------------------------------------

@@ -1,13 +1,23 @@
-"""Two workers on 127.0.0.1: AEFS against no selection, step time and bytes
-exchanged per step.
+"""Two workers on 127.0.0.1: early selection against no selection, step time
+and bytes exchanged per step, on plain loopback or on a rate-limited one.
 
     python benchmarks/distributed_step.py --out benchmarks/results/distributed_step.json
+    python benchmarks/distributed_step.py --gbits 0.5 1 2.5 --selection aefs aefs_single mixed_dimension \
+        --out benchmarks/results/distributed_bandwidth.json
+
+`--gbits R ...` (needs root, `ip` and `tc`): for each rate, the two workers
+run inside a network namespace of this script's own whose loopback device is
+shaped with `tc qdisc ... tbf rate R gbit`, using only 127.0.0.1; the
+namespace is deleted afterwards, also on error. Both workers' traffic shares
+that one device, so a rate R here is what a full-duplex link of R/2 in each
+direction would give two hosts (docs/scale.md, "Across hosts").
 
 DeepFM, d_main 64, MLP 400-400-400, 39 fields x `--rows-per-field` ids
 (Zipf), SparseAdam row-wise Adagrad, global batch 4096 (2048 per worker),
 MultiWorkerMirroredStrategy over two processes on this machine. Each worker
-builds the model without selection and with AEFS (k = 19) and trains them in
-`--rounds` interleaved rounds; per model and round it reports the median
+builds the model without selection and with each `--selection` (k = 19;
+the names of benchmarks/scale.py) and trains them in `--rounds`
+interleaved rounds; per model and round it reports the median
 step of `model.fit` and the bytes
 that crossed the loopback interface during them (both workers' traffic,
 /proc/net/dev "lo", divided by the steps: the gradient exchange plus
@@ -52,25 +62,20 @@ def worker(args):
     import numpy as np
     import tensorflow as tf
 
-    from aefs_keras.optimizers import SparseAdam
-
     rng = np.random.default_rng(0)
     n = 4096 * 6
     ranks = np.minimum(rng.zipf(1.1, size=(n, F)), args.rows_per_field - 1) - 1
     x = {f"C{i}": ranks[:, i].astype("int64") for i in range(F)}
     y = (rng.random(n) < 0.2).astype("float32")
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4096).cache()
-    schema = ak.Schema([ak.Categorical(f"C{i}", vocabulary_size=args.rows_per_field - 1) for i in range(F)])
+    from scale import _model
+
     models = {}
-    for name, selection in (("none", None), ("aefs", "aefs")):
+    for name in ("none", *args.selection):
         with strategy.scope():
-            keras.utils.set_random_seed(0)
-            model = ak.build_model(schema, "deepfm", selection, d_main=64, hidden_units=[400, 400, 400],
-                                   memory_check="rowwise_adagrad")
-            ak.default_compile(model, optimizer=SparseAdam(1e-3, embedding_rule="rowwise_adagrad",
-                                                          embedding_learning_rate=0.05))
-        model.fit(ds, epochs=1, verbose=0)  # trace and warm up
-        models[name] = model
+            models[name] = _model(args.rows_per_field, None if name == "none" else name, 64, "rowwise_adagrad",
+                                  [400, 400, 400])
+        models[name].fit(ds, epochs=1, verbose=0)  # trace and warm up
 
     class Timer(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
@@ -81,7 +86,7 @@ def worker(args):
 
     out = {n: {"step_ms_median": [], "loopback_bytes_per_step": []} for n in models}
     for r in range(args.rounds):  # interleaved, so a slow spell of the machine hits both
-        for name in (("none", "aefs") if r % 2 == 0 else ("aefs", "none")):
+        for name in (list(models) if r % 2 == 0 else list(models)[::-1]):
             timer = Timer()
             timer.times = []
             before = _lo_bytes()
@@ -95,22 +100,21 @@ def worker(args):
         with tf.GradientTape() as tape:
             # Inference mode: the same gradient structure, no state updates.
             pred = model(xb, training=False)
-            if isinstance(pred, dict):
-                loss = tf.reduce_mean(pred["probability"]) + tf.reduce_mean(pred["aux_probability"])
-            else:
-                loss = tf.reduce_mean(pred)
+            outs = pred.values() if isinstance(pred, dict) else [pred]
+            loss = tf.add_n([tf.reduce_mean(p) for p in outs])
             if model.losses:
                 loss += tf.add_n(model.losses)
         grads = tape.gradient(loss, model.trainable_variables)
-        payload = 0
+        dense = sparse = 0  # all-reduced, and all-gathered (IndexedSlices)
         for g, v in zip(grads, model.trainable_variables):
             if g is None:  # a dense gradient in training
-                payload += int(np.prod(v.shape)) * 4
+                dense += int(np.prod(v.shape)) * 4
             elif isinstance(g, tf.IndexedSlices):
-                payload += int(tf.size(g.values)) * 4 + int(tf.size(g.indices)) * g.indices.dtype.size
+                sparse += int(tf.size(g.values)) * 4 + int(tf.size(g.indices)) * g.indices.dtype.size
             else:
-                payload += int(tf.size(g)) * 4
-        out[name]["gradient_payload_bytes_per_worker_step"] = payload
+                dense += int(tf.size(g)) * 4
+        out[name]["gradient_payload_bytes_per_worker_step"] = dense + sparse
+        out[name]["dense_payload_bytes"], out[name]["sparse_payload_bytes"] = dense, sparse
     print(json.dumps(out), flush=True)
 
 
@@ -131,43 +135,77 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out")
-    parser.add_argument("--timeout", type=int, default=1200)
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds per pair of workers")
+    parser.add_argument("--gbits", type=float, nargs="+",
+                        help="rates (Gbit/s) of the shaped loopback, one run each (default: plain loopback)")
+    parser.add_argument("--selection", nargs="+", default=["aefs"],
+                        help="selections beside no selection (benchmarks/scale.py's names: aefs, aefs_single, "
+                             "mixed_dimension, static, ...)")
     args = parser.parse_args(argv)
     if args.worker:
         worker(args)
         return
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    procs = []
+    runs = []
+    for gbits in args.gbits or [None]:
+        results, qdisc = _run_pair(args, gbits)
+        chief = results[0]
+
+        def ratios(key, name):
+            return _summary([a / b for a, b in zip(chief[name][key], chief["none"][key])])
+
+        runs.append({"gbits": gbits, "qdisc": qdisc, "workers": results,
+                     "step_time_ratio": {n: ratios("step_ms_median", n) for n in args.selection},
+                     "loopback_bytes_ratio": {n: ratios("loopback_bytes_per_step", n) for n in args.selection},
+                     "payload_ratio": {n: chief[n]["gradient_payload_bytes_per_worker_step"]
+                                       / chief["none"]["gradient_payload_bytes_per_worker_step"]
+                                       for n in args.selection}})
+        print(json.dumps({k: v for k, v in runs[-1].items() if k != "workers"}), flush=True)
+    write_json({"machine": f"{platform.machine()}, {os.cpu_count()} cores", "selections": args.selection,
+                "runs": runs}, args.out)
+
+
+def _run_pair(args, gbits):
+    """The two workers, in a rate-limited namespace when `gbits` is given.
+    Returns their results and the qdisc's statistics (sent, dropped)."""
+    namespace = f"aefs_bw_{os.getpid()}" if gbits else None
+    prefix = ["ip", "netns", "exec", namespace] if namespace else []
+    procs, qdisc = [], None
     try:
+        if namespace:
+            rate = int(gbits * 1e9)
+            # The bucket holds at least a 64 KB loopback packet and 4 ms at the rate.
+            burst = max(256 * 1024, rate // 8 // 250)
+            for cmd in (["ip", "netns", "add", namespace],
+                        [*prefix, "ip", "link", "set", "lo", "up"],
+                        [*prefix, "tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", f"{rate}bit",
+                         "burst", str(burst), "latency", "200ms"]):
+                subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+        ports = _free_ports(2)  # in this namespace; the new one has no listener at all
+        cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
         for i in range(2):
             env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
                    "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
-            procs.append(subprocess.Popen([sys.executable, __file__, "--worker", "--rows-per-field",
+            procs.append(subprocess.Popen([*prefix, sys.executable, __file__, "--worker", "--rows-per-field",
                                            str(args.rows_per_field), "--epochs", str(args.epochs),
-                                           "--rounds", str(args.rounds)],
+                                           "--rounds", str(args.rounds), "--selection", *args.selection],
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
         outs = [p.communicate(timeout=args.timeout) for p in procs]
+        if namespace:
+            qdisc = subprocess.run([*prefix, "tc", "-s", "qdisc", "show", "dev", "lo"], capture_output=True,
+                                   text=True, timeout=30).stdout.strip()
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
+                p.wait(timeout=30)
+        if namespace:
+            subprocess.run(["ip", "netns", "delete", namespace], capture_output=True, timeout=30)
     results = []
     for i, (stdout, stderr) in enumerate(outs):
         if procs[i].returncode != 0:
             raise SystemExit(f"worker {i} failed: {(stderr.strip().splitlines() or ['?'])[-1]}")
         results.append(json.loads(stdout.strip().splitlines()[-1]))
-    chief = results[0]
-
-    def ratios(key):
-        return _summary([a / b for a, b in zip(chief["aefs"][key], chief["none"][key])])
-
-    summary = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "workers": results,
-               "step_time_ratio_aefs_over_none": ratios("step_ms_median"),
-               "loopback_bytes_ratio_aefs_over_none": ratios("loopback_bytes_per_step"),
-               "payload_ratio_aefs_over_none": (chief["aefs"]["gradient_payload_bytes_per_worker_step"]
-                                                / chief["none"]["gradient_payload_bytes_per_worker_step"])}
-    write_json(summary, args.out)
+    return results, qdisc
 
 
 if __name__ == "__main__":

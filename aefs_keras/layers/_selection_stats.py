@@ -21,8 +21,10 @@ def add_selection_stats(layer, num_fields):
 def update_selection_stats(layer, indices, num_fields, training):
     if not training:
         return
-    # bincount over the B*k kept ids, not a (B, k, F) one-hot.
-    picked = tf.cast(tf.math.bincount(tf.reshape(tf.cast(indices, tf.int32), [-1]),
-                                      minlength=num_fields, maxlength=num_fields), tf.float32)
+    # bincount over the B*k kept ids, not a (B, k, F) one-hot; the raw op
+    # with a constant size also compiles under XLA (tf.math.bincount derives
+    # its size from the data).
+    picked = tf.raw_ops.DenseBincount(input=tf.reshape(tf.cast(indices, tf.int32), [-1]), size=num_fields,
+                                      weights=tf.zeros([0], tf.float32))
     layer.selection_counts.assign_add(picked)
     layer.selection_rows.assign_add(tf.cast(tf.shape(indices)[0], tf.float32))

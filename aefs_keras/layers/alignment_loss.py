@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from aefs_keras.checks import ALIGNMENTS
+from aefs_keras.ops import squared_norm
 
 KINDS = ALIGNMENTS
 _REQUIRED = ("aux_embeddings", "main_embeddings", "mask", "aux_probability", "main_probability")
@@ -138,7 +139,7 @@ class AlignmentLoss(keras.layers.Layer):
         p_e = tf.reduce_sum(_times_constant(e, v) * a, -1)
         # |e|^2 is a constant of the loss (e is a stop-gradient target): its
         # mean comes from one norm reduction, not a (B*m, d_main) square.
-        e_sq = tf.square(tf.math.reduce_euclidean_norm(e)) / tf.cast(tf.shape(e)[0], e.dtype)
+        e_sq = squared_norm(e) / tf.cast(tf.shape(e)[0], e.dtype)
         per_field = tf.square(m) * p_sq - 2.0 * m * p_e
         return (tf.reduce_mean(per_field) + e_sq) / float(d_main)
 
