@@ -138,12 +138,17 @@ def main(argv=None):
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per pair of workers")
     parser.add_argument("--gbits", type=float, nargs="+",
                         help="rates (Gbit/s) of the shaped loopback, one run each (default: plain loopback)")
+    parser.add_argument("--table", metavar="JSON",
+                        help="only print the bandwidth table and the projection (docs/scale.md) of a --gbits run")
     parser.add_argument("--selection", nargs="+", default=["aefs"],
                         help="selections beside no selection (benchmarks/scale.py's names: aefs, aefs_single, "
                              "mixed_dimension, static, ...)")
     args = parser.parse_args(argv)
     if args.worker:
         worker(args)
+        return
+    if args.table:
+        print(tables(args.table))
         return
     runs = []
     for gbits in args.gbits or [None]:
@@ -162,6 +167,64 @@ def main(argv=None):
         print(json.dumps({k: v for k, v in runs[-1].items() if k != "workers"}), flush=True)
     write_json({"machine": f"{platform.machine()}, {os.cpu_count()} cores", "selections": args.selection,
                 "runs": runs}, args.out)
+
+
+def tables(path, links=(10, 25), workers=(2, 8, 32, 128)):
+    """Markdown: step time and bytes per step at each measured rate, and
+    the cost model's projection to faster links and more workers.
+
+    The model: a worker's step is its compute time plus its bytes on the
+    link at the link's rate, T = T_c + B(N) * 8 / R, with B(N) = 2 (N-1)/N D
+    (ring all-reduce of the dense gradients, D bytes) + (N-1) S (all-gather
+    of the `IndexedSlices`, S bytes per worker). T_c and the bytes actually
+    serialised come from a least-squares line of the measured step time
+    against 1/R (R the shaped loopback's rate, which both workers share)."""
+    import numpy as np
+
+    with open(path) as f:
+        res = json.load(f)
+    runs = sorted((r for r in res["runs"] if r["gbits"]), key=lambda r: r["gbits"])
+    names = ["none", *res["selections"]]
+    label = {"none": "none", "aefs": "AEFS", "aefs_single": "AEFS (paper's form)",
+             "mixed_dimension": "MixedDimension", "static": "static top-k"}
+    chief = [r["workers"][0] for r in runs]
+    step = {n: [statistics.median(c[n]["step_ms_median"]) for c in chief] for n in names}
+    mb = {n: [statistics.median(c[n]["loopback_bytes_per_step"]) / 1e6 for c in chief] for n in names}
+    lines = ["| loopback rate (Gbit/s, both workers) | " + " | ".join(
+        f"{label.get(n, n)}: step ms (MB/step)" for n in names) + " | " + " | ".join(
+        f"{label.get(n, n)} / none: step (bytes)" for n in names[1:]) + " |",
+        "|---" * (2 * len(names)) + "|"]
+    for i, r in enumerate(runs):
+        lines.append(f"| {r['gbits']:g} | " + " | ".join(f"{step[n][i]:,.0f} ({mb[n][i]:.1f})" for n in names)
+                     + " | " + " | ".join(
+                         f"{step[n][i] / step['none'][i]:.2f} ({mb[n][i] / mb['none'][i]:.2f})" for n in names[1:])
+                     + " |")
+    inv = np.array([1.0 / r["gbits"] for r in runs])
+    fit = {}
+    for n in names:
+        slope, t_c = np.polyfit(inv, np.array(step[n]), 1)  # ms, and ms per (1 / Gbit/s) = Mbit
+        fit[n] = (t_c, slope / 8)  # compute ms; MB serialised per step
+    lines += ["", "| model | T_c: compute ms (fit) | MB serialised per step (fit) | MB over loopback per step"
+              " (measured) | D: dense MB per worker | S: sparse MB per worker |", "|---|---|---|---|---|---|"]
+    payload = {n: (chief[0][n]["dense_payload_bytes"] / 1e6, chief[0][n]["sparse_payload_bytes"] / 1e6)
+               for n in names}
+    for n in names:
+        lines.append(f"| {label.get(n, n)} | {fit[n][0]:,.0f} | {fit[n][1]:.1f} | {statistics.median(mb[n]):.1f} "
+                     f"| {payload[n][0]:.1f} | {payload[n][1]:.1f} |")
+    lines += ["", "| link (Gbit/s each way) | workers | " + " | ".join(
+        f"{label.get(n, n)}: B(N) MB, step ms" for n in names) + " | " + " | ".join(
+        f"{label.get(n, n)} / none: step" for n in names[1:]) + " |", "|---" * (2 + 2 * len(names) - 1) + "|"]
+    for rate in links:
+        for n_workers in workers:
+            row, proj = [], {}
+            for n in names:
+                d, s_ = payload[n]
+                b = 2 * (n_workers - 1) / n_workers * d + (n_workers - 1) * s_
+                proj[n] = fit[n][0] + b * 8 / rate
+                row.append(f"{b:,.0f}, {proj[n]:,.0f}")
+            lines.append(f"| {rate} | {n_workers} | " + " | ".join(row) + " | "
+                         + " | ".join(f"{proj[n] / proj['none']:.2f}" for n in names[1:]) + " |")
+    return "\n".join(lines)
 
 
 def _run_pair(args, gbits):
