@@ -19,7 +19,7 @@ _EXPORTS = {
     "Schema": "schema", "Categorical": "schema", "Numeric": "schema",
     "MultiCategorical": "schema", "DenseNumeric": "schema",
     "StaticTopK": "selection", "MixedDimension": "selection", "AdaFS": "selection", "AEFS": "selection",
-    "BACKBONES": "builder", "build_model": "builder", "default_compile": "builder",
+    "BACKBONES": "builder", "build_model": "builder", "default_compile": "builder", "xla_choice": "builder",
     "register_backbone": "builder",
     "CTRModel": "model",
     "FieldSelectionFrequency": "callbacks", "TrainingThroughput": "callbacks",

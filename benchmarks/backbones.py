@@ -66,7 +66,7 @@ def run(data, label, seed, max_epochs):
     spec = dict(MODELS[label])
     keras.utils.set_random_seed(seed)
     model = ak.default_compile(ak.build_model(data.schema, hidden_units=[256, 128, 64, 32], dropout=0.2,
-                                              **spec))
+                                              **spec), jit_compile=False)  # plain steps, as documented
     timer = EpochTimer()
     stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=2,
                                          restore_best_weights=True)

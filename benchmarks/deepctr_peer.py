@@ -82,7 +82,7 @@ OURS_SCRIPT = textwrap.dedent("""
     schema = ak.Schema([ak.Categorical(f"C{j}", vocabulary_size=VOCAB - 1) for j in range(F)])
     model = ak.build_model(schema, "deepfm", d_main=WIDTH, hidden_units=[400, 400, 400])
     opt = SparseAdam(1e-3) if variant == "sparse_adam" else keras.optimizers.Adam(1e-3)
-    ak.default_compile(model, optimizer=opt)
+    ak.default_compile(model, optimizer=opt, jit_compile=False)  # plain steps, as DeepCTR's
     x = {f"C{j}": ids[:n, j] for j in range(F)}
     times = []
     class T(keras.callbacks.Callback):

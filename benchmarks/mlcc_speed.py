@@ -48,7 +48,7 @@ def main(argv=None):
         d = 64 if name == "mc_mlcc_s4" else 16
         models[name] = ak.default_compile(ak.build_model(
             schema, backbone, d_main=d, hidden_units=[256, 128, 64, 32], dropout=0.2,
-            backbone_options=options))
+            backbone_options=options), jit_compile=False)  # plain steps, as documented
         models[name].fit(ds, epochs=1, verbose=0)
     train = {n: [] for n in models}
     for r in range(args.rounds):

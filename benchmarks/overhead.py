@@ -11,15 +11,20 @@ Three configurations, each in its own child process:
 Both use Keras' Adam (lr 1e-3) and binary cross-entropy on Zipf ids with a
 random label. "ours" is what a user writes: `build_model` +
 `default_compile` (AUC and log-loss metrics) + `model.fit` on a cached
-`tf.data.Dataset` of raw per-field features. "bare" is one `tf.function`
-step with the same math: one table gather (per-field offsets), first-order
-weights, FM, MLP, sigmoid BCE, and the same Adam on the same variables'
-shapes, fed the same batches as one (B, F) id tensor. Rounds interleave the
-two; each round times the wall clock of one `fit` call over 8 x `epochs`
-steps against the same number of bare steps (a loop over the same cached
-batches), after a warm-up, and gives one ours / bare ratio of examples/s.
-Reported: the ratio of the best rounds, of the medians, and the mean and sd
-of the per-round ratios. On the project's 2-core VM whole rounds run at one
+`tf.data.Dataset` of raw per-field features (`default_compile` trains such
+a model with XLA); "ours_plain" is the same with `jit_compile=False`. "bare"
+is one `tf.function` step with the same math: one table gather (per-field
+offsets), first-order weights, FM, MLP, sigmoid BCE, and the same Adam on
+the same variables' shapes, fed the same batches as one (B, F) id tensor;
+"bare_xla" is that step with `jit_compile=True`. Rounds interleave the
+four (the order rotating); each round times the wall clock of one `fit`
+call over 8 x `epochs` steps against the same number of bare steps (a loop
+over the same cached batches), after a warm-up, and gives one ratio of
+examples/s per pair. Reported for ours / bare (what a user gets against a
+hand-written step), ours_plain / bare (the graph's own overhead, no XLA on
+either side) and ours / bare_xla (XLA on both): the ratio of the best
+rounds, of the medians, and the median, mean and sd of the per-round
+ratios. On the project's 2-core VM whole rounds run at one
 of two speeds about 1.5x apart (the same slow figure recurs to 4 digits, an
 outside slowdown rather than our code), so a median can land on either;
 interference only ever slows a round down, so the best round of each is its
@@ -56,8 +61,8 @@ def _batches(cfg, n_batches, seed=0):
     return ranks.astype("int64"), y
 
 
-def _bare_step(cfg):
-    """A hand-written DeepFM training step: returns (step_fn, variables)."""
+def _bare_step(cfg, jit=False):
+    """A hand-written DeepFM training step."""
     import keras
     import tensorflow as tf
 
@@ -74,7 +79,7 @@ def _bare_step(cfg):
     optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build(variables)
 
-    @tf.function
+    @tf.function(jit_compile=jit)
     def step(ids, y):
         rows = ids + offsets
         with tf.GradientTape() as tape:
@@ -103,43 +108,50 @@ def run(name):
     cfg = CONFIGS[name]
     ids, y = _batches(cfg, 8)
     schema = ak.Schema([ak.Categorical(f"C{i}", vocabulary_size=cfg["rows_per_field"]) for i in range(F)])
-    keras.utils.set_random_seed(0)
-    model = ak.default_compile(ak.build_model(schema, "deepfm", d_main=cfg["d"], hidden_units=cfg["hidden"],
-                                              embeddings_initializer=keras.initializers.RandomUniform(-0.05, 0.05)))
+
+    def build(**kw):
+        keras.utils.set_random_seed(0)
+        return ak.default_compile(ak.build_model(
+            schema, "deepfm", d_main=cfg["d"], hidden_units=cfg["hidden"],
+            embeddings_initializer=keras.initializers.RandomUniform(-0.05, 0.05)), **kw)
+
+    models = {"ours": build(), "ours_plain": build(jit_compile=False)}
     features = {f"C{i}": ids[:, i] for i in range(F)}
     ds = tf.data.Dataset.from_tensor_slices((features, y)).batch(cfg["batch"]).cache()
     bare_ds = tf.data.Dataset.from_tensor_slices((ids, y)).batch(cfg["batch"]).cache()
-    step = _bare_step(cfg)
-    def ours(epochs):
+    steps = {"bare": _bare_step(cfg), "bare_xla": _bare_step(cfg, jit=True)}
+
+    def timed(variant, epochs):
         # Wall time of the whole `fit` call: Keras' loop, callbacks and data
         # iteration between steps are part of what a user pays.
         t = time.perf_counter()
-        model.fit(ds.repeat(epochs), epochs=1, verbose=0)
+        if variant in models:
+            models[variant].fit(ds.repeat(epochs), epochs=1, verbose=0)
+        else:
+            for xb, yb in bare_ds.repeat(epochs):
+                loss = steps[variant](xb, yb)
+            loss.numpy()
         return time.perf_counter() - t
 
-    def bare(epochs):
-        t = time.perf_counter()
-        for xb, yb in bare_ds.repeat(epochs):
-            loss = step(xb, yb)
-        loss.numpy()
-        return time.perf_counter() - t
-
-    ours(1)
-    bare(1)
-    steps = 8 * cfg["epochs"]
+    names = ["ours", "ours_plain", "bare", "bare_xla"]
+    for variant in names:
+        timed(variant, 1)
+    n_steps = 8 * cfg["epochs"]
     rounds = []
     for r in range(cfg["rounds"]):
-        pair = {}
-        for fn in ((ours, bare) if r % 2 == 0 else (bare, ours)):
-            pair[fn.__name__] = steps * cfg["batch"] / fn(cfg["epochs"])
-        rounds.append(pair)
-    ratios = [p["ours"] / p["bare"] for p in rounds]
-    medians = {k: statistics.median(p[k] for p in rounds) for k in ("ours", "bare")}
-    best = {k: max(p[k] for p in rounds) for k in ("ours", "bare")}
-    return {"config": name, **cfg, "rounds": rounds, "median_examples_per_s": medians,
-            "best_examples_per_s": best, "ratio_of_best": best["ours"] / best["bare"],
-            "ratio_of_medians": medians["ours"] / medians["bare"], "ratio_mean": statistics.mean(ratios),
-            "ratio_sd": statistics.stdev(ratios), "steps_per_round": steps}
+        order = names[r % 4:] + names[:r % 4]
+        rounds.append({v: n_steps * cfg["batch"] / timed(v, cfg["epochs"]) for v in order})
+    out = {"config": name, **cfg, "rounds": rounds, "steps_per_round": n_steps,
+           "jit_compile": {k: bool(m.jit_compile) for k, m in models.items()},
+           "median_examples_per_s": {k: statistics.median(p[k] for p in rounds) for k in names},
+           "best_examples_per_s": {k: max(p[k] for p in rounds) for k in names}}
+    for a, b in (("ours", "bare"), ("ours_plain", "bare"), ("ours", "bare_xla")):
+        ratios = [p[a] / p[b] for p in rounds]
+        out[f"{a}/{b}"] = {"ratio_of_best": out["best_examples_per_s"][a] / out["best_examples_per_s"][b],
+                           "ratio_of_medians": out["median_examples_per_s"][a] / out["median_examples_per_s"][b],
+                           "median": statistics.median(ratios), "mean": statistics.mean(ratios),
+                           "sd": statistics.stdev(ratios)}
+    return out
 
 
 def main(argv=None):

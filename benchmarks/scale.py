@@ -107,7 +107,8 @@ def _model(rows_per_field, selection, d_main, optimizer, hidden, backbone="deepf
                            memory_check=mem, **kw)
     opt = keras.optimizers.Adam(1e-3) if optimizer == "adam" else SparseAdam(
         1e-3, embedding_rule=optimizer, embedding_learning_rate=0.05 if optimizer == "rowwise_adagrad" else None)
-    return ak.default_compile(model, optimizer=opt)
+    # Plain steps, as docs/scale.md's tables were measured (XLA: benchmarks/xla_training.py).
+    return ak.default_compile(model, optimizer=opt, jit_compile=False)
 
 
 def run_steps(cfg):

@@ -194,7 +194,7 @@ def main(argv=None):
                     res = {**cfg, "error": f"timed out after {args.timeout} s"}
                 results.append(res)
                 print(json.dumps({k: res.get(k) for k in ("size", "optimizer", "selection", "effective_jit_compile",
-                                                          "error", "loss_max_abs_diff", "weights_max_rel_diff",
+                                                          "error", "forward_max_abs_diff", "jit_vs_default",
                                                           "jit_over_default")}), flush=True)
     write_json({"results": results}, args.out)
 

@@ -2,6 +2,9 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# default_compile's automatic XLA choice off: most tests train a few steps,
+# where compiling costs more than it saves (tests/test_xla.py turns it on).
+os.environ.setdefault("AEFS_KERAS_XLA", "0")
 
 import pathlib
 
