@@ -274,11 +274,11 @@ def default_compile(model: keras.Model, learning_rate: float = 1e-3, optimizer=N
 
     `jit_compile="auto"` compiles the training step with XLA where that was
     measured faster with the same results on CPU (`xla_choice`: no per-row
-    selector and Keras' Adam; Keras' own "auto" uses XLA on GPUs only). True or False as for
-    `keras.Model.compile`. Serving exports never use XLA either way.
+    selector and Keras' Adam; Keras' own "auto" uses XLA on GPUs only).
+    True or False as for `keras.Model.compile`. Serving exports never use XLA either way.
     """
     optimizer = optimizer if optimizer is not None else keras.optimizers.Adam(learning_rate)
-    if isinstance(jit_compile, str) and jit_compile == "auto":
+    if jit_compile == "auto":
         jit_compile = xla_choice(model, optimizer, run_eagerly=bool(kwargs.get("run_eagerly")))[0]
     model.compile(
         optimizer=optimizer,
@@ -300,8 +300,8 @@ def xla_choice(model: keras.Model, optimizer, run_eagerly: bool = False) -> tupl
     on CPU, with the same losses (docs/scale.md, "XLA in training"). No
     with AEFS or AdaFS (0.93x at the grid's size, 1.4-1.5x only with
     10^5 ids per field: pass `jit_compile=True` there), with `SparseAdam`
-    (0.2-0.8x of the plain step), with a
-    layer XLA cannot compile (the string vocabulary's `StringLookup`),
+    (0.2-0.8x of the plain step), with a layer XLA cannot compile (the
+    string vocabulary's `StringLookup`),
     under a distribution strategy (not measured), when running eagerly, or
     with the environment variable `AEFS_KERAS_XLA=0` (the test suite sets it:
     most tests train a few steps, where XLA's compile costs more than it

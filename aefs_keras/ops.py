@@ -80,7 +80,7 @@ def field_sums(embeddings):
 
 def squared_norm(x, axis=None):
     """sum(x^2) over `axis`: from the Euclidean-norm reduction, which reads x
-    once (2-4x faster than a sum of squares on CPU), except under XLA, which
+    once (a sum of squares first writes the square), except under XLA, which
     has no kernel for it (and fuses the sum of squares)."""
     if _in_xla_context():
         return tf.reduce_sum(tf.square(x), axis=axis)

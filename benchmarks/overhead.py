@@ -1,6 +1,7 @@
 """`model.fit` overhead: our DeepFM against a hand-written training step.
 
     python benchmarks/overhead.py --out benchmarks/results/overhead.json
+    python benchmarks/overhead.py grid2k --profile --out benchmarks/results/overhead_profile.json
 
 Three configurations, each in its own child process:
 - `grid2k`: the accuracy grid's real size (39 fields x 2,000 ids, d 32,
@@ -99,7 +100,7 @@ def _bare_step(cfg, jit=False):
     return step
 
 
-def run(name):
+def run(name, profile=False):
     import keras
     import tensorflow as tf
 
@@ -136,6 +137,8 @@ def run(name):
     names = ["ours", "ours_plain", "bare", "bare_xla"]
     for variant in names:
         timed(variant, 1)
+    if profile:
+        return _profile(name, timed)
     n_steps = 8 * cfg["epochs"]
     rounds = []
     for r in range(cfg["rounds"]):
@@ -154,21 +157,49 @@ def run(name):
     return out
 
 
+def _profile(name, timed):
+    """Op time per step (ms) by stage of the plain pair, from TF profiler
+    traces of one `epochs`-long round each (scale.py's stage attribution)."""
+    import shutil
+    import tempfile
+
+    import tensorflow as tf
+    from scale import _op_time_by_stage
+
+    cfg = CONFIGS[name]
+    out = {"config": name, "steps": 8 * cfg["epochs"]}
+    for variant in ("ours_plain", "bare"):
+        logdir = tempfile.mkdtemp()
+        try:
+            tf.profiler.experimental.start(logdir)
+            timed(variant, cfg["epochs"])
+            tf.profiler.experimental.stop()
+            stages = _op_time_by_stage(logdir, out["steps"])
+        finally:
+            shutil.rmtree(logdir, ignore_errors=True)
+        out[variant] = {"op_ms_per_step": round(sum(stages.values()), 2),
+                        "stages": {k: round(v, 2) for k, v in stages.items()}}
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("configs", nargs="*", help=f"some of {list(CONFIGS)} (default: all)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of timing: op time per step by stage of ours (plain) and bare")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(run(args.child)))
+        print(json.dumps(run(args.child, args.profile)))
         return
     unknown = [c for c in args.configs if c not in CONFIGS]
     if unknown:
         parser.error(f"unknown configuration {unknown[0]!r}; choose from {list(CONFIGS)}")
     results = []
     for name in args.configs or list(CONFIGS):
-        out = subprocess.run([sys.executable, __file__, "--child", name], capture_output=True, text=True)
+        out = subprocess.run([sys.executable, __file__, "--child", name, *(["--profile"] if args.profile else [])],
+                             capture_output=True, text=True)
         res = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {
             "config": name, "error": (out.stderr.strip().splitlines() or [f"rc {out.returncode}"])[-1]}
         results.append(res)

@@ -306,7 +306,8 @@ def _op_time_by_stage(logdir, calls):
     space = xplane_pb2.XSpace()
     with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as f:
         space.ParseFromString(f.read())
-    plane = space.planes[0]
+    # The host plane by name: its position among the planes varies between traces.
+    plane = next(p for p in space.planes if p.name == "/host:CPU")
     stages = collections.Counter()
     for line in plane.lines:
         if not line.name.startswith("tf_Compute"):

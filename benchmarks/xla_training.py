@@ -28,10 +28,8 @@ Reported per pair:
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -49,7 +47,7 @@ def _pair(cfg):
     import tensorflow as tf
 
     import aefs_keras as ak
-    from scale import _model
+    from scale import _median_step, _model
 
     _, _, ds = _data(cfg["rows_per_field"], cfg["batch"], 4)
     selection = None if cfg["selection"] == "none" else cfg["selection"]
@@ -88,9 +86,7 @@ def _pair(cfg):
     times = {False: [], True: []}
     for r in range(cfg["rounds"]):
         for jit in ((False, True) if r % 2 == 0 else (True, False)):
-            cb = _StepTimer()
-            models[jit].fit(ds.repeat(cfg["epochs"]), epochs=1, verbose=0, callbacks=[cb])
-            times[jit].append(cfg["batch"] / statistics.median(cb.times))
+            times[jit].append(cfg["batch"] / _median_step(models[jit], ds, cfg["epochs"]))
     out["train_examples_per_s"] = {"default": _summary(times[False]), "jit": _summary(times[True])}
     out["jit_over_default"] = _summary([j / d for j, d in zip(times[True], times[False])])
     # Exactness: three steps on the same batches from the same weights and
@@ -104,12 +100,20 @@ def _pair(cfg):
     weights = models[False].get_weights()
     slots = [keras.ops.convert_to_numpy(v) for v in models[False].optimizer.variables]
 
+    class BatchLosses(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.losses = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.losses.append(float(logs["loss"]))
+
     def three_steps(model):
         model.set_weights(weights)
         for v, value in zip(model.optimizer.variables, slots):
             v.assign(value)
-        hist = model.fit(ds.take(3), epochs=1, verbose=0, callbacks=[_BatchLoss()])
-        return np.array(hist.model._batch_losses), [keras.ops.convert_to_numpy(v) for v in model.weights]
+        losses = BatchLosses()
+        model.fit(ds.take(3), epochs=1, verbose=0, callbacks=[losses])
+        return np.array(losses.losses), [keras.ops.convert_to_numpy(v) for v in model.weights]
 
     # The default against itself from the same state is the floor: CPU
     # kernels that sum in parallel need not round the same way twice, and
@@ -126,42 +130,7 @@ def _pair(cfg):
                 worst, where = float(np.max(np.abs(a - b))), v.path
         out[f"{name}_vs_default"] = {"loss_max_abs_diff": float(np.max(np.abs(la - lb))),
                                      "weight_max_abs_diff_in_learning_rates": worst / lr, "at": where}
-    del tf
     return out
-
-
-class _BatchLoss:
-    """Keras callback recording each batch's loss on the model."""
-
-    def __new__(cls):
-        import keras
-
-        class Cb(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                self.model._batch_losses = []
-
-            def on_train_batch_end(self, batch, logs=None):
-                self.model._batch_losses.append(float(logs["loss"]))
-
-        return Cb()
-
-
-class _StepTimer:
-    def __new__(cls):
-        import keras
-
-        class Cb(keras.callbacks.Callback):
-            times = []
-
-            def on_train_batch_begin(self, batch, logs=None):
-                self.t = time.perf_counter()
-
-            def on_train_batch_end(self, batch, logs=None):
-                self.times.append(time.perf_counter() - self.t)
-
-        cb = Cb()
-        cb.times = []
-        return cb
 
 
 def main(argv=None):
