@@ -59,6 +59,22 @@ def inference_model(model: keras.Model) -> keras.Model:
     return keras.Model(model.input, outputs, name=f"{model.name}_serving")
 
 
+def served_graph(model: keras.Model, specialize: bool = True):
+    """(what `export` serves, why it is not specialised or ""): the
+    specialised graph of AEFS at mixed resolution
+    (`aefs_keras.mixed_serving`) where `specialize` and the model has that
+    form, else `inference_model(model)`."""
+    if specialize:
+        from aefs_keras.mixed_serving import mixed_serving_plan
+
+        plan, why = mixed_serving_plan(model)
+        if plan is not None:
+            return plan, ""
+    else:
+        why = "specialize=False"
+    return inference_model(model), why
+
+
 class _FieldNames(keras.layers.Layer):
     """Field indices (B, k) -> their names (B, k): what a served request
     shows of the selection, readable without the schema."""
@@ -189,6 +205,7 @@ def export(
     version: int | None = None,
     overwrite: bool = False,
     example_signature: bool | None = None,
+    specialize: bool = True,
 ) -> str:
     """Writes `base_dir/name/version/`, a SavedModel TF Serving can load.
 
@@ -210,6 +227,10 @@ def export(
             probability as `outputs`, for TF Serving's Regress API. It
             needs the model's schema; the default adds it when the model
             carries one (`build_model`'s models do).
+        specialize: serve AEFS at mixed resolution with its fixed fields
+            known (`aefs_keras.mixed_serving`: the same outputs to 1e-5,
+            less work per call) where the model has that form (default);
+            False exports the Keras model's own inference graph.
 
     Returns:
         The path of the version directory.
@@ -237,8 +258,8 @@ def export(
         schema = None
     os.makedirs(model_dir, exist_ok=True)
     _recover_interrupted(model_dir)
-    serving = inference_model(model)
-    signature = _input_signature(serving)
+    signature = _input_signature(model)
+    serving = served_graph(model, specialize)[0]
 
     # TF Serving only loads all-digit directory names: a dot-name is invisible.
     tmp = os.path.join(model_dir, f".tmp-{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}")

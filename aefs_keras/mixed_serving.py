@@ -1,0 +1,217 @@
+"""The served graph of AEFS at mixed resolution, specialised at export.
+
+`build_model`'s AEFS model (mixed resolution, its fields ranked) keeps the
+same `m` fields on every row and chooses the other `r = k - m` per row.
+The graph it trains with does not know which fields are fixed (a variable
+set in fit), so its served copy runs everything after the selector: the
+kept fields are placed into all F slots of the first MLP layer, which then
+costs what it costs without selection, and the fixed fields' lookups wait
+for a selector that cannot change them.
+
+At export the fixed fields are known, so `MixedServing` computes the same
+probability (and `selected_fields`) from the same variables as:
+
+- the fixed fields: looked up and multiplied by their block of the first
+  layer's kernel, independent of the selector, so both run side by side;
+- the chosen fields: the top r of the candidates' scores, each (row,
+  field) pair multiplied by its field's block only (grouped by field with
+  `dynamic_partition`; r/k of the pairs, not F slots);
+- the dropped candidates' fill: their codes times the fill folded into the
+  kernel once at export (the per-call fold of `ops.fill_matmul`);
+- the FM and the first-order sum as the backbone computes them.
+
+Core TensorFlow ops only, as every export. `tests/test_serving_mixed.py`
+checks the outputs against the Keras model's to 1e-5; `export` falls back
+to the Keras model's own graph for any model not of this form.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from aefs_keras.layers.auxiliary_selector import AuxiliarySelector
+from aefs_keras.layers.deepfm import DeepFM
+from aefs_keras.layers.dnn import DNN
+from aefs_keras.layers.dropped_field_fill import DroppedFieldFill
+from aefs_keras.layers.wide_deep import WideDeep
+from aefs_keras.ops import field_sums
+
+# The MLP backbones whose first operation on the fields is the MLP's first
+# layer (plus, for DeepFM, the FM's sums and, with a wide part, the
+# first-order sum): what `MixedServing.call` reimplements.
+_BACKBONES = (DeepFM, DNN, WideDeep)
+
+
+def mixed_serving_plan(model: keras.Model):
+    """(`MixedServing` layer, "") for a model of the specialised form, or
+    (None, why not)."""
+    layers = {layer.name: layer for layer in model.layers}
+    sel, fill = layers.get("selector"), layers.get("dropped_fill")
+    main, backbone = layers.get("main_embedding"), layers.get("backbone")
+    if type(sel) is not AuxiliarySelector:
+        return None, "no AEFS selector (AuxiliarySelector) named 'selector'"
+    if type(backbone) not in _BACKBONES:
+        return None, f"backbone {type(backbone).__name__} is not one of DeepFM, DNN, WideDeep"
+    if not isinstance(fill, DroppedFieldFill) or not fill.factored:
+        return None, "not AEFS at mixed resolution (no factored 'dropped_fill')"
+    if backbone.mlp.hidden_units == []:
+        return None, "a backbone without hidden layers"
+    fixed = sel.fixed_field_positions()
+    if not fixed:
+        return None, "no fields fixed on every row yet (ranked during fit)"
+    if getattr(main, "field_dims", None) or model.compute_dtype != "float32":
+        return None, "per-field widths or a float type other than float32"
+    if not _unscaled_lookup(main):
+        return None, "the kept main embeddings are scaled (single resolution)"
+    return MixedServing(model, name=f"{model.name}_mixed_serving"), ""
+
+
+def _unscaled_lookup(main) -> bool:
+    """True when the main lookup's weights are `ones_like` (mixed
+    resolution's unscaled kept fields), as `AEFS.main_weights` builds."""
+    nodes = getattr(main, "_inbound_nodes", [])
+    if len(nodes) != 1:
+        return False
+    args = nodes[0].arguments.args
+    if len(args) != 3:  # (ids, indices, weights); a warm-up adds inputs
+        return False
+    history = getattr(args[2], "_keras_history", None)
+    return history is not None and type(history.operation).__name__ == "OnesLike"
+
+
+class MixedServing(keras.layers.Layer):
+    """Raw features -> {"probability", "selected_fields"} of an AEFS model
+    at mixed resolution, computed as the module docstring says. Built from
+    a trained model; the kernel's field blocks and the folded fill are
+    copied at construction (an export is a snapshot)."""
+
+    def __init__(self, model: keras.Model, **kwargs):
+        super().__init__(**kwargs)
+        self.field_ids = model.get_layer("field_ids")
+        self.selector = model.get_layer("selector")
+        self.main = model.get_layer("main_embedding")
+        self.backbone = model.get_layer("backbone")
+        self.linear = model.get_layer("linear_embedding") if self.backbone.uses_linear else None
+        fill = model.get_layer("dropped_fill")
+        schema = getattr(model, "schema", None)
+        self.names = None if schema is None else list(schema.names)
+        num_fields, k = self.selector.num_fields, self.selector.k
+        self.fixed = self.selector.fixed_field_positions()
+        self.candidates = [f for f in range(num_fields) if f not in self.fixed]
+        self.r = k - len(self.fixed)
+        d = self.main.output_dim
+        first = self.backbone.mlp.blocks[0]
+        kernel = keras.ops.convert_to_numpy(first.kernel).reshape(num_fields, d, -1)  # (F, d, h)
+        weights = np.concatenate([keras.ops.convert_to_numpy(fill.projection),
+                                  keras.ops.convert_to_numpy(fill.fill)[:, None]], 1)  # (F, e, d)
+        cand = self.candidates
+        e, h = weights.shape[1], kernel.shape[-1]
+        wc = weights[cand]                                                               # (c, e, d)
+        gram = np.zeros((len(cand) * e, len(cand) * e), "float32")  # block-diagonal: each field's W W^T
+        for c in range(len(cand)):
+            gram[c * e:(c + 1) * e, c * e:(c + 1) * e] = wc[c] @ wc[c].T
+        self._constants = {
+            "fixed_kernel": kernel[self.fixed].reshape(len(self.fixed) * d, h),
+            "folded_fill": np.einsum("fed,fdh->feh", wc, kernel[cand]).reshape(len(cand) * e, h),
+            "fill_weights": wc.reshape(len(cand) * e, d),
+            "fill_gram": gram,
+            "bias": (keras.ops.convert_to_numpy(first.bias) if first.use_bias else np.zeros(h, "float32")),
+        }
+        self._blocks = kernel[cand]                                                      # (c, d, h)
+        # Plain (B, F) ids: the auxiliary table, batch-normalised once here
+        # (the same elementwise ops as the layer's), and the first-order
+        # weights side by side in one table: one gather per call, not two
+        # plus the normalisation.
+        self.merged = (not isinstance(self.field_ids.output, dict) and not self.selector.bag_fields
+                       and (self.linear is None or list(self.linear.offsets) == list(self.selector.offsets)))
+        if self.merged:
+            aux_table = self.selector._norm(tf.convert_to_tensor(self.selector._embedding.embeddings)[None],
+                                            training=False)[0]
+            parts = [keras.ops.convert_to_numpy(aux_table)]
+            if self.linear is not None:
+                parts.append(keras.ops.convert_to_numpy(self.linear.embeddings))
+            self._constants["aux_linear"] = np.concatenate(parts, 1)
+        self.build()
+
+    def build(self, input_shape=None):
+        for name, value in self._constants.items():
+            setattr(self, name, self.add_weight(name=name, shape=value.shape, trainable=False,
+                                                initializer=keras.initializers.Constant(value)))
+        # One variable per field block: slicing one (c, d, h) value per call copies it.
+        self.field_kernels = [self.add_weight(name=f"candidate_kernel_{c}", shape=block.shape, trainable=False,
+                                              initializer=keras.initializers.Constant(block))
+                              for c, block in enumerate(self._blocks)]
+        self._constants = self._blocks = None
+
+    def _aux_and_linear(self, ids):
+        """(normalised auxiliary embeddings (B, F, d_aux), first-order
+        weights (B, F, 1) or None)."""
+        sel = self.selector
+        if not self.merged:
+            aux = sel._norm(sel._embedding(ids), training=False)
+            return aux, None if self.linear is None else self.linear(ids)
+        rows = tf.gather(self.aux_linear.value, tf.cast(ids, tf.int32) + tf.constant(sel.offsets, tf.int32))
+        return rows[..., :sel.d_aux], None if self.linear is None else rows[..., sel.d_aux:]
+
+    def call(self, features, training=None):
+        ids = self.field_ids(features)
+        aux, linear = self._aux_and_linear(ids)                           # (B, F, d_aux)
+        scores = self.selector._controller(aux, training=False)          # (B, F)
+        fixed_rows = self.main._lookup(ids, self.fixed)                   # (B, m, d): no selector needed
+        x = tf.matmul(tf.reshape(fixed_rows, [-1, fixed_rows.shape[1] * fixed_rows.shape[2]]),
+                      self.fixed_kernel.value)
+        batch = tf.shape(scores)[0]
+        n = len(self.candidates)
+        candidates = tf.constant(self.candidates, tf.int32)
+        fixed = tf.broadcast_to(tf.constant(self.fixed, tf.int32)[None], tf.stack([batch, len(self.fixed)]))
+        aux_c = tf.gather(aux, candidates, axis=1)                       # (B, c, d_aux)
+        codes = tf.concat([aux_c, tf.ones_like(aux_c[..., :1])], -1)     # (B, c, e)
+        rows = [fixed_rows]
+        if self.r:
+            # The same top r as the selector's top k over scores lifted at the fixed fields.
+            _, top = tf.math.top_k(tf.gather(scores, candidates, axis=1), k=self.r, sorted=False)
+            chosen = tf.gather(candidates, top)                           # (B, r) field positions
+            chosen_rows = self.main._lookup(ids, chosen)                 # (B, r, d)
+            rows.append(chosen_rows)
+            x = x + self._grouped(chosen_rows, top)
+            pairs = tf.stack([tf.broadcast_to(tf.range(batch)[:, None], tf.shape(top)), top], -1)
+            kept = tf.scatter_nd(pairs, tf.ones(tf.shape(top), codes.dtype), tf.stack([batch, n]))
+            codes = codes * (1.0 - kept)[..., None]
+            indices = tf.sort(tf.concat([fixed, chosen], 1), axis=-1)
+        else:
+            indices = fixed
+        codes = tf.reshape(codes, [-1, codes.shape[1] * codes.shape[2]])  # (B, c * e)
+        x = x + tf.matmul(codes, self.folded_fill.value)
+        x = tf.nn.bias_add(x, self.bias.value)
+        for layer in self.backbone.mlp.blocks[1:]:
+            x = layer(x, training=False)
+        logit = self.backbone.head(x)
+        if isinstance(self.backbone, DeepFM):
+            # The FM's two sums; the fill's from its codes (ops.fill_sums, with
+            # the per-field Gram matrices as one block-diagonal matrix).
+            sums = [field_sums(r) for r in rows]
+            total = tf.add_n([t for t, _ in sums] + [tf.matmul(codes, self.fill_weights.value)])
+            squares = tf.add_n([q for _, q in sums]
+                               + [tf.reduce_sum(tf.matmul(codes, self.fill_gram.value) * codes, -1)])
+            logit = logit + 0.5 * (tf.reduce_sum(tf.square(total), -1, keepdims=True) - squares[:, None])
+        if linear is not None:
+            logit = logit + self.backbone.linear_logit(linear)
+        out = {"probability": tf.sigmoid(logit), "selected_fields": indices}
+        if self.names is not None:
+            out["selected_field_names"] = tf.gather(tf.constant(self.names), indices)
+        return out
+
+    def _grouped(self, chosen_rows, top):
+        """sum_j chosen_rows[b, j] @ kernel[field of (b, j)] -> (B, h): the
+        pairs grouped by candidate field, one matmul per field."""
+        d = chosen_rows.shape[-1]
+        flat = tf.reshape(chosen_rows, [-1, d])
+        which = tf.reshape(top, [-1])
+        n = len(self.candidates)
+        parts = tf.dynamic_partition(flat, which, n)
+        positions = tf.dynamic_partition(tf.range(tf.shape(which)[0]), which, n)
+        products = [tf.matmul(p, w.value) for p, w in zip(parts, self.field_kernels)]
+        stitched = tf.dynamic_stitch(positions, products)                # (B * r, h)
+        return tf.reduce_sum(tf.reshape(stitched, [-1, self.r, stitched.shape[-1]]), 1)
