@@ -36,7 +36,7 @@ from aefs_keras.layers.deepfm import DeepFM
 from aefs_keras.layers.dnn import DNN
 from aefs_keras.layers.dropped_field_fill import DroppedFieldFill
 from aefs_keras.layers.wide_deep import WideDeep
-from aefs_keras.ops import field_sums
+from aefs_keras.ops import squared_norm
 
 # The MLP backbones whose first operation on the fields is the MLP's first
 # layer (plus, for DeepFM, the FM's sums and, with a wide part, the
@@ -109,17 +109,26 @@ class MixedServing(keras.layers.Layer):
         cand = self.candidates
         e, h = weights.shape[1], kernel.shape[-1]
         wc = weights[cand]                                                               # (c, e, d)
-        gram = np.zeros((len(cand) * e, len(cand) * e), "float32")  # block-diagonal: each field's W W^T
+        gram = np.zeros((len(cand) * e, len(cand) * e), "float32")  # block-diagonal
         for c in range(len(cand)):
             gram[c * e:(c + 1) * e, c * e:(c + 1) * e] = wc[c] @ wc[c].T
+        # DeepFM's FM needs the sum of the kept and filled vectors (B, d) and
+        # their squared norms: the sums come out of the same products as
+        # extra columns (identity blocks; the fill's squares through each
+        # field's Gram matrix W W^T), not from reductions of their own.
+        self.fm = isinstance(self.backbone, DeepFM)
+        eye = np.eye(d, dtype="float32") if self.fm else np.zeros((d, 0), "float32")
+        fill_columns = [np.einsum("fed,fdh->feh", wc, kernel[cand]).reshape(len(cand) * e, h)]
+        if self.fm:
+            fill_columns += [wc.reshape(len(cand) * e, d), gram]
         self._constants = {
-            "fixed_kernel": kernel[self.fixed].reshape(len(self.fixed) * d, h),
-            "folded_fill": np.einsum("fed,fdh->feh", wc, kernel[cand]).reshape(len(cand) * e, h),
-            "fill_weights": wc.reshape(len(cand) * e, d),
-            "fill_gram": gram,
+            "fixed_kernel": np.concatenate([kernel[self.fixed].reshape(len(self.fixed) * d, h),
+                                            np.tile(eye, (len(self.fixed), 1))], 1),
+            "fill_kernel": np.concatenate(fill_columns, 1),
             "bias": (keras.ops.convert_to_numpy(first.bias) if first.use_bias else np.zeros(h, "float32")),
         }
-        self._blocks = kernel[cand]                                                      # (c, d, h)
+        self._blocks = np.concatenate([kernel[cand], np.broadcast_to(eye, (len(cand),) + eye.shape)], 2)
+        self._h, self._d = h, d
         # Plain (B, F) ids: the auxiliary table, batch-normalised once here
         # (the same elementwise ops as the layer's), and the first-order
         # weights side by side in one table: one gather per call, not two
@@ -143,6 +152,7 @@ class MixedServing(keras.layers.Layer):
         self.field_kernels = [self.add_weight(name=f"candidate_kernel_{c}", shape=block.shape, trainable=False,
                                               initializer=keras.initializers.Constant(block))
                               for c, block in enumerate(self._blocks)]
+        self.own_weights = [getattr(self, name) for name in self._constants] + self.field_kernels
         self._constants = self._blocks = None
 
     def _aux_and_linear(self, ids):
@@ -183,18 +193,17 @@ class MixedServing(keras.layers.Layer):
         else:
             indices = fixed
         codes = tf.reshape(codes, [-1, codes.shape[1] * codes.shape[2]])  # (B, c * e)
-        x = x + tf.matmul(codes, self.folded_fill.value)
-        x = tf.nn.bias_add(x, self.bias.value)
+        fill = tf.matmul(codes, self.fill_kernel.value)
+        h, width = self._h, self._h + (self._d if self.fm else 0)
+        acc = x + fill[:, :width] if self.fm else x + fill
+        x = tf.nn.bias_add(acc[:, :h] if self.fm else acc, self.bias.value)
         for layer in self.backbone.mlp.blocks[1:]:
             x = layer(x, training=False)
         logit = self.backbone.head(x)
-        if isinstance(self.backbone, DeepFM):
-            # The FM's two sums; the fill's from its codes (ops.fill_sums, with
-            # the per-field Gram matrices as one block-diagonal matrix).
-            sums = [field_sums(r) for r in rows]
-            total = tf.add_n([t for t, _ in sums] + [tf.matmul(codes, self.fill_weights.value)])
-            squares = tf.add_n([q for _, q in sums]
-                               + [tf.reduce_sum(tf.matmul(codes, self.fill_gram.value) * codes, -1)])
+        if self.fm:
+            total = acc[:, h:]
+            squares = tf.add_n([squared_norm(tf.reshape(r, [-1, r.shape[1] * r.shape[2]]), axis=1) for r in rows]
+                               + [tf.reduce_sum(fill[:, width:] * codes, -1)])
             logit = logit + 0.5 * (tf.reduce_sum(tf.square(total), -1, keepdims=True) - squares[:, None])
         if linear is not None:
             logit = logit + self.backbone.linear_logit(linear)

@@ -159,6 +159,12 @@ def run_aefs(cfg):
         for n in (names if r % 2 == 0 else names[::-1]):
             train[n].append(cfg["batch"] / _median_step(models[n], ds, cfg["epochs"]))
     paths = {n: ak.export(m, cfg["export_dir"], n) for n, m in models.items()}
+    if cfg.get("serve_plain"):  # the same models' own Keras graphs, served beside
+        from aefs_keras.serving import served_graph
+
+        for n in names[1:]:
+            if not served_graph(models[n])[1]:  # specialised: also time the graph it replaces
+                paths[f"{n}_plain"] = ak.export(models[n], cfg["export_dir"], f"{n}_plain", specialize=False)
     return {**cfg, "train_examples_per_s": {n: _summary(v) for n, v in train.items()},
             **_ratios("train", train, names), "embedding_values_read_per_example": activated, "paths": paths}
 
@@ -182,7 +188,7 @@ def run_serve(cfg):
     import tensorflow as tf
 
     x, _, _ = _data(cfg["rows_per_field"], cfg["serve_batch"], 1)
-    names = _names(cfg)
+    names = (*_names(cfg), *[n for n in cfg["paths"] if n.endswith("_plain")])
     served = {n: tf.saved_model.load(cfg["paths"][n]).signatures["serving_default"] for n in names}
     xb = {k: tf.constant(v) for k, v in x.items()}
     for fn in served.values():
@@ -407,6 +413,9 @@ def main(argv=None):
     parser.add_argument("--hidden-units", type=int, nargs="+", default=[400, 400, 400],
                         help="aefs, profile: the backbone MLP")
     parser.add_argument("--batch", type=int, default=4096, help="aefs, profile: training batch size")
+    parser.add_argument("--serve-plain", action="store_true",
+                        help="aefs: also serve each specialised selecting model's own Keras graph "
+                             "(export(..., specialize=False)) as <name>_plain, side by side")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     if args.what == "_child":
@@ -431,7 +440,7 @@ def main(argv=None):
                         "rows_per_field": args.rows_per_field, "d_main": d, "selections": args.selection,
                         "k_ratio": args.k_ratio,
                         "backbone": backbone, "batch": args.batch, "hidden_units": args.hidden_units,
-                        "serve_batch": 512, "serve_calls": 40,
+                        "serve_batch": 512, "serve_calls": 40, "serve_plain": args.serve_plain,
                         "epochs": args.epochs, "rounds": args.rounds, "repeat": r})
                     results.append(res)
                     print(json.dumps(res), flush=True)
