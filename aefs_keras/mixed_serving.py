@@ -15,10 +15,14 @@ probability (and `selected_fields`) from the same variables as:
   layer's kernel, independent of the selector, so both run side by side;
 - the chosen fields: the top r of the candidates' scores, each (row,
   field) pair multiplied by its field's block only (grouped by field with
-  `dynamic_partition`; r/k of the pairs, not F slots);
+  `dynamic_partition`: B r pairs, not B F slots; one product with the
+  pairs placed into the candidates' slots was slower at every batch size
+  from 16 to 512);
 - the dropped candidates' fill: their codes times the fill folded into the
   kernel once at export (the per-call fold of `ops.fill_matmul`);
-- the FM and the first-order sum as the backbone computes them.
+- DeepFM's FM: its sums as extra columns of the same three products;
+- the auxiliary table batch-normalised once at export and stored beside
+  the first-order weights: one gather for both.
 
 Core TensorFlow ops only, as every export. `tests/test_serving_mixed.py`
 checks the outputs against the Keras model's to 1e-5; `export` falls back

@@ -23,7 +23,10 @@ are reported.
 `serving_default` timed at each `--serve-batches` size in `--rounds`
 interleaved rounds (median of 30 calls per round); each round gives one
 AEFS / none ratio. Also the op count of each exported signature (its graph
-and the functions it calls).
+and the functions it calls). `--serve-plain` (aefs, serving): AEFS is also
+exported with `specialize=False` (the Keras model's own graph, which the
+specialised one of `aefs_keras.mixed_serving` replaces) and timed beside as
+`aefs_plain`; with `serving`, also op time by op type at batch 512.
 `profile`: op time by model stage (forward, backward, optimizer) of one
 training step and of one serving call of the exported model, from TF
 profiler traces, with the wall time of each.
@@ -212,8 +215,47 @@ def run_export(cfg):
                        "rowwise_adagrad", [400, 400, 400], cfg["backbone"])
         model.fit(ds, epochs=1, verbose=0)
         paths[n] = ak.export(model, cfg["export_dir"], n)
+        if n == "aefs" and cfg.get("serve_plain"):
+            paths["aefs_plain"] = ak.export(model, cfg["export_dir"], "aefs_plain", specialize=False)
         del model
     return {"paths": paths}
+
+
+def _op_ms_by_type(fn, xb, calls=20):
+    """Op time per call (ms) by op type from a TF profiler trace (ops that
+    use both cores count once per core)."""
+    import collections
+    import glob
+    import shutil
+    import tempfile
+
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    tmp = tempfile.mkdtemp(prefix="scale_ops_")
+    try:
+        tf.profiler.experimental.start(tmp)
+        for _ in range(calls):
+            fn(**xb)["probability"].numpy()
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        with open(glob.glob(f"{tmp}/**/*.xplane.pb", recursive=True)[0], "rb") as f:
+            space.ParseFromString(f.read())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    plane = next(p for p in space.planes if p.name == "/host:CPU")
+    by_type, count = collections.Counter(), 0
+    for line in plane.lines:
+        if not line.name.startswith("tf_Compute"):
+            continue
+        for event in line.events:
+            name = plane.event_metadata[event.metadata_id].name
+            if ":" not in name or name.startswith(("Threadpool", "Executor")):
+                continue
+            by_type[name.rsplit(":", 1)[-1]] += event.duration_ps / 1e9 / calls
+            count += 1
+    return {"op_ms": round(sum(by_type.values()), 3), "ops_run_per_call": count / calls,
+            "op_ms_by_type": {k: round(v, 3) for k, v in by_type.most_common(12)}}
 
 
 def run_serve_batches(cfg):
@@ -223,7 +265,7 @@ def run_serve_batches(cfg):
     import tensorflow as tf
 
     x, _, _ = _data(cfg["rows_per_field"], max(cfg["serve_batches"]), 1)
-    names = ("none", "aefs")
+    names = tuple(cfg["paths"])  # none, aefs (and aefs_plain: the graph the specialised one replaces)
     served = {n: tf.saved_model.load(cfg["paths"][n]).signatures["serving_default"] for n in names}
     graphs = {n: fn.graph.as_graph_def() for n, fn in served.items()}
     ops = {n: len(g.node) + sum(len(f.node_def) for f in g.library.function) for n, g in graphs.items()}
@@ -237,8 +279,15 @@ def run_serve_batches(cfg):
             for n in (names if r % 2 == 0 else names[::-1]):
                 ms[n].append(1e3 * _serving_time(served[n], xb, cfg["serve_calls"]))
         out.append({"serve_batch": b, "serve_call_ms": {n: _summary(v) for n, v in ms.items()},
-                    "serve_ratio": _summary([c / a for a, c in zip(ms["aefs"], ms["none"])])})
-    return {"ops_in_graph": ops, "by_batch": out}
+                    "serve_ratio": _summary([c / a for a, c in zip(ms["aefs"], ms["none"])]),
+                    **({"serve_ratio_plain": _summary([c / a for a, c in zip(ms["aefs_plain"], ms["none"])])}
+                       if "aefs_plain" in ms else {})})
+    profile = {}
+    if cfg.get("profile_batch"):
+        xb = {k: tf.constant(v[:cfg["profile_batch"]]) for k, v in x.items()}
+        profile = {"op_profile_batch": cfg["profile_batch"],
+                   "op_profile": {n: _op_ms_by_type(fn, xb) for n, fn in served.items()}}
+    return {"ops_in_graph": ops, "by_batch": out, **profile}
 
 
 def write_json(result, path):
@@ -414,8 +463,9 @@ def main(argv=None):
                         help="aefs, profile: the backbone MLP")
     parser.add_argument("--batch", type=int, default=4096, help="aefs, profile: training batch size")
     parser.add_argument("--serve-plain", action="store_true",
-                        help="aefs: also serve each specialised selecting model's own Keras graph "
-                             "(export(..., specialize=False)) as <name>_plain, side by side")
+                        help="aefs, serving: also serve each specialised selecting model's own Keras "
+                             "graph (export(..., specialize=False)) as <name>_plain, side by side; "
+                             "serving: and op time by op type at batch 512")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     if args.what == "_child":
@@ -449,6 +499,7 @@ def main(argv=None):
                 res = _exported_pair("export", "serve_batches", {
                     "rows_per_field": args.rows_per_field, "d_main": d, "selection": args.selection[0],
                     "backbone": args.backbones[0], "serve_batches": args.serve_batches, "serve_calls": 30,
+                    "serve_plain": args.serve_plain, "profile_batch": 512 if args.serve_plain else None,
                     "rounds": args.rounds, "repeat": r})
                 results.append(res)
                 print(json.dumps(res), flush=True)

@@ -64,7 +64,7 @@ def test_same_outputs_as_the_keras_model(backbone, k, keep_share):
     plan = mixed_serving_plan(model)[0]
     assert plan.fixed == sorted(range(F))[::-1][:round(keep_share * k)][::-1]  # the most important
     assert plan.r == k - len(plan.fixed) and plan.merged
-    for n in (1, 64):
+    for n in (1, 64, 133):
         got = _check_same(model, _features(n, seed=n), plan)
         assert got["probability"].shape == (n, 1)
         # The fixed fields are in every row's selection.
