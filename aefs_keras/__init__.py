@@ -27,7 +27,7 @@ _EXPORTS = {
     "activated_embedding_parameters": "efficiency", "model_costs": "efficiency",
     "memory_plan": "memory",
     "example_feature_spec": "schema",
-    "export": "serving", "inference_model": "serving", "saved_model_ops": "serving",
+    "export": "serving", "inference_model": "serving", "saved_model_ops": "serving", "served_graph": "serving",
     "compare": "comparison", "rank_fields": "comparison",
     "load_model": "files",
 }

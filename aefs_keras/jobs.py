@@ -356,8 +356,15 @@ def export(args) -> int:
 def _export(ak, model, base_dir, name, **options):
     """Export with a line before (it takes a while with big tables: the
     lookups are traced and every table is written) and one after."""
+    from aefs_keras.mixed_serving import why_not_specialised
+    from aefs_keras.serving import selector_of
+
     start = time.perf_counter()
     print(f"Exporting {name} to {base_dir} (tracing the signatures, writing the tables) ...", flush=True)
+    if selector_of(model) is not None:
+        why = why_not_specialised(model)
+        print("Served graph: " + (f"the model's own ({why})" if why else
+                                  "specialised for AEFS at mixed resolution (docs/serving.md)"), flush=True)
     path = ak.export(model, base_dir, name, **options)
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
     print(f"Exported to {path} in {time.perf_counter() - start:.1f} s ({size / 1e6:,.1f} MB)", flush=True)

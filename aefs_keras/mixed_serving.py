@@ -51,25 +51,31 @@ _BACKBONES = (DeepFM, DNN, WideDeep)
 def mixed_serving_plan(model: keras.Model):
     """(`MixedServing` layer, "") for a model of the specialised form, or
     (None, why not)."""
+    why = why_not_specialised(model)
+    return (None, why) if why else (MixedServing(model, name=f"{model.name}_mixed_serving"), "")
+
+
+def why_not_specialised(model: keras.Model) -> str:
+    """"" when `model` is served through `MixedServing`, else the reason
+    (cheap: nothing is built)."""
     layers = {layer.name: layer for layer in model.layers}
     sel, fill = layers.get("selector"), layers.get("dropped_fill")
     main, backbone = layers.get("main_embedding"), layers.get("backbone")
     if type(sel) is not AuxiliarySelector:
-        return None, "no AEFS selector (AuxiliarySelector) named 'selector'"
+        return "no AEFS selector (AuxiliarySelector) named 'selector'"
     if type(backbone) not in _BACKBONES:
-        return None, f"backbone {type(backbone).__name__} is not one of DeepFM, DNN, WideDeep"
+        return f"backbone {type(backbone).__name__} is not one of DeepFM, DNN, WideDeep"
     if not isinstance(fill, DroppedFieldFill) or not fill.factored:
-        return None, "not AEFS at mixed resolution (no factored 'dropped_fill')"
+        return "not AEFS at mixed resolution (no factored 'dropped_fill')"
     if backbone.mlp.hidden_units == []:
-        return None, "a backbone without hidden layers"
-    fixed = sel.fixed_field_positions()
-    if not fixed:
-        return None, "no fields fixed on every row yet (ranked during fit)"
+        return "a backbone without hidden layers"
+    if not sel.fixed_field_positions():
+        return "no fields fixed on every row yet (ranked during fit)"
     if getattr(main, "field_dims", None) or model.compute_dtype != "float32":
-        return None, "per-field widths or a float type other than float32"
+        return "per-field widths or a float type other than float32"
     if not _unscaled_lookup(main):
-        return None, "the kept main embeddings are scaled (single resolution)"
-    return MixedServing(model, name=f"{model.name}_mixed_serving"), ""
+        return "the kept main embeddings are scaled (single resolution)"
+    return ""
 
 
 def _unscaled_lookup(main) -> bool:
