@@ -5,6 +5,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # default_compile's automatic XLA choice off: most tests train a few steps,
 # where compiling costs more than it saves (tests/test_xla.py turns it on).
 os.environ.setdefault("AEFS_KERAS_XLA", "0")
+# One intra-op thread per process: the suite runs two workers (and their
+# subprocesses) on two cores, where TensorFlow's default of one thread per
+# core in each process oversubscribes them (12 % slower on four heavy files).
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import pathlib
 
