@@ -222,15 +222,13 @@ def run_export(cfg):
 
 
 def _op_ms_by_type(fn, xb, calls=20):
-    """Op time per call (ms) by op type from a TF profiler trace (ops that
-    use both cores count once per core)."""
+    """Op time per call (ms) by op type from a TF profiler trace of `calls`
+    calls (ops that use both cores count once per core)."""
     import collections
-    import glob
     import shutil
     import tempfile
 
     import tensorflow as tf
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     tmp = tempfile.mkdtemp(prefix="scale_ops_")
     try:
@@ -238,22 +236,12 @@ def _op_ms_by_type(fn, xb, calls=20):
         for _ in range(calls):
             fn(**xb)["probability"].numpy()
         tf.profiler.experimental.stop()
-        space = xplane_pb2.XSpace()
-        with open(glob.glob(f"{tmp}/**/*.xplane.pb", recursive=True)[0], "rb") as f:
-            space.ParseFromString(f.read())
+        by_type, count = collections.Counter(), 0
+        for name, ms in _op_events(tmp, calls):
+            by_type[name.rsplit(":", 1)[-1]] += ms
+            count += 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    plane = next(p for p in space.planes if p.name == "/host:CPU")
-    by_type, count = collections.Counter(), 0
-    for line in plane.lines:
-        if not line.name.startswith("tf_Compute"):
-            continue
-        for event in line.events:
-            name = plane.event_metadata[event.metadata_id].name
-            if ":" not in name or name.startswith(("Threadpool", "Executor")):
-                continue
-            by_type[name.rsplit(":", 1)[-1]] += event.duration_ps / 1e9 / calls
-            count += 1
     return {"op_ms": round(sum(by_type.values()), 3), "ops_run_per_call": count / calls,
             "op_ms_by_type": {k: round(v, 3) for k, v in by_type.most_common(12)}}
 
@@ -353,8 +341,31 @@ def _op_time_by_stage(logdir, calls):
     plus the optimizer. Ops that run on both cores at once count once per
     core, so the sum exceeds the wall time; compare stages, not totals."""
     import collections
-    import glob
     import re
+
+    stages = collections.Counter()
+    for name, ms in _op_events(logdir, calls):
+        parts = [re.sub(r"_\d+$", "", p) for p in name.rpartition(":")[0].split("/")]
+        backward = "gradient_tape" in parts
+        parts = [p for p in parts if p not in ("StatefulPartitionedCall", "gradient_tape")
+                 and not p.startswith(_MODEL_PREFIXES)]
+        stage = parts[0] if parts else "other"
+        if stage == "backbone" and len(parts) > 2:
+            stage = "/".join(parts[:2])
+        if stage in ("MatMul", "GatherV2", "ScatterNd", "concat", "stack", "split", "Reshape",
+                     "BroadcastTo", "Sum", "AddN"):
+            stage = "unscoped (custom gradients, graph rewrites)"
+        if stage == "fields_matmul_grad":  # the grouped backward of the first MLP layer
+            stage, backward = "backbone/mlp", True
+        key = "optimizer" if stage.startswith("sparse_adam") else ("bwd " if backward else "fwd ") + stage
+        stages[key] += ms
+    return dict(stages.most_common())
+
+
+def _op_events(logdir, calls):
+    """(op name "scope/...:Type", ms per call) of every op a TF profiler
+    trace in `logdir` ran on the host's compute threads."""
+    import glob
 
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
@@ -363,7 +374,6 @@ def _op_time_by_stage(logdir, calls):
         space.ParseFromString(f.read())
     # The host plane by name: its position among the planes varies between traces.
     plane = next(p for p in space.planes if p.name == "/host:CPU")
-    stages = collections.Counter()
     for line in plane.lines:
         if not line.name.startswith("tf_Compute"):
             continue
@@ -371,21 +381,7 @@ def _op_time_by_stage(logdir, calls):
             name = plane.event_metadata[event.metadata_id].name
             if ":" not in name or name.startswith(("Threadpool", "Executor")):
                 continue
-            parts = [re.sub(r"_\d+$", "", p) for p in name.rpartition(":")[0].split("/")]
-            backward = "gradient_tape" in parts
-            parts = [p for p in parts if p not in ("StatefulPartitionedCall", "gradient_tape")
-                     and not p.startswith(_MODEL_PREFIXES)]
-            stage = parts[0] if parts else "other"
-            if stage == "backbone" and len(parts) > 2:
-                stage = "/".join(parts[:2])
-            if stage in ("MatMul", "GatherV2", "ScatterNd", "concat", "stack", "split", "Reshape",
-                         "BroadcastTo", "Sum", "AddN"):
-                stage = "unscoped (custom gradients, graph rewrites)"
-            if stage == "fields_matmul_grad":  # the grouped backward of the first MLP layer
-                stage, backward = "backbone/mlp", True
-            key = "optimizer" if stage.startswith("sparse_adam") else ("bwd " if backward else "fwd ") + stage
-            stages[key] += event.duration_ps / 1e9 / calls
-    return dict(stages.most_common())
+            yield name, event.duration_ps / 1e9 / calls
 
 
 _MODEL_PREFIXES = ("deepfm_", "dcn_", "dnn_", "wide_deep_", "mlcc_", "mc_mlcc_", "serving")

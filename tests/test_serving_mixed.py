@@ -94,28 +94,14 @@ def test_fields_ranked_in_fit_then_specialised_and_exported(tmp_path):
 
 
 def test_dict_ids_multi_valued_shared_and_dense_numeric():
-    schema = ak.Schema([
-        ak.Categorical("item", vocabulary=["a", "b", "c", "d"]),
-        ak.MultiCategorical("history", share_embedding_with="item", combiner="mean"),
-        ak.MultiCategorical("tags", hash_buckets=50, combiner="sum"),
-        ak.DenseNumeric("price", normalization="log"),
-        ak.Categorical("user", vocabulary_size=10),
-        ak.Numeric("age", boundaries=[18, 30]),
-    ])
-    model = ak.build_model(schema, "deepfm", ak.AEFS(k=4, keep_share=0.5, importance=[5, 4, 3, 2, 1, 0]),
+    from test_feature_kinds import _features as kinds_features, _schema as kinds_schema
+
+    model = ak.build_model(kinds_schema(), "deepfm", ak.AEFS(k=4, keep_share=0.5, importance=[5, 4, 3, 2, 1, 0]),
                            d_main=8, hidden_units=[16])
     _randomize(model)
     plan = mixed_serving_plan(model)[0]
     assert not plan.merged  # dict ids: the layers' own lookups
-    x = {
-        "item": np.array(["a", "b", "zz", "d"]),
-        "history": np.array([["a", "b", ""], ["", "", ""], ["c", "c", "d"], ["q", "", ""]]),
-        "tags": np.array([["x", "y"], ["", ""], ["z", ""], ["x", ""]]),
-        "price": np.array([1.0, np.nan, 3.0, 0.0], "float32"),
-        "user": np.array([1, 2, 3, 40], "int64"),
-        "age": np.array([10.0, 20.0, 40.0, np.nan], "float32"),
-    }
-    _check_same(model, x, plan)
+    _check_same(model, {k: v.numpy() for k, v in kinds_features().items()}, plan)
 
 
 @pytest.mark.parametrize("build, reason", [
