@@ -47,6 +47,10 @@ from aefs_keras.ops import squared_norm
 # first-order sum): what `MixedServing.call` reimplements.
 _BACKBONES = (DeepFM, DNN, WideDeep)
 
+# The largest merged auxiliary + first-order table built at export (bytes);
+# above it the two tables are read by their own layers.
+MERGE_MAX_BYTES = 1 << 30
+
 
 def mixed_serving_plan(model: keras.Model):
     """(`MixedServing` layer, "") for a model of the specialised form, or
@@ -143,8 +147,12 @@ class MixedServing(keras.layers.Layer):
         # (the same elementwise ops as the layer's), and the first-order
         # weights side by side in one table: one gather per call, not two
         # plus the normalisation.
+        # (Up to MERGE_MAX_BYTES: the copy is made in memory at export,
+        # beside the model's own tables.)
+        rows = self.selector._embedding.embeddings.shape[0]
         self.merged = (not isinstance(self.field_ids.output, dict) and not self.selector.bag_fields
-                       and (self.linear is None or list(self.linear.offsets) == list(self.selector.offsets)))
+                       and (self.linear is None or list(self.linear.offsets) == list(self.selector.offsets))
+                       and rows * (self.selector.d_aux + 1) * 4 <= MERGE_MAX_BYTES)
         if self.merged:
             aux_table = self.selector._norm(tf.convert_to_tensor(self.selector._embedding.embeddings)[None],
                                             training=False)[0]

@@ -104,6 +104,18 @@ def test_dict_ids_multi_valued_shared_and_dense_numeric():
     _check_same(model, {k: v.numpy() for k, v in kinds_features().items()}, plan)
 
 
+def test_small_tables_unmerged_above_the_size_cap(monkeypatch):
+    import aefs_keras.mixed_serving as mixed
+
+    model = ak.build_model(_schema(), "deepfm", ak.AEFS(k=4, importance=list(range(F))), d_main=8,
+                           hidden_units=[16])
+    _randomize(model)
+    monkeypatch.setattr(mixed, "MERGE_MAX_BYTES", 100)
+    plan = mixed_serving_plan(model)[0]
+    assert not plan.merged
+    _check_same(model, _features(40, seed=7), plan)
+
+
 @pytest.mark.parametrize("build, reason", [
     (lambda s: ak.build_model(s, "deepfm", ak.AEFS(k=4, resolution="single"), d_main=8, hidden_units=[8]),
      "not AEFS at mixed resolution"),
