@@ -7,7 +7,8 @@ batch 1 and 512, measured in one process with the models interleaved.
 Without `--export` it trains DeepFM with no selection and with AEFS
 (the demo's shape: 39 fields, string categoricals, d_main 32, MLP 256-128,
 k = F/2) on 20k synthetic rows for one epoch, exports both and compares
-them. This is in-process TensorFlow (the same runtime TF Serving embeds),
+them; AEFS also with `specialize=False` (its Keras graph, which the
+specialised served graph replaces). This is in-process TensorFlow (the same runtime TF Serving embeds),
 without HTTP or gRPC overhead.
 """
 
@@ -47,6 +48,9 @@ def _export_demo_models(tmp):
                                                   hidden_units=[256, 128], d_main=32, **kw))
         model.fit(data.train, epochs=1, verbose=0)
         paths[selection or "none"] = ak.export(model, tmp, f"demo_{selection or 'none'}")
+        if selection and not ak.served_graph(model)[1]:  # specialised: also its Keras graph
+            paths[f"{selection} (Keras graph)"] = ak.export(model, tmp, f"demo_{selection}_keras_graph",
+                                                          specialize=False)
     return paths, data.test_arrays[0]
 
 
