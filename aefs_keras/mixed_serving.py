@@ -16,8 +16,8 @@ probability (and `selected_fields`) from the same variables as:
 - the chosen fields: the top r of the candidates' scores, each (row,
   field) pair multiplied by its field's block only (grouped by field with
   `dynamic_partition`: B r pairs, not B F slots; one product with the
-  pairs placed into the candidates' slots was slower at every batch size
-  from 16 to 512);
+  pairs placed into the candidates' slots was no faster in a trial at
+  batches of 16 to 512);
 - the dropped candidates' fill: their codes times the fill folded into the
   kernel once at export (the per-call fold of `ops.fill_matmul`);
 - DeepFM's FM: its sums as extra columns of the same three products;
