@@ -208,6 +208,9 @@ def build_parser(show_all: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing version")
     p.add_argument("--no-example-signature", action="store_true",
                    help="leave out the tf.Example `regress` signature")
+    p.add_argument("--keras-graph", action="store_true",
+                   help="serve the model's own Keras graph, not the one specialised for AEFS at mixed "
+                        "resolution (the same outputs; docs/serving.md)")
     p.set_defaults(func="aefs_keras.jobs:export")
 
     p = sub.add_parser("bench", help="run a benchmark grid from a YAML config; write tables, plots, report")

@@ -349,7 +349,8 @@ def export(args) -> int:
     model = ak.load_model(args.model)
     print(f"Loaded in {time.perf_counter() - start:.1f} s", flush=True)
     _export(ak, model, args.base_dir, args.name, version=args.version, overwrite=args.overwrite,
-            example_signature=False if args.no_example_signature else None)
+            example_signature=False if args.no_example_signature else None,
+            specialize=not getattr(args, "keras_graph", False))
     return 0
 
 
@@ -362,7 +363,7 @@ def _export(ak, model, base_dir, name, **options):
     start = time.perf_counter()
     print(f"Exporting {name} to {base_dir} (tracing the signatures, writing the tables) ...", flush=True)
     if selector_of(model) is not None:
-        why = why_not_specialised(model)
+        why = why_not_specialised(model) if options.get("specialize", True) else "--keras-graph"
         print("Served graph: " + (f"the model's own ({why})" if why else
                                   "specialised for AEFS at mixed resolution (docs/serving.md)"), flush=True)
     path = ak.export(model, base_dir, name, **options)

@@ -235,6 +235,8 @@ def export(
     Returns:
         The path of the version directory.
     """
+    if not isinstance(specialize, bool):
+        raise ValueError(f"`specialize` must be True or False. Received: specialize={specialize!r}")
     if not name or os.sep in name or name.startswith("."):
         raise ValueError(f"`name` must be a plain directory name. Received: name={name!r}")
     model_dir = os.path.join(base_dir, name)

@@ -131,3 +131,18 @@ def test_other_models_fall_back_to_their_own_graph(build, reason):
     assert plan is None and reason in why
     served, why_served = served_graph(model)
     assert isinstance(served, keras.Model) and why_served == why
+
+
+def test_export_command_says_which_graph_and_takes_keras_graph(tmp_path, capsys):
+    from aefs_keras import cli
+
+    model = ak.build_model(_schema(), "deepfm", ak.AEFS(k=4, importance=list(range(F))), d_main=8,
+                           hidden_units=[8])
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    assert cli.main(["export", path, str(tmp_path / "serving"), "m"]) == 0
+    assert "Served graph: specialised for AEFS at mixed resolution" in capsys.readouterr().out
+    assert cli.main(["export", path, str(tmp_path / "serving"), "m", "--keras-graph"]) == 0
+    assert "Served graph: the model's own (--keras-graph)" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="specialize='no'"):
+        ak.export(model, str(tmp_path / "serving"), "m", specialize="no")
