@@ -40,7 +40,7 @@ from aefs_keras.layers.deepfm import DeepFM
 from aefs_keras.layers.dnn import DNN
 from aefs_keras.layers.dropped_field_fill import DroppedFieldFill
 from aefs_keras.layers.wide_deep import WideDeep
-from aefs_keras.ops import squared_norm
+from aefs_keras.ops import lookup_fields, scatter_fields, squared_norm
 
 # The MLP backbones whose first operation on the fields is the MLP's first
 # layer (plus, for DeepFM, the FM's sums and, with a wide part, the
@@ -180,7 +180,7 @@ class MixedServing(keras.layers.Layer):
         if not self.merged:
             aux = sel._norm(sel._embedding(ids), training=False)
             return aux, None if self.linear is None else self.linear(ids)
-        rows = tf.gather(self.aux_linear.value, tf.cast(ids, tf.int32) + tf.constant(sel.offsets, tf.int32))
+        rows = lookup_fields(self.aux_linear.value, sel.offsets, ids)
         return rows[..., :sel.d_aux], None if self.linear is None else rows[..., sel.d_aux:]
 
     def call(self, features, training=None):
@@ -204,8 +204,7 @@ class MixedServing(keras.layers.Layer):
             chosen_rows = self.main._lookup(ids, chosen)                 # (B, r, d)
             rows.append(chosen_rows)
             x = x + self._grouped(chosen_rows, top)
-            pairs = tf.stack([tf.broadcast_to(tf.range(batch)[:, None], tf.shape(top)), top], -1)
-            kept = tf.scatter_nd(pairs, tf.ones(tf.shape(top), codes.dtype), tf.stack([batch, n]))
+            kept = scatter_fields(tf.ones(tf.shape(top), codes.dtype), top, n)  # (B, c)
             codes = codes * (1.0 - kept)[..., None]
             indices = tf.sort(tf.concat([fixed, chosen], 1), axis=-1)
         else:
@@ -213,8 +212,8 @@ class MixedServing(keras.layers.Layer):
         codes = tf.reshape(codes, [-1, codes.shape[1] * codes.shape[2]])  # (B, c * e)
         fill = tf.matmul(codes, self.fill_kernel.value)
         h, width = self._h, self._h + (self._d if self.fm else 0)
-        acc = x + fill[:, :width] if self.fm else x + fill
-        x = tf.nn.bias_add(acc[:, :h] if self.fm else acc, self.bias.value)
+        acc = x + fill[:, :width]  # the first layer's input sums (and the FM's sum of vectors)
+        x = tf.nn.bias_add(acc[:, :h], self.bias.value)
         for layer in self.backbone.mlp.blocks[1:]:
             x = layer(x, training=False)
         logit = self.backbone.head(x)

@@ -163,10 +163,10 @@ def run_aefs(cfg):
             train[n].append(cfg["batch"] / _median_step(models[n], ds, cfg["epochs"]))
     paths = {n: ak.export(m, cfg["export_dir"], n) for n, m in models.items()}
     if cfg.get("serve_plain"):  # the same models' own Keras graphs, served beside
-        from aefs_keras.serving import served_graph
+        from aefs_keras.mixed_serving import why_not_specialised
 
         for n in names[1:]:
-            if not served_graph(models[n])[1]:  # specialised: also time the graph it replaces
+            if not why_not_specialised(models[n]):  # specialised: also time the graph it replaces
                 paths[f"{n}_plain"] = ak.export(models[n], cfg["export_dir"], f"{n}_plain", specialize=False)
     return {**cfg, "train_examples_per_s": {n: _summary(v) for n, v in train.items()},
             **_ratios("train", train, names), "embedding_values_read_per_example": activated, "paths": paths}

@@ -38,6 +38,7 @@ def _export_demo_models(tmp):
     import keras
 
     import aefs_keras as ak
+    from aefs_keras.mixed_serving import why_not_specialised
 
     data = ak.datasets.synthetic(num_rows=20_000, categorical_dtype="string", seed=0)
     paths = {}
@@ -48,7 +49,7 @@ def _export_demo_models(tmp):
                                                   hidden_units=[256, 128], d_main=32, **kw))
         model.fit(data.train, epochs=1, verbose=0)
         paths[selection or "none"] = ak.export(model, tmp, f"demo_{selection or 'none'}")
-        if selection and not ak.served_graph(model)[1]:  # specialised: also its Keras graph
+        if selection and not why_not_specialised(model):  # specialised: also its Keras graph
             paths[f"{selection} (Keras graph)"] = ak.export(model, tmp, f"demo_{selection}_keras_graph",
                                                           specialize=False)
     return paths, data.test_arrays[0]
