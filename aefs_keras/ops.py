@@ -121,10 +121,11 @@ def place_fields(values, indices, num_fields: int):
 def _place_fields(values, indices, num_fields):
     @tf.custom_gradient
     def place(values):
-        shape = tf.shape(indices)
+        idx = tf.identity(indices)  # as `values` below
+        shape = tf.shape(idx)
         # slot[b, f] = 1 + the position of field f among row b's kept fields,
         # 0 where f is not kept; position 0 of `padded` is a zero vector.
-        slot = tf.scatter_nd(_row_field_pairs(indices),
+        slot = tf.scatter_nd(_row_field_pairs(idx),
                              tf.broadcast_to(tf.range(1, shape[1] + 1)[None], shape),
                              tf.stack([shape[0], num_fields]))
         pad = [[0, 0], [1, 0]] + [[0, 0]] * (values.shape.rank - 2)
@@ -132,11 +133,13 @@ def _place_fields(values, indices, num_fields):
         out.set_shape([values.shape[0], num_fields, *values.shape[2:]])
 
         def grad(upstream):
-            return tf.gather(upstream, indices, batch_dims=1)
+            return tf.gather(upstream, idx, batch_dims=1)
 
         return out, grad
 
-    return tf.autograph.experimental.do_not_convert(place)(values)
+    # tf.identity: a tensor of this graph, so that inside a `tf.cond` branch
+    # the custom gradient reads the branch's own tensors only.
+    return tf.autograph.experimental.do_not_convert(place)(tf.identity(values))
 
 
 def assemble_fields(values, indices, fill_by_field):
@@ -186,6 +189,126 @@ def _assemble_fields(values, indices, fill_by_field):
     return out
 
 
+# --- Fields that every row of a batch keeps ---------------------------------
+# With fields fixed on every row (AEFS at mixed resolution), most of a row's
+# k kept fields are the same in every row. Their part of the first layer is
+# then one dense product with only their kernel blocks, and only the rest
+# of each row (the fields chosen per row) needs grouping by field: about k / F
+# of the dense layer's multiply-adds, forward and backward, instead of all F.
+
+
+# From this many rows the split pays (`benchmarks/first_layer.py --split`:
+# on a 2-core CPU, F = 39, 14 common fields + 5 per row, h = 400, the
+# forward pass alone is slower below 512 rows, forward + backward faster
+# from 256 at d = 64).
+SPLIT_MIN_BATCH = 512
+
+
+def kept_fields_matmul(rows, indices, kernel, num_fields: int, fill=None):
+    """`flatten(place_fields(rows, indices, F)) @ kernel`, plus
+    `fill_matmul(*fill, kernel)` when `fill` is given.
+
+    Where the fields that every row of the batch keeps are at least half of
+    each row's fields (and fewer than F), it is computed split: those
+    fields' rows times their kernel blocks as one dense product, and each
+    remaining (row, field) pair times its own field's block, grouped by
+    field (`_split_matmul`); the fill then needs only the other fields.
+    Otherwise (and under XLA, which needs static shapes) the rows are
+    placed and multiplied densely. The same values and gradients either way
+    (tests/test_fast_path.py), up to the order of float sums.
+    """
+    indices = tf.cast(indices, tf.int32)
+    kernel = tf.convert_to_tensor(kernel)
+
+    def dense():
+        placed = place_fields(rows, indices, num_fields)
+        out = tf.matmul(tf.reshape(placed, [-1, num_fields * rows.shape[-1]]), kernel)
+        return out if fill is None else out + fill_matmul(*fill, kernel)
+
+    if _in_xla_context():
+        return dense()
+    common = common_fields(indices, num_fields)
+    shape = tf.shape(indices)
+    m = tf.reduce_sum(tf.cast(common, tf.int32))
+    worth = tf.logical_and(tf.logical_and(shape[0] >= SPLIT_MIN_BATCH, 2 * m >= shape[1]), shape[1] < num_fields)
+
+    def split():
+        out = _split_matmul(rows, indices, kernel, num_fields, common)
+        if fill is None:
+            return out
+        rest = tf.cast(tf.where(tf.logical_not(common))[:, 0], tf.int32)
+        return out + fill_matmul(*fill, kernel, fields=rest)
+
+    return tf.cond(worth, split, dense)
+
+
+def common_fields(indices, num_fields: int):
+    """(F,) bool: the fields that every row of `indices` (B, m) keeps (the
+    fields of a row are distinct)."""
+    indices = tf.cast(indices, tf.int32)
+    counts = tf.math.bincount(indices, minlength=num_fields, maxlength=num_fields)
+    return tf.equal(counts, tf.shape(indices)[0])
+
+
+def _split_matmul(rows, indices, kernel, num_fields, common):
+    """`flatten(place_fields(rows, indices, F)) @ kernel` for a batch whose
+    rows all keep the fields `common` (F,) bool: those fields as one (B, m d)
+    x (m d, h) product, the other c = k - m pairs of each row grouped by
+    field (one (n_f, d) x (d, h) product per field, a segment sum per row).
+    The backward pass mirrors it: the common blocks' gradient from one
+    product, each other block's from its own pairs only (zero for a block
+    no pair used); both gradients are assembled by one `dynamic_stitch`."""
+    d = rows.shape[-1]
+    shape = tf.shape(indices)
+    b, k = shape[0], shape[1]
+    common_ids = tf.cast(tf.where(common)[:, 0], tf.int32)  # (m,)
+    m = tf.shape(common_ids)[0]
+    # Rows of the flattened (B * k, d) input: `at[b, f]` is where row b
+    # holds field f (a segment sum of unique (row, field) keys: ScatterNd
+    # is several times slower on CPU).
+    flat = tf.reshape(tf.range(b)[:, None] * num_fields + indices, [-1])
+    at = tf.reshape(tf.math.unsorted_segment_sum(tf.range(1, b * k + 1), flat, b * num_fields),
+                    tf.stack([b, num_fields])) - 1
+    common_at = tf.reshape(tf.gather(at, common_ids, axis=1), [-1])  # (B * m,), field order in each row
+    own = tf.logical_not(tf.reshape(tf.gather(common, indices), [-1]))
+    own_at = tf.boolean_mask(tf.range(b * k), own)  # (B * c,)
+    own_fields = tf.boolean_mask(tf.reshape(indices, [-1]), own)
+    own_rows = tf.boolean_mask(tf.reshape(tf.broadcast_to(tf.range(b)[:, None], shape), [-1]), own)
+    part_at = tf.dynamic_partition(own_at, own_fields, num_fields)
+    part_size = [tf.shape(p)[0] for p in part_at]
+    row_of = tf.concat(tf.dynamic_partition(own_rows, own_fields, num_fields), 0)  # grouped by field
+    every_field = [tf.constant([f]) for f in range(num_fields)]
+
+    @tf.custom_gradient
+    def product(rows, kernel):
+        blocks = tf.reshape(kernel, [num_fields, d, -1])
+        flat_rows = tf.reshape(rows, [-1, d])
+        x_common = tf.reshape(tf.gather(flat_rows, common_at), tf.stack([b, m * d]))
+        k_common = tf.reshape(tf.gather(blocks, common_ids), tf.stack([m * d, -1]))
+        x_own = [tf.gather(flat_rows, p) for p in part_at]
+        y_own = tf.concat([tf.matmul(x_own[f], blocks[f]) for f in range(num_fields)], 0)
+        out = tf.matmul(x_common, k_common) + tf.math.unsorted_segment_sum(y_own, row_of, b)
+
+        def grad(upstream):
+            g = tf.split(tf.gather(upstream, row_of), part_size, num=num_fields)
+            d_common = tf.reshape(tf.matmul(upstream, k_common, transpose_b=True), [-1, d])
+            d_rows = tf.dynamic_stitch([common_at] + part_at, [d_common] + [
+                tf.matmul(g[f], blocks[f], transpose_b=True) for f in range(num_fields)])
+            # Blocks of common fields: zeros from the per-field list (no
+            # pairs), then overwritten by the common product (stitched last).
+            d_blocks = tf.dynamic_stitch(every_field + [common_ids], [
+                tf.matmul(x_own[f], g[f], transpose_a=True)[None] for f in range(num_fields)] + [
+                tf.reshape(tf.matmul(x_common, upstream, transpose_a=True), tf.stack([m, d, -1]))])
+            return tf.reshape(d_rows, tf.shape(rows)), tf.reshape(d_blocks, tf.shape(kernel))
+
+        return out, grad
+
+    # tf.identity: tensors of this graph (a `tf.cond` branch), see `place_fields`.
+    out = tf.autograph.experimental.do_not_convert(product)(tf.identity(rows), tf.identity(kernel))
+    out.set_shape([rows.shape[0], kernel.shape[-1]])
+    return out
+
+
 # --- Fields filled at low rank ---------------------------------------------
 # The mixed form fills each field f that row b dropped with
 # codes[b, f] @ weights[f]: codes (B, F, e) are the field's auxiliary
@@ -201,14 +324,21 @@ def fill_vectors(codes, weights):
     return tf.einsum("bfe,fed->bfd", codes, weights)
 
 
-def fill_matmul(codes, weights, kernel):
+def fill_matmul(codes, weights, kernel, fields=None):
     """`flatten(fill_vectors(codes, weights)) @ kernel` without the (B, F, d)
     fill: the kernel's field blocks are folded into the weights first
     ((F, e, h), F * e * d * h multiply-adds per step, not per row), then one
-    (B, F * e) x (F * e, h) matmul: e / d of the dense layer's work."""
+    (B, F * e) x (F * e, h) matmul: e / d of the dense layer's work.
+    `fields` (n,): only these fields' fills (the others' codes are zero)."""
     num_fields, e, d = weights.shape
-    folded = tf.einsum("fed,fdh->feh", weights, tf.reshape(kernel, [num_fields, d, -1]))
-    return tf.matmul(tf.reshape(codes, [-1, num_fields * e]), tf.reshape(folded, [num_fields * e, -1]))
+    blocks = tf.reshape(kernel, [num_fields, d, -1])
+    if fields is not None:
+        codes, weights, blocks = tf.gather(codes, fields, axis=1), tf.gather(weights, fields), tf.gather(blocks, fields)
+    folded = tf.einsum("fed,fdh->feh", weights, blocks)
+    n = num_fields if fields is None else tf.shape(fields)[0]
+    out = tf.matmul(tf.reshape(codes, [-1, n * e]), tf.reshape(folded, [n * e, kernel.shape[-1]]))
+    out.set_shape([codes.shape[0], kernel.shape[-1]])
+    return out
 
 
 def fill_sums(codes, weights):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from aefs_keras.ops import fill_matmul, fill_vectors, place_fields
+from aefs_keras.ops import fill_vectors, kept_fields_matmul, place_fields
 
 
 # From this many rows, the first layer takes a factored fill folded into its
@@ -89,13 +89,13 @@ class MLP(keras.layers.Layer):
         with tf.name_scope(self.name):
             first = self.blocks[0]
             kernel = tf.convert_to_tensor(first.kernel)
-            placed = place_fields(rows, indices, num_fields)
             if fill is None:
-                x = self._placed_matmul(placed, kernel)
+                x = kept_fields_matmul(rows, indices, kernel, num_fields)
             else:
                 x = tf.cond(tf.shape(rows)[0] >= FOLD_MIN_BATCH,
-                            lambda: self._placed_matmul(placed, kernel) + fill_matmul(*fill, kernel),
-                            lambda: self._placed_matmul(placed + fill_vectors(*fill), kernel))
+                            lambda: kept_fields_matmul(rows, indices, kernel, num_fields, fill=fill),
+                            lambda: self._placed_matmul(place_fields(rows, indices, num_fields)
+                                                        + fill_vectors(*fill), kernel))
             if first.use_bias:
                 x = tf.nn.bias_add(x, tf.convert_to_tensor(first.bias))
             for layer in self.blocks[1:]:
