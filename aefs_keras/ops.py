@@ -197,25 +197,38 @@ def _assemble_fields(values, indices, fill_by_field):
 # of the dense layer's multiply-adds, forward and backward, instead of all F.
 
 
-# From this many rows the split pays (`benchmarks/first_layer.py --split`:
-# on a 2-core CPU, F = 39, 14 common fields + 5 per row, h = 400, the
-# forward pass alone is slower below 512 rows, forward + backward faster
-# from 256 at d = 64).
-SPLIT_MIN_BATCH = 512
+# Where the split pays on a 2-core CPU (`benchmarks/first_layer.py --split`:
+# F = 39, 14 common fields + 5 per row, h = 400): forward + backward from 256
+# rows at d 32 and 64 (0.89-0.90x the dense layer's time there, 0.61-0.71x at
+# 4096); the forward pass alone from 32768 row values (512 rows at d 64, 1024
+# at d 32), below which its fixed costs make it slower.
+SPLIT_MIN_BATCH = 256
+SPLIT_MIN_VALUES = 32768
 
 
-def kept_fields_matmul(rows, indices, kernel, num_fields: int, fill=None):
+def split_min_batch(dim: int, training) -> int:
+    """Rows from which `kept_fields_matmul` splits: `SPLIT_MIN_BATCH` on a
+    training step (its backward pass gains most), else enough rows for
+    `SPLIT_MIN_VALUES` values of width `dim`."""
+    if training:
+        return SPLIT_MIN_BATCH
+    return max(SPLIT_MIN_BATCH, -(-SPLIT_MIN_VALUES // int(dim)))
+
+
+def kept_fields_matmul(rows, indices, kernel, num_fields: int, fill=None, training=False):
     """`flatten(place_fields(rows, indices, F)) @ kernel`, plus
-    `fill_matmul(*fill, kernel)` when `fill` is given.
+    `fill_matmul(*fill, kernel)` when `fill` is given (a factored fill,
+    whose codes are zero at each row's kept fields).
 
     Where the fields that every row of the batch keeps are at least half of
     each row's fields (and fewer than F), it is computed split: those
     fields' rows times their kernel blocks as one dense product, and each
     remaining (row, field) pair times its own field's block, grouped by
     field (`_split_matmul`); the fill then needs only the other fields.
-    Otherwise (and under XLA, which needs static shapes) the rows are
-    placed and multiplied densely. The same values and gradients either way
-    (tests/test_fast_path.py), up to the order of float sums.
+    Otherwise (below `split_min_batch(d, training)` rows, and under XLA,
+    which needs static shapes) the rows are placed and multiplied densely.
+    The same values and gradients either way (tests/test_fast_path.py), up
+    to the order of float sums.
     """
     indices = tf.cast(indices, tf.int32)
     kernel = tf.convert_to_tensor(kernel)
@@ -227,10 +240,7 @@ def kept_fields_matmul(rows, indices, kernel, num_fields: int, fill=None):
 
     if _in_xla_context():
         return dense()
-    common = common_fields(indices, num_fields)
-    shape = tf.shape(indices)
-    m = tf.reduce_sum(tf.cast(common, tf.int32))
-    worth = tf.logical_and(tf.logical_and(shape[0] >= SPLIT_MIN_BATCH, 2 * m >= shape[1]), shape[1] < num_fields)
+    pays, common = split_pays(indices, num_fields, split_min_batch(rows.shape[-1], training))
 
     def split():
         out = _split_matmul(rows, indices, kernel, num_fields, common)
@@ -239,7 +249,21 @@ def kept_fields_matmul(rows, indices, kernel, num_fields: int, fill=None):
         rest = tf.cast(tf.where(tf.logical_not(common))[:, 0], tf.int32)
         return out + fill_matmul(*fill, kernel, fields=rest)
 
-    return tf.cond(worth, split, dense)
+    return tf.cond(pays, split, dense)
+
+
+def split_pays(indices, num_fields: int, min_batch: int = SPLIT_MIN_BATCH):
+    """(scalar bool, (F,) bool): whether `kept_fields_matmul` computes this
+    batch split (at least `min_batch` rows and at least one, the fields
+    every row keeps at least half of each row's, and fewer than F fields a
+    row), and those fields."""
+    indices = tf.cast(indices, tf.int32)
+    common = common_fields(indices, num_fields)
+    shape = tf.shape(indices)
+    m = tf.reduce_sum(tf.cast(common, tf.int32))
+    enough = shape[0] >= max(int(min_batch), 1)
+    pays = tf.logical_and(tf.logical_and(enough, 2 * m >= shape[1]), shape[1] < num_fields)
+    return pays, common
 
 
 def common_fields(indices, num_fields: int):

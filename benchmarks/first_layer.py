@@ -14,6 +14,14 @@ Forward + backward at batch 4096: TF's gradient of the dense layer on the
 scattered input against `experimental.grouped_first_layer.fields_matmul` (grouped backward).
 Each form: the median of `--calls` calls, in `--rounds` interleaved rounds;
 mean and sd over the rounds.
+
+    python benchmarks/first_layer.py --split --out benchmarks/results/first_layer_split.json
+
+`--split`: AEFS at mixed resolution's layout (14 fields kept on every row, 5
+more chosen per row, each row's fields sorted) at d 64 and 32: the dense
+layer on the placed rows against `ops.kept_fields_matmul` with the split
+forced (`ops.SPLIT_MIN_BATCH` = `ops.SPLIT_MIN_VALUES` = 0), forward only at batches 1 to 4096 and
+forward + backward at 256 to 4096; each ratio split / dense per round.
 """
 
 import argparse
@@ -33,8 +41,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--split", action="store_true", help="time the split first layer (see above)")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
+    if args.split:
+        return split_main(args)
 
     import numpy as np
     import tensorflow as tf
@@ -93,6 +104,55 @@ def main(argv=None):
             results["forward + backward ms, batch 4096"] = {n: _summary(v) for n, v in ms.items()}
     write_json({"machine": f"{platform.machine()}, {os.cpu_count()} cores", "F": F, "k": K, "d": D, "h": H,
                 "results": results}, args.out)
+
+
+def split_main(args, fixed=14, chosen=5):
+    import numpy as np
+    import tensorflow as tf
+
+    from aefs_keras import ops
+
+    ops.SPLIT_MIN_BATCH = ops.SPLIT_MIN_VALUES = 0  # forced: this measures where the thresholds should be
+    rng = np.random.default_rng(0)
+    fixed_fields = rng.choice(F, fixed, replace=False)
+    others = np.setdiff1d(np.arange(F), fixed_fields)
+
+    def dense(rows, idx, kernel):
+        return tf.matmul(tf.reshape(ops.place_fields(rows, idx, F), [-1, F * rows.shape[-1]]), kernel)
+
+    def split(rows, idx, kernel):
+        return ops.kept_fields_matmul(rows, idx, kernel, F)
+
+    def forward(layer):
+        return tf.function(lambda rows, idx, kernel, up: layer(rows, idx, kernel))
+
+    def with_backward(layer):
+        @tf.function
+        def step(rows, idx, kernel, up):
+            with tf.GradientTape() as tape:
+                tape.watch([rows, kernel])
+                y = tf.reduce_sum(layer(rows, idx, kernel) * up)
+            return tape.gradient(y, [rows, kernel])
+        return step
+
+    results = []
+    for d in (64, 32):
+        kernel = tf.constant(rng.normal(size=(F * d, H)).astype("float32") * 0.01)
+        for mode, batches, wrap in (("forward", (1, 16, 64, 256, 512, 1024, 4096), forward),
+                                    ("forward + backward", (256, 512, 1024, 4096), with_backward)):
+            for batch in batches:
+                idx = np.stack([np.sort(np.concatenate([fixed_fields, rng.choice(others, chosen, replace=False)]))
+                                for _ in range(batch)]).astype("int32")
+                rows = tf.constant(rng.normal(size=(batch, fixed + chosen, d)).astype("float32"))
+                up = tf.constant(rng.normal(size=(batch, H)).astype("float32"))
+                ms = interleaved_ms({"dense": wrap(dense), "split": wrap(split)}, args.rounds,
+                                    args.calls, rows, tf.constant(idx), kernel, up)
+                ratio = [a / b for a, b in zip(ms["split"], ms["dense"])]
+                results.append({"d": d, "mode": mode, "batch": batch, "dense_ms": _summary(ms["dense"]),
+                                "split_ms": _summary(ms["split"]), "split_over_dense": _summary(ratio)})
+                print(d, mode, batch, round(_summary(ratio)["mean"], 3), flush=True)
+    write_json({"machine": f"{platform.machine()}, {os.cpu_count()} cores", "F": F, "fixed": fixed,
+                "chosen": chosen, "h": H, "results": results}, args.out)
 
 
 if __name__ == "__main__":

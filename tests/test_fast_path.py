@@ -269,14 +269,14 @@ def test_aux_fill_fast_path_equals_the_plain_fill(b, m, residual):
 # --- The mixed form's fill, factored into the backbone ----------------------
 
 
-def _mixed_pair(backbone, linear_fields):
+def _mixed_pair(backbone, linear_fields, keep_share=0.34):
     """The mixed form (fill factored into the backbone) and its scattered
     reference, with the same (non-zero) weights, copied layer by layer.
     `linear_fields="all"`: the core's `AEFS` (mixed resolution, field 1
     fixed by `importance`); "selected": the research variant that reads
     only the kept fields' first-order weights."""
     if linear_fields == "all":
-        sel = ak.AEFS(k=3, dropout=0.0, importance=[0, 1, 0, 0, 0, 0, 0], keep_share=0.34)
+        sel = ak.AEFS(k=3, dropout=0.0, importance=[0, 1, 0.5, 0, 0, 0, 0], keep_share=keep_share)
     else:
         sel = ak.experimental.ResearchAEFS(k=3, dropout=0.0, always_keep=(1,), main_weighting="unit",
                                            dropped_fill="aux", linear_fields=linear_fields)
@@ -368,3 +368,117 @@ def test_factored_fill_needs_the_compact_aux_fill():
     with pytest.raises(ValueError, match="needs the compact call"):
         L.DNN([4])(np.ones((2, F, 4), "float32"), fill_codes=np.zeros((2, F, 2), "float32"),
                    fill_weights=np.zeros((F, 2, 4), "float32"))
+
+
+# --- The first layer split where most kept fields are common to the batch ----
+
+
+def _common_selection(b, fixed, c, seed):
+    """(B, len(fixed) + c) field indices: `fixed` in every row, c more per row,
+    each row in its own random order."""
+    rng = np.random.default_rng(seed)
+    others = [f for f in range(F) if f not in fixed]
+    rows = [rng.permutation(np.concatenate([fixed, rng.choice(others, c, replace=False)])) for _ in range(b)]
+    return np.array(rows, "int32").reshape(b, len(fixed) + c)
+
+
+@pytest.mark.parametrize("b, fixed, c", [(1, (2, 5), 2), (9, (0, 3, 6), 2), (9, (1, 2, 4, 6), 0), (33, (6, 0), 1)])
+def test_split_first_layer_equals_the_dense_layer(monkeypatch, b, fixed, c):
+    from aefs_keras import ops
+
+    monkeypatch.setattr(ops, "SPLIT_MIN_BATCH", 0)
+    d, h, e = 4, 6, 3
+    rng = np.random.default_rng(b + c)
+    idx = _common_selection(b, fixed, c, seed=b)
+    rows = tf.constant(rng.normal(size=(b, idx.shape[1], d)).astype("float32"))
+    kernel = tf.constant(rng.normal(size=(F * d, h)).astype("float32"))
+    raw = tf.constant(rng.normal(size=(b, F, e)).astype("float32"))
+    weights = tf.constant(rng.normal(size=(F, e, d)).astype("float32"))
+    upstream = tf.constant(rng.normal(size=(b, h)).astype("float32"))
+    dropped = 1.0 - tf.reduce_max(tf.one_hot(idx, F), 1)  # a factored fill's codes: zero where kept
+
+    @tf.function
+    def both(rows, kernel, raw, weights, idx):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch([rows, kernel, raw, weights])
+            codes = raw * dropped[..., None]
+            split = ops.kept_fields_matmul(rows, idx, kernel, F, fill=(codes, weights), training=True)
+            # The reference: TF's own gradients of the scattered rows.
+            dense = tf.matmul(tf.reshape(scatter_fields(rows, idx, F), [-1, F * d]), kernel)
+            dense += tf.matmul(tf.reshape(codes, [-1, F * e]),
+                               tf.reshape(tf.einsum("fed,fdh->feh", weights, tf.reshape(kernel, [F, d, h])),
+                                          [F * e, h]))
+            losses = [tf.reduce_sum(split * upstream), tf.reduce_sum(dense * upstream)]
+        return ops.split_pays(idx, F, ops.split_min_batch(d, True))[0], split, dense, [tape.gradient(loss, [rows, kernel, raw, weights])
+                                                           for loss in losses]
+
+    pays, split, dense, (g_split, g_dense) = both(rows, kernel, raw, weights, tf.constant(idx))
+    assert bool(pays)
+    np.testing.assert_allclose(split.numpy(), dense.numpy(), rtol=1e-5, atol=1e-5)
+    for a, want in zip(g_split, g_dense):
+        np.testing.assert_allclose(a.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+    # A field no row kept: exactly no kernel gradient from the rows' product.
+    unused = sorted(set(range(F)) - set(idx.ravel().tolist()))
+    with tf.GradientTape() as tape:
+        tape.watch(kernel)
+        out = ops._split_matmul(rows, tf.constant(idx), kernel, F, ops.common_fields(tf.constant(idx), F))
+        loss = tf.reduce_sum(out * upstream)
+    g_kernel = tf.reshape(tape.gradient(loss, kernel), [F, d, h]).numpy()
+    assert all(not g_kernel[f].any() for f in unused)
+    assert all(g_kernel[f].any() for f in set(idx.ravel().tolist()))
+
+
+def test_split_pays_only_for_big_batches_mostly_common():
+    from aefs_keras import ops
+
+    def pays(b, fixed, c, min_batch=ops.SPLIT_MIN_BATCH):
+        return bool(ops.split_pays(tf.constant(_common_selection(b, fixed, c, seed=0)), F, min_batch)[0])
+
+    n = ops.SPLIT_MIN_BATCH
+    assert pays(n, (0, 1, 2), 2)          # 3 of 5 fields common
+    assert not pays(n, (0, 1), 3)         # 2 of 5
+    assert not pays(n - 1, (0, 1, 2), 2)  # too few rows
+    assert not pays(n, tuple(range(F)), 0)  # every field: the dense layer is the same product
+    assert pays(1, (0, 1, 2), 2, min_batch=0) and not pays(0, (0, 1, 2), 2, min_batch=0)
+    # Forward only, it needs more rows, the more the narrower the rows.
+    assert ops.split_min_batch(64, training=True) == n
+    assert ops.split_min_batch(64, training=False) == ops.SPLIT_MIN_VALUES // 64 > n
+    assert ops.split_min_batch(32, training=False) == 2 * ops.split_min_batch(64, training=False)
+
+
+@pytest.mark.parametrize("backbone", ["dnn", "deepfm", "wide_deep"])
+def test_split_first_layer_in_the_mixed_model_equals_the_scattered_form(monkeypatch, backbone):
+    from aefs_keras import ops
+    from aefs_keras.layers import mlp
+
+    monkeypatch.setattr(ops, "SPLIT_MIN_BATCH", 0)
+    monkeypatch.setattr(ops, "SPLIT_MIN_VALUES", 0)
+    monkeypatch.setattr(mlp, "FOLD_MIN_BATCH", 0)
+    fast, ref = _mixed_pair(backbone, "all", keep_share=0.67)  # 2 of k = 3 fields fixed: the split pays
+    assert fast.get_layer("selector").fixed_field_positions() == [1, 2]
+    x, y = _x()
+    np.testing.assert_allclose(_main(fast(x, training=False)), _main(ref(x, training=False)), atol=1e-5)
+    lf, gf = _grads_by_path(fast, x, y)
+    lr, gr = _grads_by_path(ref, x, y)
+    np.testing.assert_allclose(lf, lr, rtol=1e-5)
+    assert gf.keys() == gr.keys()
+    _assert_same_grads([gf[k] for k in sorted(gf)], [gr[k] for k in sorted(gf)])
+
+
+def test_fit_on_a_dataset_through_the_split(monkeypatch):
+    """`model.fit` on a tf.data dataset nests the split's `tf.cond` in the
+    fill's; the custom gradients must read only their branch's tensors
+    (this raised an AssertionError in cond_v2's gradient before)."""
+    from aefs_keras import ops
+    from aefs_keras.layers import mlp
+
+    monkeypatch.setattr(ops, "SPLIT_MIN_BATCH", 0)
+    monkeypatch.setattr(ops, "SPLIT_MIN_VALUES", 0)
+    monkeypatch.setattr(mlp, "FOLD_MIN_BATCH", 0)
+    fast, _ = _mixed_pair("deepfm", "all", keep_share=0.67)
+    ak.default_compile(fast, jit_compile=False)
+    x, y = _x(96)
+    before = [w.copy() for w in fast.get_layer("backbone").get_weights()]
+    history = fast.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(32), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    assert any(not np.array_equal(a, b) for a, b in zip(before, fast.get_layer("backbone").get_weights()))

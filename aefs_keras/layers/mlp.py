@@ -73,9 +73,12 @@ class MLP(keras.layers.Layer):
 
     def call_on_fields(self, rows, indices, num_fields, training=None, fill=None):
         """`call(flatten(place_fields(rows, indices, num_fields)))`: the kept
-        rows placed and one dense product (a backward pass grouped by field,
-        `experimental.grouped_first_layer`, was slower in the whole step: docs/scale.md,
-        "The grouped backward pass, measured again").
+        rows placed and one dense product, or, where most of each row's
+        fields are kept by every row of the batch (AEFS's fixed fields), the
+        first layer split into a dense product over those fields' kernel
+        blocks and the rest grouped by field (`ops.kept_fields_matmul`;
+        grouping all of a row's fields was slower: docs/scale.md, "The
+        grouped backward pass, measured again").
 
         `fill`: None, or (codes, weights) of a low-rank fill added to the
         placed rows (`aefs_keras.ops.fill_vectors`); from `FOLD_MIN_BATCH`
@@ -90,10 +93,11 @@ class MLP(keras.layers.Layer):
             first = self.blocks[0]
             kernel = tf.convert_to_tensor(first.kernel)
             if fill is None:
-                x = kept_fields_matmul(rows, indices, kernel, num_fields)
+                x = kept_fields_matmul(rows, indices, kernel, num_fields, training=training)
             else:
                 x = tf.cond(tf.shape(rows)[0] >= FOLD_MIN_BATCH,
-                            lambda: kept_fields_matmul(rows, indices, kernel, num_fields, fill=fill),
+                            lambda: kept_fields_matmul(rows, indices, kernel, num_fields, fill=fill,
+                                                       training=training),
                             lambda: self._placed_matmul(place_fields(rows, indices, num_fields)
                                                         + fill_vectors(*fill), kernel))
             if first.use_bias:
