@@ -197,22 +197,27 @@ def _assemble_fields(values, indices, fill_by_field):
 # of the dense layer's multiply-adds, forward and backward, instead of all F.
 
 
-# Where the split pays on a 2-core CPU (`benchmarks/first_layer.py --split`:
-# F = 39, 14 common fields + 5 per row, h = 400): forward + backward from 256
-# rows at d 32 and 64 (0.89-0.90x the dense layer's time there, 0.61-0.71x at
-# 4096); the forward pass alone from 32768 row values (512 rows at d 64, 1024
-# at d 32), below which its fixed costs make it slower.
-SPLIT_MIN_BATCH = 256
-SPLIT_MIN_VALUES = 32768
+# Where the split pays on a 2-core CPU (`benchmarks/first_layer.py --split`,
+# F = 39, 14 common fields + 5 per row, d x h of the first layer 64 x 400,
+# 32 x 400 and 32 x 64): its fixed costs (the grouping, a product per field)
+# must be paid back by the dense layer's work per field slot, rows x d x h.
+# Forward + backward it was faster from 512 rows and 2^21 (0.75-0.90x the
+# dense layer's time at 512 rows with h 400, 0.83-0.88x at 1024 with h 64;
+# 1.03-1.39x below that); the forward pass alone from 512 rows and 2^23
+# (0.85-0.96x at 512 rows, d 64, h 400; 0.91-1.0x at 1024, d 32, h 400;
+# 0.67-0.79x at 4096, d 32, h 64; up to 1.8x at small batches).
+SPLIT_MIN_BATCH = 512
+SPLIT_MIN_WORK_TRAINING = 2 ** 21
+SPLIT_MIN_WORK = 2 ** 23
 
 
-def split_min_batch(dim: int, training) -> int:
-    """Rows from which `kept_fields_matmul` splits: `SPLIT_MIN_BATCH` on a
-    training step (its backward pass gains most), else enough rows for
-    `SPLIT_MIN_VALUES` values of width `dim`."""
-    if training:
-        return SPLIT_MIN_BATCH
-    return max(SPLIT_MIN_BATCH, -(-SPLIT_MIN_VALUES // int(dim)))
+def split_min_batch(dim: int, units: int, training) -> int:
+    """Rows from which `kept_fields_matmul` splits a first layer of
+    `dim`-wide fields and `units` outputs: at least `SPLIT_MIN_BATCH`, and
+    enough for `SPLIT_MIN_WORK_TRAINING` (a training step, whose backward
+    pass gains most) or `SPLIT_MIN_WORK` multiply-adds per field slot."""
+    work = SPLIT_MIN_WORK_TRAINING if training else SPLIT_MIN_WORK
+    return max(SPLIT_MIN_BATCH, -(-int(work) // (int(dim) * int(units))))
 
 
 def kept_fields_matmul(rows, indices, kernel, num_fields: int, fill=None, training=False):
@@ -225,7 +230,7 @@ def kept_fields_matmul(rows, indices, kernel, num_fields: int, fill=None, traini
     fields' rows times their kernel blocks as one dense product, and each
     remaining (row, field) pair times its own field's block, grouped by
     field (`_split_matmul`); the fill then needs only the other fields.
-    Otherwise (below `split_min_batch(d, training)` rows, and under XLA,
+    Otherwise (below `split_min_batch(d, h, training)` rows, and under XLA,
     which needs static shapes) the rows are placed and multiplied densely.
     The same values and gradients either way (tests/test_fast_path.py), up
     to the order of float sums.
@@ -240,7 +245,7 @@ def kept_fields_matmul(rows, indices, kernel, num_fields: int, fill=None, traini
 
     if _in_xla_context():
         return dense()
-    pays, common = split_pays(indices, num_fields, split_min_batch(rows.shape[-1], training))
+    pays, common = split_pays(indices, num_fields, split_min_batch(rows.shape[-1], kernel.shape[-1], training))
 
     def split():
         out = _split_matmul(rows, indices, kernel, num_fields, common)
@@ -252,7 +257,7 @@ def kept_fields_matmul(rows, indices, kernel, num_fields: int, fill=None, traini
     return tf.cond(pays, split, dense)
 
 
-def split_pays(indices, num_fields: int, min_batch: int = SPLIT_MIN_BATCH):
+def split_pays(indices, num_fields: int, min_batch: int = 1):
     """(scalar bool, (F,) bool): whether `kept_fields_matmul` computes this
     batch split (at least `min_batch` rows and at least one, the fields
     every row keeps at least half of each row's, and fewer than F fields a

@@ -18,10 +18,12 @@ mean and sd over the rounds.
     python benchmarks/first_layer.py --split --out benchmarks/results/first_layer_split.json
 
 `--split`: AEFS at mixed resolution's layout (14 fields kept on every row, 5
-more chosen per row, each row's fields sorted) at d 64 and 32: the dense
-layer on the placed rows against `ops.kept_fields_matmul` with the split
-forced (`ops.SPLIT_MIN_BATCH` = `ops.SPLIT_MIN_VALUES` = 0), forward only at batches 1 to 4096 and
-forward + backward at 256 to 4096; each ratio split / dense per round.
+more chosen per row, each row's fields sorted): the dense layer on the
+placed rows against `ops.kept_fields_matmul` with the split forced
+(`ops.SPLIT_MIN_BATCH`, `SPLIT_MIN_WORK` and `SPLIT_MIN_WORK_TRAINING` set
+to 0), forward only at batches 1 to 4096 and forward + backward at 128 to
+4096, for each `--split-shapes` d x h of the first layer (default 64x400
+32x400; the accuracy grid's is 32x64); each ratio split / dense per round.
 """
 
 import argparse
@@ -42,6 +44,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--split", action="store_true", help="time the split first layer (see above)")
+    parser.add_argument("--split-shapes", type=lambda v: tuple(int(x) for x in v.split("x")), nargs="+",
+                        default=[(64, 400), (32, 400)], help="--split: d x h of the first layer, e.g. 32x64")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     if args.split:
@@ -112,7 +116,7 @@ def split_main(args, fixed=14, chosen=5):
 
     from aefs_keras import ops
 
-    ops.SPLIT_MIN_BATCH = ops.SPLIT_MIN_VALUES = 0  # forced: this measures where the thresholds should be
+    ops.SPLIT_MIN_BATCH = ops.SPLIT_MIN_WORK = ops.SPLIT_MIN_WORK_TRAINING = 0  # forced: this measures where the thresholds should be
     rng = np.random.default_rng(0)
     fixed_fields = rng.choice(F, fixed, replace=False)
     others = np.setdiff1d(np.arange(F), fixed_fields)
@@ -136,23 +140,23 @@ def split_main(args, fixed=14, chosen=5):
         return step
 
     results = []
-    for d in (64, 32):
-        kernel = tf.constant(rng.normal(size=(F * d, H)).astype("float32") * 0.01)
+    for d, h in args.split_shapes:
+        kernel = tf.constant(rng.normal(size=(F * d, h)).astype("float32") * 0.01)
         for mode, batches, wrap in (("forward", (1, 16, 64, 256, 512, 1024, 4096), forward),
-                                    ("forward + backward", (256, 512, 1024, 4096), with_backward)):
+                                    ("forward + backward", (128, 256, 512, 1024, 4096), with_backward)):
             for batch in batches:
                 idx = np.stack([np.sort(np.concatenate([fixed_fields, rng.choice(others, chosen, replace=False)]))
                                 for _ in range(batch)]).astype("int32")
                 rows = tf.constant(rng.normal(size=(batch, fixed + chosen, d)).astype("float32"))
-                up = tf.constant(rng.normal(size=(batch, H)).astype("float32"))
+                up = tf.constant(rng.normal(size=(batch, h)).astype("float32"))
                 ms = interleaved_ms({"dense": wrap(dense), "split": wrap(split)}, args.rounds,
                                     args.calls, rows, tf.constant(idx), kernel, up)
                 ratio = [a / b for a, b in zip(ms["split"], ms["dense"])]
-                results.append({"d": d, "mode": mode, "batch": batch, "dense_ms": _summary(ms["dense"]),
+                results.append({"d": d, "h": h, "mode": mode, "batch": batch, "dense_ms": _summary(ms["dense"]),
                                 "split_ms": _summary(ms["split"]), "split_over_dense": _summary(ratio)})
-                print(d, mode, batch, round(_summary(ratio)["mean"], 3), flush=True)
+                print(d, h, mode, batch, round(_summary(ratio)["mean"], 3), flush=True)
     write_json({"machine": f"{platform.machine()}, {os.cpu_count()} cores", "F": F, "fixed": fixed,
-                "chosen": chosen, "h": H, "results": results}, args.out)
+                "chosen": chosen, "results": results}, args.out)
 
 
 if __name__ == "__main__":

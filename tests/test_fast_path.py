@@ -387,6 +387,7 @@ def test_split_first_layer_equals_the_dense_layer(monkeypatch, b, fixed, c):
     from aefs_keras import ops
 
     monkeypatch.setattr(ops, "SPLIT_MIN_BATCH", 0)
+    monkeypatch.setattr(ops, "SPLIT_MIN_WORK_TRAINING", 0)
     d, h, e = 4, 6, 3
     rng = np.random.default_rng(b + c)
     idx = _common_selection(b, fixed, c, seed=b)
@@ -409,7 +410,7 @@ def test_split_first_layer_equals_the_dense_layer(monkeypatch, b, fixed, c):
                                tf.reshape(tf.einsum("fed,fdh->feh", weights, tf.reshape(kernel, [F, d, h])),
                                           [F * e, h]))
             losses = [tf.reduce_sum(split * upstream), tf.reduce_sum(dense * upstream)]
-        return ops.split_pays(idx, F, ops.split_min_batch(d, True))[0], split, dense, [tape.gradient(loss, [rows, kernel, raw, weights])
+        return ops.split_pays(idx, F, ops.split_min_batch(d, h, True))[0], split, dense, [tape.gradient(loss, [rows, kernel, raw, weights])
                                                            for loss in losses]
 
     pays, split, dense, (g_split, g_dense) = both(rows, kernel, raw, weights, tf.constant(idx))
@@ -431,19 +432,20 @@ def test_split_first_layer_equals_the_dense_layer(monkeypatch, b, fixed, c):
 def test_split_pays_only_for_big_batches_mostly_common():
     from aefs_keras import ops
 
-    def pays(b, fixed, c, min_batch=ops.SPLIT_MIN_BATCH):
+    def pays(b, fixed, c, min_batch=300):
         return bool(ops.split_pays(tf.constant(_common_selection(b, fixed, c, seed=0)), F, min_batch)[0])
 
-    n = ops.SPLIT_MIN_BATCH
-    assert pays(n, (0, 1, 2), 2)          # 3 of 5 fields common
-    assert not pays(n, (0, 1), 3)         # 2 of 5
-    assert not pays(n - 1, (0, 1, 2), 2)  # too few rows
-    assert not pays(n, tuple(range(F)), 0)  # every field: the dense layer is the same product
+    assert pays(300, (0, 1, 2), 2)          # 3 of 5 fields common
+    assert not pays(300, (0, 1), 3)         # 2 of 5
+    assert not pays(299, (0, 1, 2), 2)      # too few rows
+    assert not pays(300, tuple(range(F)), 0)  # every field: the dense layer is the same product
     assert pays(1, (0, 1, 2), 2, min_batch=0) and not pays(0, (0, 1, 2), 2, min_batch=0)
-    # Forward only, it needs more rows, the more the narrower the rows.
-    assert ops.split_min_batch(64, training=True) == n
-    assert ops.split_min_batch(64, training=False) == ops.SPLIT_MIN_VALUES // 64 > n
-    assert ops.split_min_batch(32, training=False) == 2 * ops.split_min_batch(64, training=False)
+    # Rows enough for the work per field slot (rows x d x h); more without a backward pass.
+    assert ops.split_min_batch(64, 400, training=True) == ops.SPLIT_MIN_BATCH == 512
+    assert ops.split_min_batch(32, 64, training=True) == 1024   # 2^21 / (32 x 64)
+    assert ops.split_min_batch(64, 400, training=False) == 512  # 2^23 / 25,600 = 328 < 512
+    assert ops.split_min_batch(32, 400, training=False) == 656  # 2^23 / 12,800, rounded up
+    assert ops.split_min_batch(32, 64, training=False) == 4096
 
 
 @pytest.mark.parametrize("backbone", ["dnn", "deepfm", "wide_deep"])
@@ -452,7 +454,8 @@ def test_split_first_layer_in_the_mixed_model_equals_the_scattered_form(monkeypa
     from aefs_keras.layers import mlp
 
     monkeypatch.setattr(ops, "SPLIT_MIN_BATCH", 0)
-    monkeypatch.setattr(ops, "SPLIT_MIN_VALUES", 0)
+    monkeypatch.setattr(ops, "SPLIT_MIN_WORK", 0)
+    monkeypatch.setattr(ops, "SPLIT_MIN_WORK_TRAINING", 0)
     monkeypatch.setattr(mlp, "FOLD_MIN_BATCH", 0)
     fast, ref = _mixed_pair(backbone, "all", keep_share=0.67)  # 2 of k = 3 fields fixed: the split pays
     assert fast.get_layer("selector").fixed_field_positions() == [1, 2]
@@ -473,7 +476,8 @@ def test_fit_on_a_dataset_through_the_split(monkeypatch):
     from aefs_keras.layers import mlp
 
     monkeypatch.setattr(ops, "SPLIT_MIN_BATCH", 0)
-    monkeypatch.setattr(ops, "SPLIT_MIN_VALUES", 0)
+    monkeypatch.setattr(ops, "SPLIT_MIN_WORK", 0)
+    monkeypatch.setattr(ops, "SPLIT_MIN_WORK_TRAINING", 0)
     monkeypatch.setattr(mlp, "FOLD_MIN_BATCH", 0)
     fast, _ = _mixed_pair("deepfm", "all", keep_share=0.67)
     ak.default_compile(fast, jit_compile=False)
