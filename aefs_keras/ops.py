@@ -198,14 +198,14 @@ def _assemble_fields(values, indices, fill_by_field):
 
 
 # Where the split pays on a 2-core CPU (`benchmarks/first_layer.py --split`,
-# F = 39, 14 common fields + 5 per row, d x h of the first layer 64 x 400,
-# 32 x 400 and 32 x 64): its fixed costs (the grouping, a product per field)
-# must be paid back by the dense layer's work per field slot, rows x d x h.
-# Forward + backward it was faster from 512 rows and 2^21 (0.75-0.90x the
-# dense layer's time at 512 rows with h 400, 0.83-0.88x at 1024 with h 64;
-# 1.03-1.39x below that); the forward pass alone from 512 rows and 2^23
-# (0.85-0.96x at 512 rows, d 64, h 400; 0.91-1.0x at 1024, d 32, h 400;
-# 0.67-0.79x at 4096, d 32, h 64; up to 1.8x at small batches).
+# benchmarks/results/first_layer_split.json: F = 39, 14 common fields + 5
+# per row, d x h of the first layer 64 x 400, 32 x 400 and 32 x 64): its
+# fixed costs (the grouping, a product per field) must be paid back by the
+# dense layer's work per field slot, rows x d x h. Forward + backward, split
+# / dense was 0.74x and 0.90x at 512 rows with h 400, 0.88x at 1024 rows
+# with h 64 (2^21), 0.65-0.77x at 4096, and 1.03-1.39x below those; the
+# forward pass alone 0.94x at 512 rows at 64 x 400 (2^23), 0.77-0.96x at
+# 4096, and up to 1.8x at small batches.
 SPLIT_MIN_BATCH = 512
 SPLIT_MIN_WORK_TRAINING = 2 ** 21
 SPLIT_MIN_WORK = 2 ** 23

@@ -15,7 +15,7 @@ scattered input against `experimental.grouped_first_layer.fields_matmul` (groupe
 Each form: the median of `--calls` calls, in `--rounds` interleaved rounds;
 mean and sd over the rounds.
 
-    python benchmarks/first_layer.py --split --out benchmarks/results/first_layer_split.json
+    python benchmarks/first_layer.py --split --rounds 5 --split-shapes 64x400 32x400 32x64 --out benchmarks/results/first_layer_split.json
 
 `--split`: AEFS at mixed resolution's layout (14 fields kept on every row, 5
 more chosen per row, each row's fields sorted): the dense layer on the

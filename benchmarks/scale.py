@@ -32,6 +32,9 @@ training step and of one serving call of the exported model, from TF
 profiler traces, with the wall time of each.
 `--hidden-units 64 32 --batch 1024` times `aefs` and `profile` at the
 size of the accuracy grid (benchmarks/configs/results.yaml).
+`--dense-first-layer` (aefs, profile): the first MLP layer never split
+(`ops.SPLIT_MIN_BATCH` beyond any batch), the layer as before
+`ops.kept_fields_matmul`, for before / after runs of the same code.
 Every configuration runs in its own child process, one after the other,
 so that one's memory cannot slow the next.
 """
@@ -462,10 +465,16 @@ def main(argv=None):
                         help="aefs, serving: also serve each specialised selecting model's own Keras "
                              "graph (export(..., specialize=False)) as <name>_plain, side by side; "
                              "serving: and op time by op type at batch 512")
+    parser.add_argument("--dense-first-layer", action="store_true",
+                        help="aefs, profile: never split the first layer (ops.kept_fields_matmul), as before the split")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     if args.what == "_child":
         cfg = json.loads(args.child_cfg)
+        if cfg.get("dense_first_layer"):  # the first layer as before the split: never split
+            from aefs_keras import ops
+
+            ops.SPLIT_MIN_BATCH = 2 ** 62
         fn = {"steps": run_steps, "aefs": run_aefs, "serve": run_serve, "profile": run_profile,
               "export": run_export, "serve_batches": run_serve_batches}[args.child_kind]
         print(json.dumps(fn(cfg)))
@@ -487,7 +496,8 @@ def main(argv=None):
                         "k_ratio": args.k_ratio,
                         "backbone": backbone, "batch": args.batch, "hidden_units": args.hidden_units,
                         "serve_batch": 512, "serve_calls": 40, "serve_plain": args.serve_plain,
-                        "epochs": args.epochs, "rounds": args.rounds, "repeat": r})
+                        "epochs": args.epochs, "rounds": args.rounds, "repeat": r,
+                        "dense_first_layer": args.dense_first_layer})
                     results.append(res)
                     print(json.dumps(res), flush=True)
         elif args.what == "serving":
@@ -505,7 +515,8 @@ def main(argv=None):
                     res = _child(args.what, {"rows_per_field": args.rows_per_field, "d_main": d,
                                           "selection": selection, "batch": args.batch,
                                           "hidden_units": args.hidden_units, "serve_batch": 512,
-                                          "backbone": args.backbones[0], "repeat": r})
+                                          "backbone": args.backbones[0], "repeat": r,
+                                          "dense_first_layer": args.dense_first_layer})
                     results.append(res)
                     print(json.dumps(res), flush=True)
     if args.out:
