@@ -209,6 +209,10 @@ def _assemble_fields(values, indices, fill_by_field):
 SPLIT_MIN_BATCH = 512
 SPLIT_MIN_WORK_TRAINING = 2 ** 21
 SPLIT_MIN_WORK = 2 ** 23
+# A first layer so small that the split would pay only beyond this many rows
+# is not given the split at all: its ops (a few per field, forward and
+# backward) would make every trace of the step larger for nothing.
+SPLIT_MAX_MIN_BATCH = 8192
 
 
 def split_min_batch(dim: int, units: int, training) -> int:
@@ -230,8 +234,9 @@ def kept_fields_matmul(rows, indices, kernel, num_fields: int, fill=None, traini
     fields' rows times their kernel blocks as one dense product, and each
     remaining (row, field) pair times its own field's block, grouped by
     field (`_split_matmul`); the fill then needs only the other fields.
-    Otherwise (below `split_min_batch(d, h, training)` rows, and under XLA,
-    which needs static shapes) the rows are placed and multiplied densely.
+    Otherwise (below `split_min_batch(d, h, training)` rows, for a layer
+    that would need more than `SPLIT_MAX_MIN_BATCH`, and under XLA, which
+    needs static shapes) the rows are placed and multiplied densely.
     The same values and gradients either way (tests/test_fast_path.py), up
     to the order of float sums.
     """
@@ -243,9 +248,10 @@ def kept_fields_matmul(rows, indices, kernel, num_fields: int, fill=None, traini
         out = tf.matmul(tf.reshape(placed, [-1, num_fields * rows.shape[-1]]), kernel)
         return out if fill is None else out + fill_matmul(*fill, kernel)
 
-    if _in_xla_context():
+    min_batch = split_min_batch(rows.shape[-1], kernel.shape[-1], training)
+    if _in_xla_context() or min_batch > SPLIT_MAX_MIN_BATCH:
         return dense()
-    pays, common = split_pays(indices, num_fields, split_min_batch(rows.shape[-1], kernel.shape[-1], training))
+    pays, common = split_pays(indices, num_fields, min_batch)
 
     def split():
         out = _split_matmul(rows, indices, kernel, num_fields, common)
@@ -293,8 +299,8 @@ def _split_matmul(rows, indices, kernel, num_fields, common):
     common_ids = tf.cast(tf.where(common)[:, 0], tf.int32)  # (m,)
     m = tf.shape(common_ids)[0]
     # Rows of the flattened (B * k, d) input: `at[b, f]` is where row b
-    # holds field f (a segment sum of unique (row, field) keys: ScatterNd
-    # is several times slower on CPU).
+    # holds field f (a segment sum of the unique (row, field) keys; three
+    # `ScatterNd`s were the slowest ops of a first version's profile).
     flat = tf.reshape(tf.range(b)[:, None] * num_fields + indices, [-1])
     at = tf.reshape(tf.math.unsorted_segment_sum(tf.range(1, b * k + 1), flat, b * num_fields),
                     tf.stack([b, num_fields])) - 1

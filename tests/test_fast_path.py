@@ -448,6 +448,23 @@ def test_split_pays_only_for_big_batches_mostly_common():
     assert ops.split_min_batch(32, 64, training=False) == 4096
 
 
+def test_small_first_layers_get_no_split_in_their_graph():
+    """A layer whose split would pay only beyond `SPLIT_MAX_MIN_BATCH` rows
+    traces the dense product alone (no per-field ops in every step's graph)."""
+    from aefs_keras import ops
+
+    def op_types(d, h):
+        fn = tf.function(lambda rows, idx, kernel: ops.kept_fields_matmul(rows, idx, kernel, F, training=True))
+        graph = fn.get_concrete_function(tf.TensorSpec([None, 3, d]), tf.TensorSpec([None, 3], tf.int32),
+                                         tf.TensorSpec([F * d, h])).graph
+        return {op.type for op in graph.get_operations()}
+
+    assert ops.split_min_batch(8, 16, training=True) > ops.SPLIT_MAX_MIN_BATCH
+    assert not {"If", "StatelessIf"} & op_types(8, 16)
+    assert ops.split_min_batch(64, 400, training=True) <= ops.SPLIT_MAX_MIN_BATCH
+    assert {"If", "StatelessIf"} & op_types(64, 400)
+
+
 @pytest.mark.parametrize("backbone", ["dnn", "deepfm", "wide_deep"])
 def test_split_first_layer_in_the_mixed_model_equals_the_scattered_form(monkeypatch, backbone):
     from aefs_keras import ops
