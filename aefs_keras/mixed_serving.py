@@ -128,19 +128,30 @@ class MixedServing(keras.layers.Layer):
             gram[c * e:(c + 1) * e, c * e:(c + 1) * e] = wc[c] @ wc[c].T
         # DeepFM's FM needs the sum of the kept and filled vectors (B, d) and
         # their squared norms: the sums come out of the same products as
-        # extra columns (identity blocks; the fill's squares through each
-        # field's Gram matrix W W^T), not from reductions of their own.
+        # extra columns (identity blocks), the fill's squares through each
+        # field's Gram matrix W W^T, not from reductions of their own.
         self.fm = isinstance(self.backbone, DeepFM)
         eye = np.eye(d, dtype="float32") if self.fm else np.zeros((d, 0), "float32")
         fill_columns = [np.einsum("fed,fdh->feh", wc, kernel[cand]).reshape(len(cand) * e, h)]
         if self.fm:
-            fill_columns += [wc.reshape(len(cand) * e, d), gram]
+            fill_columns.append(wc.reshape(len(cand) * e, d))
+        fill_columns = np.concatenate(fill_columns, 1)
+        # A code is [a_f, 1] times "dropped": its auxiliary part and its
+        # constant part (the dropped mask itself) get their own rows of the
+        # kernels, so no (B, c, e) concatenation of ones is made per call.
+        aux_rows = [c * e + j for c in range(len(cand)) for j in range(e - 1)]
+        one_rows = [c * e + e - 1 for c in range(len(cand))]
         self._constants = {
             "fixed_kernel": np.concatenate([kernel[self.fixed].reshape(len(self.fixed) * d, h),
                                             np.tile(eye, (len(self.fixed), 1))], 1),
-            "fill_kernel": np.concatenate(fill_columns, 1),
+            "fill_kernel": fill_columns[aux_rows],
+            "fill_one_kernel": fill_columns[one_rows],
             "bias": (keras.ops.convert_to_numpy(first.bias) if first.use_bias else np.zeros(h, "float32")),
         }
+        if self.fm:  # code^T G code = a G_aa a + 2 a G_a1 m + m G_11 m, a = the auxiliary part, m = dropped
+            self._constants["gram_aux"] = gram[np.ix_(aux_rows, aux_rows)]
+            self._constants["gram_cross"] = 2.0 * gram[np.ix_(aux_rows, one_rows)]
+            self._constants["gram_one"] = gram[np.ix_(one_rows, one_rows)]
         self._blocks = np.concatenate([kernel[cand], np.broadcast_to(eye, (len(cand),) + eye.shape)], 2)
         self._h, self._d = h, d
         # Plain (B, F) ids: the auxiliary table, batch-normalised once here
@@ -195,7 +206,7 @@ class MixedServing(keras.layers.Layer):
         candidates = tf.constant(self.candidates, tf.int32)
         fixed = tf.broadcast_to(tf.constant(self.fixed, tf.int32)[None], tf.stack([batch, len(self.fixed)]))
         aux_c = tf.gather(aux, candidates, axis=1)                       # (B, c, d_aux)
-        codes = tf.concat([aux_c, tf.ones_like(aux_c[..., :1])], -1)     # (B, c, e)
+        dropped = tf.ones(tf.stack([batch, n]), aux_c.dtype)             # (B, c)
         rows = [fixed_rows]
         if self.r:
             # The same top r as the selector's top k over scores lifted at the fixed fields.
@@ -204,23 +215,25 @@ class MixedServing(keras.layers.Layer):
             chosen_rows = self.main._lookup(ids, chosen)                 # (B, r, d)
             rows.append(chosen_rows)
             x = x + self._grouped(chosen_rows, top)
-            kept = scatter_fields(tf.ones(tf.shape(top), codes.dtype), top, n)  # (B, c)
-            codes = codes * (1.0 - kept)[..., None]
+            dropped = 1.0 - scatter_fields(tf.ones(tf.shape(top), aux_c.dtype), top, n)
             indices = tf.sort(tf.concat([fixed, chosen], 1), axis=-1)
         else:
             indices = fixed
-        codes = tf.reshape(codes, [-1, codes.shape[1] * codes.shape[2]])  # (B, c * e)
-        fill = tf.matmul(codes, self.fill_kernel.value)
-        h, width = self._h, self._h + (self._d if self.fm else 0)
-        acc = x + fill[:, :width]  # the first layer's input sums (and the FM's sum of vectors)
+        codes = tf.reshape(aux_c * dropped[..., None], [-1, n * aux_c.shape[-1]])  # (B, c * d_aux)
+        fill = tf.matmul(codes, self.fill_kernel.value) + tf.matmul(dropped, self.fill_one_kernel.value)
+        h = self._h
+        acc = x + fill  # the first layer's input sums (and the FM's sum of vectors)
         x = tf.nn.bias_add(acc[:, :h], self.bias.value)
         for layer in self.backbone.mlp.blocks[1:]:
             x = layer(x, training=False)
         logit = self.backbone.head(x)
         if self.fm:
             total = acc[:, h:]
+            fill_squares = (tf.reduce_sum(tf.matmul(codes, self.gram_aux.value) * codes, -1)
+                            + tf.reduce_sum((tf.matmul(codes, self.gram_cross.value)
+                                             + tf.matmul(dropped, self.gram_one.value)) * dropped, -1))
             squares = tf.add_n([squared_norm(tf.reshape(r, [-1, r.shape[1] * r.shape[2]]), axis=1) for r in rows]
-                               + [tf.reduce_sum(fill[:, width:] * codes, -1)])
+                               + [fill_squares])
             logit = logit + 0.5 * (tf.reduce_sum(tf.square(total), -1, keepdims=True) - squares[:, None])
         if linear is not None:
             logit = logit + self.backbone.linear_logit(linear)
