@@ -224,6 +224,12 @@ def split_min_batch(dim: int, units: int, training) -> int:
     return max(SPLIT_MIN_BATCH, -(-int(work) // (int(dim) * int(units))))
 
 
+def placed_matmul(placed, kernel):
+    """flatten(placed (B, F, d)) @ kernel (F d, h): the dense first layer."""
+    shape = placed.shape
+    return tf.matmul(tf.reshape(placed, [-1, shape[1] * shape[2]]), kernel)
+
+
 def kept_fields_matmul(rows, indices, kernel, num_fields: int, fill=None, training=False):
     """`flatten(place_fields(rows, indices, F)) @ kernel`, plus
     `fill_matmul(*fill, kernel)` when `fill` is given (a factored fill,
@@ -244,8 +250,7 @@ def kept_fields_matmul(rows, indices, kernel, num_fields: int, fill=None, traini
     kernel = tf.convert_to_tensor(kernel)
 
     def dense():
-        placed = place_fields(rows, indices, num_fields)
-        out = tf.matmul(tf.reshape(placed, [-1, num_fields * rows.shape[-1]]), kernel)
+        out = placed_matmul(place_fields(rows, indices, num_fields), kernel)
         return out if fill is None else out + fill_matmul(*fill, kernel)
 
     min_batch = split_min_batch(rows.shape[-1], kernel.shape[-1], training)
@@ -299,8 +304,8 @@ def _split_matmul(rows, indices, kernel, num_fields, common):
     common_ids = tf.cast(tf.where(common)[:, 0], tf.int32)  # (m,)
     m = tf.shape(common_ids)[0]
     # Rows of the flattened (B * k, d) input: `at[b, f]` is where row b
-    # holds field f (a segment sum of the unique (row, field) keys; three
-    # `ScatterNd`s were the slowest ops of a first version's profile).
+    # holds field f (a segment sum of the unique (row, field) keys, where a
+    # first version's three `ScatterNd`s were among its slowest ops).
     flat = tf.reshape(tf.range(b)[:, None] * num_fields + indices, [-1])
     at = tf.reshape(tf.math.unsorted_segment_sum(tf.range(1, b * k + 1), flat, b * num_fields),
                     tf.stack([b, num_fields])) - 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from aefs_keras.ops import fill_vectors, kept_fields_matmul, place_fields
+from aefs_keras.ops import fill_vectors, kept_fields_matmul, place_fields, placed_matmul
 
 
 # From this many rows, the first layer takes a factored fill folded into its
@@ -98,18 +98,13 @@ class MLP(keras.layers.Layer):
                 x = tf.cond(tf.shape(rows)[0] >= FOLD_MIN_BATCH,
                             lambda: kept_fields_matmul(rows, indices, kernel, num_fields, fill=fill,
                                                        training=training),
-                            lambda: self._placed_matmul(place_fields(rows, indices, num_fields)
-                                                        + fill_vectors(*fill), kernel))
+                            lambda: placed_matmul(place_fields(rows, indices, num_fields) + fill_vectors(*fill),
+                                                  kernel))
             if first.use_bias:
                 x = tf.nn.bias_add(x, tf.convert_to_tensor(first.bias))
             for layer in self.blocks[1:]:
                 x = layer(x, training=training)
         return x
-
-    @staticmethod
-    def _placed_matmul(placed, kernel):
-        shape = placed.shape
-        return tf.matmul(tf.reshape(placed, [-1, shape[1] * shape[2]]), kernel)
 
     def compute_output_shape(self, input_shape):
         if not self.hidden_units:
