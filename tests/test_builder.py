@@ -341,6 +341,24 @@ def test_aux_loss_weight_is_kept_and_aux_loss_tracked(data):
     assert "aux_loss" in [m.name for m in model.metrics]
 
 
+@pytest.mark.parametrize("call", ["fit", "train_on_batch"])
+def test_the_train_step_is_traced_once(data, monkeypatch, call):
+    # Optimizer, loss and metric variables are built before the first trace
+    # (CTRModel._build_before_tracing); created inside it, TF traces twice.
+    traced = []
+    step = ak.CTRModel.train_step
+    monkeypatch.setattr(ak.CTRModel, "train_step", lambda self, d: traced.append(1) or step(self, d))
+    x, y = data.train_arrays
+    model = small(data.schema, "dnn", "aefs")
+    if call == "fit":
+        h = model.fit(x, y, epochs=2, batch_size=1024, verbose=0, validation_data=data.valid_arrays)
+        assert {"auc", "val_auc", "aux_loss"} <= set(h.history) and np.isfinite(h.history["loss"]).all()
+    else:
+        model.train_on_batch({k: v[:64] for k, v in x.items()}, y[:64])
+    assert len(traced) == 1
+    assert model.optimizer.built and model.optimizer.iterations.numpy() > 0
+
+
 def test_alignment_off_trains_nothing_for_it_and_round_trips(data, tmp_path):
     model = small(data.schema, "deepfm", "aefs", embedding_alignment=0.0, prediction_alignment=0.0)
     x, y = data.train_arrays
