@@ -171,7 +171,49 @@ class MixedServing(keras.layers.Layer):
             if self.linear is not None:
                 parts.append(keras.ops.convert_to_numpy(self.linear.embeddings))
             self._constants["aux_linear"] = np.concatenate(parts, 1)
+        self.folded = self._fold_controller()
         self.build()
+
+    def _fold_controller(self) -> bool:
+        """The "mlp" controller as two fused products over the candidates:
+        its batch norm folded into the first Dense, its output Dense (or,
+        without one, the first) cut to the candidates' columns, and no
+        softmax. The softmax is monotone, so the top r is the same, except
+        where two candidates' float32 softmax values tie while their
+        logits differ (the Keras graph then takes the lower field index).
+        False (the layer's own call) for "mvfs", whose mix is not."""
+        ctrl = self.selector._controller
+        if ctrl.controller != "mlp" or not self.r:  # r = 0: no scores needed
+            return False
+        dense, norm = ctrl._dense[0], ctrl._norm[0]
+        as_np = lambda v: keras.ops.convert_to_numpy(v).astype("float64")  # noqa: E731
+        kernel, bias = as_np(dense.kernel), as_np(dense.bias)
+        scale = 1.0 / np.sqrt(as_np(norm.moving_variance) + norm.epsilon)
+        if norm.gamma is not None:
+            scale = scale * as_np(norm.gamma)
+        shift = -as_np(norm.moving_mean) * scale + (as_np(norm.beta) if norm.beta is not None else 0.0)
+        kernel, bias = kernel * scale, bias * scale + shift
+        cand = self.candidates
+        if ctrl._out:
+            out = ctrl._out[0]
+            self._constants["score_kernel"] = as_np(out.kernel)[:, cand].astype("float32")
+            self._constants["score_bias"] = as_np(out.bias)[cand].astype("float32")
+        else:
+            kernel, bias = kernel[:, cand], bias[cand]
+        self._constants["controller_kernel"] = kernel.astype("float32")
+        self._constants["controller_bias"] = bias.astype("float32")
+        return True
+
+    def _candidate_scores(self, aux):
+        """(B, c): keys whose top r among the candidates is the selector's."""
+        if not self.folded:
+            scores = self.selector._controller(aux, training=False)
+            return tf.gather(scores, tf.constant(self.candidates, tf.int32), axis=1)
+        flat = tf.reshape(aux, [-1, aux.shape[1] * aux.shape[2]])
+        h = tf.nn.relu(tf.nn.bias_add(tf.matmul(flat, self.controller_kernel.value), self.controller_bias.value))
+        if self.selector._controller._out:
+            h = tf.nn.bias_add(tf.matmul(h, self.score_kernel.value), self.score_bias.value)
+        return h
 
     def build(self, input_shape=None):
         for name, value in self._constants.items():
@@ -197,11 +239,10 @@ class MixedServing(keras.layers.Layer):
     def call(self, features, training=None):
         ids = self.field_ids(features)
         aux, linear = self._aux_and_linear(ids)                           # (B, F, d_aux)
-        scores = self.selector._controller(aux, training=False)          # (B, F)
         fixed_rows = self.main._lookup(ids, self.fixed)                   # (B, m, d): no selector needed
         x = tf.matmul(tf.reshape(fixed_rows, [-1, fixed_rows.shape[1] * fixed_rows.shape[2]]),
                       self.fixed_kernel.value)
-        batch = tf.shape(scores)[0]
+        batch = tf.shape(fixed_rows)[0]
         n = len(self.candidates)
         candidates = tf.constant(self.candidates, tf.int32)
         fixed = tf.broadcast_to(tf.constant(self.fixed, tf.int32)[None], tf.stack([batch, len(self.fixed)]))
@@ -210,7 +251,7 @@ class MixedServing(keras.layers.Layer):
         rows = [fixed_rows]
         if self.r:
             # The same top r as the selector's top k over scores lifted at the fixed fields.
-            _, top = tf.math.top_k(tf.gather(scores, candidates, axis=1), k=self.r, sorted=False)
+            _, top = tf.math.top_k(self._candidate_scores(aux), k=self.r, sorted=False)
             chosen = tf.gather(candidates, top)                           # (B, r) field positions
             chosen_rows = self.main._lookup(ids, chosen)                 # (B, r, d)
             rows.append(chosen_rows)

@@ -71,6 +71,20 @@ def test_same_outputs_as_the_keras_model(backbone, k, keep_share):
         assert set(plan.fixed) <= set(got["selected_fields"].numpy()[0].tolist())
 
 
+@pytest.mark.parametrize("options, folded", [({}, True), ({"output_layer": False}, True),
+                                             ({"controller": "mvfs"}, False)])
+def test_controller_folded_or_called(options, folded):
+    # Folded: batch norm into the first Dense, the candidates' columns only,
+    # top r on logits (no softmax). MvFS's mix is not monotone: called as is.
+    model = ak.build_model(_schema(), "deepfm", ak.AEFS(k=5, keep_share=0.4, importance=list(range(F)), **options),
+                           d_main=8, hidden_units=[16, 8])
+    _randomize(model)
+    plan = mixed_serving_plan(model)[0]
+    assert plan.folded is folded and plan.r == 3
+    for n in (1, 300):
+        _check_same(model, _features(n, seed=n + 10), plan)
+
+
 def test_fields_ranked_in_fit_then_specialised_and_exported(tmp_path):
     schema = _schema()
     model = ak.default_compile(ak.build_model(schema, "deepfm", "aefs", k=4, d_main=8, hidden_units=[16]))
