@@ -22,7 +22,10 @@ probability (and `selected_fields`) from the same variables as:
   kernel once at export (the per-call fold of `ops.fill_matmul`);
 - DeepFM's FM: its sums as extra columns of the same three products;
 - the auxiliary table batch-normalised once at export and stored beside
-  the first-order weights: one gather for both.
+  the first-order weights: one gather for both;
+- the "mlp" controller folded (its batch norm into its first Dense, only
+  the candidates' score columns, the top r taken on logits: the softmax
+  is monotone), two fused products instead of eight ops and a gather.
 
 Core TensorFlow ops only, as every export. `tests/test_serving_mixed.py`
 checks the outputs against the Keras model's to 1e-5; `export` falls back

@@ -184,10 +184,8 @@ class CTRModel(keras.Model):
         # Without a distribution strategy Keras (3.15) builds the optimizer,
         # the compiled loss and the metrics inside the first trace of its
         # train function; a tf.function that creates variables is traced
-        # twice, so every model's first step paid two traces (AEFS DeepFM,
-        # 39 fields: about 4 s each on this 2-core CPU). Built here, from the
-        # model's own input specs (no batch is taken from the data), it is
-        # traced once.
+        # twice (benchmarks/first_step.py). Built here, from the model's own
+        # input specs (no batch is taken from the data), it is traced once.
         if not self.built or not self.inputs:
             return None
         if data_batch is None:
