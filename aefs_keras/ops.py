@@ -211,8 +211,11 @@ SPLIT_MIN_WORK_TRAINING = 2 ** 21
 SPLIT_MIN_WORK = 2 ** 23
 # A first layer so small that the split would pay only beyond this many rows
 # is not given the split at all: its ops (a few per field, forward and
-# backward) would make every trace of the step larger for nothing.
-SPLIT_MAX_MIN_BATCH = 8192
+# backward) make every trace of the step larger. At the accuracy grid's
+# 32 x 64 (from 1024 rows) the whole AEFS step was level with and without it
+# (scale_aefs_grid_size_ab_*.json), while it doubled the first step's cost
+# (benchmarks/first_step.py); 8192 before.
+SPLIT_MAX_MIN_BATCH = 512
 
 
 def split_min_batch(dim: int, units: int, training) -> int:

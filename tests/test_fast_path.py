@@ -461,8 +461,12 @@ def test_small_first_layers_get_no_split_in_their_graph():
 
     assert ops.split_min_batch(8, 16, training=True) > ops.SPLIT_MAX_MIN_BATCH
     assert not {"If", "StatelessIf"} & op_types(8, 16)
+    # The accuracy grid's first layer: level in a whole step, so not built.
+    assert ops.split_min_batch(32, 64, training=True) > ops.SPLIT_MAX_MIN_BATCH
+    assert not {"If", "StatelessIf"} & op_types(32, 64)
     assert ops.split_min_batch(64, 400, training=True) <= ops.SPLIT_MAX_MIN_BATCH
     assert {"If", "StatelessIf"} & op_types(64, 400)
+    assert {"If", "StatelessIf"} & op_types(32, 400)
 
 
 @pytest.mark.parametrize("backbone", ["dnn", "deepfm", "wide_deep"])
