@@ -198,10 +198,15 @@ class CTRModel(keras.Model):
 
     @staticmethod
     def _labels_like(y, p):
-        # Labels usually come as (B,); the probability is (B, 1).
-        if y is not None and len(y.shape) == 1 and len(p.shape) == 2:
-            return tf.expand_dims(y, -1)
-        return y
+        # Labels usually come as (B,); the probability is (B, 1). A step
+        # retraced for labels of another rank than before ((B, 1), then (B,))
+        # gets them with an unknown rank (tf.function's relaxed shapes).
+        if y is None or len(p.shape) != 2:
+            return y
+        rank = y.shape.rank if isinstance(y.shape, tf.TensorShape) else len(y.shape)
+        if rank is None:
+            return tf.reshape(y, tf.shape(p))
+        return tf.expand_dims(y, -1) if rank == 1 else y
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         main = self._main(y_pred)

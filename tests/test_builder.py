@@ -359,6 +359,18 @@ def test_the_train_step_is_traced_once(data, monkeypatch, call):
     assert model.optimizer.built and model.optimizer.iterations.numpy() > 0
 
 
+def test_labels_of_another_rank_in_a_later_fit(data):
+    # (B, 1) labels with weights, then a dataset of (B,) labels with class
+    # weights: the retraced step sees labels of unknown rank (it raised
+    # "Cannot take the length of shape with unknown rank").
+    x, y = data.train_arrays
+    model = small(data.schema, "dnn", None)
+    model.fit(x, y[:, None], sample_weight=np.ones(len(y), "float32"), epochs=1, batch_size=1024, verbose=0)
+    h = model.fit(data.train, epochs=1, verbose=0, class_weight={0: 1.0, 1: 2.0})
+    assert np.isfinite(h.history["loss"]).all()
+    assert np.isfinite(model.evaluate(x, y, verbose=0, return_dict=True)["loss"])
+
+
 def test_alignment_off_trains_nothing_for_it_and_round_trips(data, tmp_path):
     model = small(data.schema, "deepfm", "aefs", embedding_alignment=0.0, prediction_alignment=0.0)
     x, y = data.train_arrays
