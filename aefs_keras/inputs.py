@@ -104,3 +104,48 @@ def row_count(x: Any) -> int | None:
     if shape is None or len(shape) == 0 or shape[0] is None:
         return None
     return int(shape[0])
+
+
+LABELS = "click labels in [0, 1] (0 or 1, or a rate)"
+
+
+def check_labels(y: Any, what: str = "y") -> None:
+    """Raise ValueError unless every label in `y` (arrays or tensors) is a
+    finite number in [0, 1]: binary cross-entropy takes a label of 2, -1 or
+    NaN without complaint and trains on nonsense. Anything else (None, a
+    dataset, text: Keras' own error) passes through."""
+    if y is None or isinstance(y, (tf.data.Dataset, dict)):
+        return
+    try:
+        arr = np.asarray(y)
+    except (TypeError, ValueError):
+        return
+    if arr.dtype.kind not in "biuf" or arr.size == 0:
+        return
+    values = arr.astype("float64", copy=False).reshape(len(arr), -1) if arr.ndim else arr.reshape(1, 1)
+    bad = ~((values >= 0.0) & (values <= 1.0)).all(axis=1)  # NaN compares False
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"`{what}` must hold {LABELS}; {int(bad.sum())} of {len(values)} rows do not, "
+                         f"the first at row {first}: {values[first].tolist()}")
+
+
+def checked_labels(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """`ds` ((features, labels, ...) batches) with each batch's labels
+    checked as `check_labels` does, in the input pipeline (also under XLA,
+    which drops assertions inside the step): a batch with a label outside
+    [0, 1] or NaN stops the run with an error that says so."""
+    spec = ds.element_spec
+    if not isinstance(spec, tuple) or len(spec) < 2 or not isinstance(spec[1], tf.TensorSpec) or not (
+            spec[1].dtype.is_floating or spec[1].dtype.is_integer or spec[1].dtype.is_bool):
+        return ds
+
+    def check(features, labels, *rest):
+        values = tf.cast(labels, tf.float32)
+        ok = tf.reduce_all((values >= 0.0) & (values <= 1.0))
+        message = f"Labels must be {LABELS}; this batch's smallest and largest:"
+        with tf.control_dependencies([tf.debugging.Assert(ok, [message, tf.reduce_min(values),
+                                                               tf.reduce_max(values)])]):
+            return (features, tf.identity(labels), *rest)
+
+    return ds.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aefs_keras.inputs import model_inputs, row_count
+from aefs_keras.inputs import check_labels, checked_labels, model_inputs, row_count
 from aefs_keras.schema import as_schema
 
 
@@ -86,7 +86,7 @@ class CTRModel(keras.Model):
             self.schema.check_feature_dtypes(dtypes)
 
     def fit(self, x=None, y=None, *args, **kwargs):
-        x = model_inputs(self.schema, x)
+        x = self._labels_checked(model_inputs(self.schema, x), y)
         self.check_inputs(x)
         if row_count(x) == 0:
             raise ValueError("`x` has 0 rows: nothing to train on.")
@@ -107,8 +107,10 @@ class CTRModel(keras.Model):
         if isinstance(data, tuple):
             kwargs["validation_data"] = data = (model_inputs(self.schema, data[0]), *data[1:])
             self.check_inputs(data[0])
+            if len(data) > 1:
+                check_labels(data[1], "validation_data's labels")
         elif isinstance(data, tf.data.Dataset):
-            kwargs["validation_data"] = data = model_inputs(self.schema, data)
+            kwargs["validation_data"] = data = checked_labels(model_inputs(self.schema, data))
             self.check_inputs(data)
         self._add_ranking(x, y, kwargs)
         return super().fit(x, y, *args, **kwargs)
@@ -133,11 +135,17 @@ class CTRModel(keras.Model):
         kwargs["callbacks"] = callbacks
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        x = model_inputs(self.schema, x)
+        x = self._labels_checked(model_inputs(self.schema, x), y)
         self.check_inputs(x)
         if row_count(x) == 0:
             raise ValueError("`x` has 0 rows: no metric is defined on no rows.")
         return super().evaluate(x, y, *args, **kwargs)
+
+    @staticmethod
+    def _labels_checked(x, y):
+        """`x`, its labels checked: `y` now, a dataset's per batch."""
+        check_labels(y)
+        return checked_labels(x) if isinstance(x, tf.data.Dataset) else x
 
     def predict(self, x, *args, **kwargs):
         x = model_inputs(self.schema, x)

@@ -73,3 +73,29 @@ def test_text_fed_as_ids_is_still_refused(model):
         model.predict({**X, "i": np.array(["1", "2", "3"])}, verbose=0)
     with pytest.raises(ValueError, match="Feature `i` must have dtype int64"):
         model.predict({**X, "i": np.array([1.5, 2.0, 3.0])}, verbose=0)
+
+
+@pytest.mark.parametrize("bad, row", [(2.0, 1), (-1.0, 2), (np.nan, 0)])
+def test_labels_outside_0_1_are_refused_by_name(model, bad, row):
+    y = Y.astype("float32")
+    y[row] = bad
+    with pytest.raises(ValueError, match=rf"`y` must hold click labels in \[0, 1\].*1 of 3 rows do not, the first at row {row}"):
+        model.fit(X, y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"`y` must hold click labels"):
+        model.evaluate(X, y, verbose=0)
+    with pytest.raises(ValueError, match=r"`validation_data's labels` must hold click labels"):
+        model.fit(X, Y, epochs=1, verbose=0, validation_data=(X, y))
+
+
+def test_labels_in_a_dataset_are_checked_per_batch(model):
+    x = {**X, "u": tf.constant(X["u"]), "tags": tf.constant(X["tags"])}
+    good = tf.data.Dataset.from_tensor_slices((x, np.array([0.0, 0.25, 1.0], "float32"))).batch(2)
+    assert np.isfinite(model.fit(good, epochs=1, verbose=0).history["loss"]).all()  # rates in [0, 1] are labels
+    bad = tf.data.Dataset.from_tensor_slices((x, np.array([0.0, 1.0, 3.0], "float32"))).batch(2)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Labels must be click labels in \[0, 1\]"):
+        model.fit(bad, epochs=1, verbose=0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Labels must be click labels"):
+        model.evaluate(bad, verbose=0)
+    # Integer and boolean labels are 0/1 labels.
+    model.fit(X, Y.astype(bool), epochs=1, verbose=0)
+    model.fit(X, Y.astype("int64"), epochs=1, verbose=0)
