@@ -129,23 +129,3 @@ def check_labels(y: Any, what: str = "y") -> None:
         raise ValueError(f"`{what}` must hold {LABELS}; {int(bad.sum())} of {len(values)} rows do not, "
                          f"the first at row {first}: {values[first].tolist()}")
 
-
-def checked_labels(ds: tf.data.Dataset) -> tf.data.Dataset:
-    """`ds` ((features, labels, ...) batches) with each batch's labels
-    checked as `check_labels` does, in the input pipeline (also under XLA,
-    which drops assertions inside the step): a batch with a label outside
-    [0, 1] or NaN stops the run with an error that says so."""
-    spec = ds.element_spec
-    if not isinstance(spec, tuple) or len(spec) < 2 or not isinstance(spec[1], tf.TensorSpec) or not (
-            spec[1].dtype.is_floating or spec[1].dtype.is_integer or spec[1].dtype.is_bool):
-        return ds
-
-    def check(features, labels, *rest):
-        values = tf.cast(labels, tf.float32)
-        ok = tf.reduce_all((values >= 0.0) & (values <= 1.0))
-        message = f"Labels must be {LABELS}; this batch's smallest and largest:"
-        with tf.control_dependencies([tf.debugging.Assert(ok, [message, tf.reduce_min(values),
-                                                               tf.reduce_max(values)])]):
-            return (features, tf.identity(labels), *rest)
-
-    return ds.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aefs_keras.inputs import check_labels, checked_labels, model_inputs, row_count
+from aefs_keras.inputs import check_labels, model_inputs, row_count
 from aefs_keras.schema import as_schema
 
 
@@ -110,7 +110,7 @@ class CTRModel(keras.Model):
             if len(data) > 1:
                 check_labels(data[1], "validation_data's labels")
         elif isinstance(data, tf.data.Dataset):
-            kwargs["validation_data"] = data = checked_labels(model_inputs(self.schema, data))
+            kwargs["validation_data"] = data = model_inputs(self.schema, data)
             self.check_inputs(data)
         self._add_ranking(x, y, kwargs)
         return super().fit(x, y, *args, **kwargs)
@@ -143,9 +143,12 @@ class CTRModel(keras.Model):
 
     @staticmethod
     def _labels_checked(x, y):
-        """`x`, its labels checked: `y` now, a dataset's per batch."""
+        """`x`, once labels given as arrays (`y`) are checked. A dataset's
+        labels are not: a per-batch check in its pipeline (a `map` over
+        every feature) slowed `fit` at the grid's size by more than the
+        step's own overhead; the file readers make 0/1 labels."""
         check_labels(y)
-        return checked_labels(x) if isinstance(x, tf.data.Dataset) else x
+        return x
 
     def predict(self, x, *args, **kwargs):
         x = model_inputs(self.schema, x)
