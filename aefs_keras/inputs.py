@@ -17,6 +17,7 @@ is left to `Schema.check_feature_dtypes`, which names the feature.
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 import numpy as np
@@ -96,14 +97,26 @@ def _dense_dataset(schema, ds):
 
 
 def row_count(x: Any) -> int | None:
-    """Rows of a dict of arrays or tensors (None for anything else)."""
+    """Rows of a dict of arrays or tensors (None for anything else, or
+    where no feature's row count is known). ValueError when the features
+    have different row counts (Keras' own error then names none of them)."""
     if not isinstance(x, dict) or not x:
         return None
-    first = next(iter(x.values()))
-    shape = getattr(first, "shape", None)
-    if shape is None or len(shape) == 0 or shape[0] is None:
+    counts = {}
+    for name, value in x.items():
+        shape = getattr(value, "shape", None)
+        if shape is None:
+            shape = np.shape(value)
+        if len(shape) and shape[0] is not None:
+            counts[name] = int(shape[0])
+    if not counts:
         return None
-    return int(shape[0])
+    rows = collections.Counter(counts.values()).most_common(1)[0][0]
+    odd = {name: n for name, n in counts.items() if n != rows}
+    if odd:
+        raise ValueError(f"Every feature needs one value per row: most have {rows} rows, but "
+                         + ", ".join(f"`{name}` has {n}" for name, n in sorted(odd.items())))
+    return rows
 
 
 LABELS = "click labels in [0, 1] (0 or 1, or a rate)"

@@ -147,6 +147,9 @@ class CTRModel(keras.Model):
         labels are not: a per-batch check in its pipeline (a `map` over
         every feature) slowed `fit` at the grid's size by more than the
         step's own overhead; the file readers make 0/1 labels."""
+        if y is None and isinstance(x, dict):
+            raise ValueError("`y` is missing: training and evaluation need one click label per row "
+                             "(or a dataset of (features, labels)).")
         check_labels(y)
         return x
 

@@ -92,3 +92,14 @@ def test_integer_boolean_and_rate_labels_pass(model):
     model.fit(X, Y.astype(bool), epochs=1, verbose=0)
     model.fit(X, Y.astype("int64"), epochs=1, verbose=0)
     assert np.isfinite(model.fit(X, np.array([0.0, 0.25, 1.0], "float32"), epochs=1, verbose=0).history["loss"]).all()
+
+
+def test_features_of_different_lengths_and_missing_labels_are_named(model):
+    short = {**X, "i": X["i"][:2]}
+    for call in (lambda: model.predict(short, verbose=0), lambda: model.fit(short, Y, verbose=0),
+                 lambda: model.evaluate(short, Y, verbose=0)):
+        with pytest.raises(ValueError, match=r"one value per row: most have 3 rows, but `i` has 2"):
+            call()
+    for call in (lambda: model.fit(X, verbose=0), lambda: model.evaluate(X, verbose=0)):
+        with pytest.raises(ValueError, match=r"`y` is missing"):
+            call()
