@@ -119,8 +119,6 @@ def row_count(x: Any) -> int | None:
     return rows
 
 
-LABELS = "click labels in [0, 1] (0 or 1, or a rate)"
-
 
 def check_labels(y: Any, what: str = "y") -> None:
     """Raise ValueError unless every label in `y` (arrays or tensors) is a
@@ -139,6 +137,6 @@ def check_labels(y: Any, what: str = "y") -> None:
     bad = ~((values >= 0.0) & (values <= 1.0)).all(axis=1)  # NaN compares False
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"`{what}` must hold {LABELS}; {int(bad.sum())} of {len(values)} rows do not, "
+        raise ValueError(f"`{what}` must hold click labels in [0, 1] (0 or 1, or a rate); {int(bad.sum())} of {len(values)} rows do not, "
                          f"the first at row {first}: {values[first].tolist()}")
 

@@ -156,7 +156,7 @@ class MixedServing(keras.layers.Layer):
             self._constants["gram_cross"] = 2.0 * gram[np.ix_(aux_rows, one_rows)]
             self._constants["gram_one"] = gram[np.ix_(one_rows, one_rows)]
         self._blocks = np.concatenate([kernel[cand], np.broadcast_to(eye, (len(cand),) + eye.shape)], 2)
-        self._h, self._d = h, d
+        self._h = h
         # Plain (B, F) ids: the auxiliary table, batch-normalised once here
         # (the same elementwise ops as the layer's), and the first-order
         # weights side by side in one table: one gather per call, not two

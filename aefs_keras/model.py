@@ -86,7 +86,8 @@ class CTRModel(keras.Model):
             self.schema.check_feature_dtypes(dtypes)
 
     def fit(self, x=None, y=None, *args, **kwargs):
-        x = self._labels_checked(model_inputs(self.schema, x), y)
+        x = model_inputs(self.schema, x)
+        self._check_labels(x, y)
         self.check_inputs(x)
         if row_count(x) == 0:
             raise ValueError("`x` has 0 rows: nothing to train on.")
@@ -135,23 +136,23 @@ class CTRModel(keras.Model):
         kwargs["callbacks"] = callbacks
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        x = self._labels_checked(model_inputs(self.schema, x), y)
+        x = model_inputs(self.schema, x)
+        self._check_labels(x, y)
         self.check_inputs(x)
         if row_count(x) == 0:
             raise ValueError("`x` has 0 rows: no metric is defined on no rows.")
         return super().evaluate(x, y, *args, **kwargs)
 
     @staticmethod
-    def _labels_checked(x, y):
-        """`x`, once labels given as arrays (`y`) are checked. A dataset's
-        labels are not: a per-batch check in its pipeline (a `map` over
-        every feature) slowed `fit` at the grid's size by more than the
-        step's own overhead; the file readers make 0/1 labels."""
+    def _check_labels(x, y):
+        """Labels given as arrays (`y`) must be there and be click labels. A
+        dataset's labels are not checked: inside the step XLA drops the
+        assertion, and in its pipeline a `map` over every batch slowed `fit`
+        (benchmarks/label_check.py); the file readers make 0/1 labels."""
         if y is None and isinstance(x, dict):
             raise ValueError("`y` is missing: training and evaluation need one click label per row "
                              "(or a dataset of (features, labels)).")
         check_labels(y)
-        return x
 
     def predict(self, x, *args, **kwargs):
         x = model_inputs(self.schema, x)

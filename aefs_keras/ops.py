@@ -206,16 +206,15 @@ def _assemble_fields(values, indices, fill_by_field):
 # with h 64 (2^21), 0.65-0.77x at 4096, and 1.03-1.39x below those; the
 # forward pass alone 0.94x at 512 rows at 64 x 400 (2^23), 0.77-0.96x at
 # 4096, and up to 1.8x at small batches.
+# A first layer so small that the split would pay only beyond
+# SPLIT_MIN_BATCH rows is not given the split at all: its ops (a few per
+# field, forward and backward) make every trace of the step larger. At the
+# accuracy grid's 32 x 64 (from 1024 rows) the whole AEFS step was level with
+# and without it (scale_aefs_grid_size_ab_*.json), while it doubled the first
+# step's cost (benchmarks/first_step.py).
 SPLIT_MIN_BATCH = 512
 SPLIT_MIN_WORK_TRAINING = 2 ** 21
 SPLIT_MIN_WORK = 2 ** 23
-# A first layer so small that the split would pay only beyond this many rows
-# is not given the split at all: its ops (a few per field, forward and
-# backward) make every trace of the step larger. At the accuracy grid's
-# 32 x 64 (from 1024 rows) the whole AEFS step was level with and without it
-# (scale_aefs_grid_size_ab_*.json), while it doubled the first step's cost
-# (benchmarks/first_step.py); 8192 before.
-SPLIT_MAX_MIN_BATCH = 512
 
 
 def split_min_batch(dim: int, units: int, training) -> int:
@@ -244,7 +243,7 @@ def kept_fields_matmul(rows, indices, kernel, num_fields: int, fill=None, traini
     remaining (row, field) pair times its own field's block, grouped by
     field (`_split_matmul`); the fill then needs only the other fields.
     Otherwise (below `split_min_batch(d, h, training)` rows, for a layer
-    that would need more than `SPLIT_MAX_MIN_BATCH`, and under XLA, which
+    that would need more than `SPLIT_MIN_BATCH`, and under XLA, which
     needs static shapes) the rows are placed and multiplied densely.
     The same values and gradients either way (tests/test_fast_path.py), up
     to the order of float sums.
@@ -257,7 +256,7 @@ def kept_fields_matmul(rows, indices, kernel, num_fields: int, fill=None, traini
         return out if fill is None else out + fill_matmul(*fill, kernel)
 
     min_batch = split_min_batch(rows.shape[-1], kernel.shape[-1], training)
-    if _in_xla_context() or min_batch > SPLIT_MAX_MIN_BATCH:
+    if _in_xla_context() or min_batch > SPLIT_MIN_BATCH:
         return dense()
     pays, common = split_pays(indices, num_fields, min_batch)
 

@@ -122,7 +122,7 @@ def split_main(args, fixed=14, chosen=5):
     others = np.setdiff1d(np.arange(F), fixed_fields)
 
     def dense(rows, idx, kernel):
-        return tf.matmul(tf.reshape(ops.place_fields(rows, idx, F), [-1, F * rows.shape[-1]]), kernel)
+        return ops.placed_matmul(ops.place_fields(rows, idx, F), kernel)
 
     def split(rows, idx, kernel):
         return ops.kept_fields_matmul(rows, idx, kernel, F)

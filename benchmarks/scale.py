@@ -33,8 +33,10 @@ profiler traces, with the wall time of each.
 `--hidden-units 64 32 --batch 1024` times `aefs` and `profile` at the
 size of the accuracy grid (benchmarks/configs/results.yaml).
 `--dense-first-layer` (aefs, profile): the first MLP layer never split
-(`ops.SPLIT_MIN_BATCH` beyond any batch), the layer as before
-`ops.kept_fields_matmul`, for before / after runs of the same code.
+(the split's work thresholds beyond any layer, so no split branch is
+built; the `scale_aefs_grid_size_ab_*_dense.json` runs built it and never
+took it), the layer as before `ops.kept_fields_matmul`, for before / after
+runs of the same code.
 Every configuration runs in its own child process, one after the other,
 so that one's memory cannot slow the next.
 """
@@ -474,7 +476,7 @@ def main(argv=None):
         if cfg.get("dense_first_layer"):  # the first layer as before the split: never split
             from aefs_keras import ops
 
-            ops.SPLIT_MIN_BATCH = 2 ** 62
+            ops.SPLIT_MIN_WORK = ops.SPLIT_MIN_WORK_TRAINING = 2 ** 62
         fn = {"steps": run_steps, "aefs": run_aefs, "serve": run_serve, "profile": run_profile,
               "export": run_export, "serve_batches": run_serve_batches}[args.child_kind]
         print(json.dumps(fn(cfg)))

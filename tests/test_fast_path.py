@@ -449,7 +449,7 @@ def test_split_pays_only_for_big_batches_mostly_common():
 
 
 def test_small_first_layers_get_no_split_in_their_graph():
-    """A layer whose split would pay only beyond `SPLIT_MAX_MIN_BATCH` rows
+    """A layer whose split would pay only beyond `SPLIT_MIN_BATCH` rows
     traces the dense product alone (no per-field ops in every step's graph)."""
     from aefs_keras import ops
 
@@ -459,12 +459,12 @@ def test_small_first_layers_get_no_split_in_their_graph():
                                          tf.TensorSpec([F * d, h])).graph
         return {op.type for op in graph.get_operations()}
 
-    assert ops.split_min_batch(8, 16, training=True) > ops.SPLIT_MAX_MIN_BATCH
+    assert ops.split_min_batch(8, 16, training=True) > ops.SPLIT_MIN_BATCH
     assert not {"If", "StatelessIf"} & op_types(8, 16)
     # The accuracy grid's first layer: level in a whole step, so not built.
-    assert ops.split_min_batch(32, 64, training=True) > ops.SPLIT_MAX_MIN_BATCH
+    assert ops.split_min_batch(32, 64, training=True) > ops.SPLIT_MIN_BATCH
     assert not {"If", "StatelessIf"} & op_types(32, 64)
-    assert ops.split_min_batch(64, 400, training=True) <= ops.SPLIT_MAX_MIN_BATCH
+    assert ops.split_min_batch(64, 400, training=True) <= ops.SPLIT_MIN_BATCH
     assert {"If", "StatelessIf"} & op_types(64, 400)
     assert {"If", "StatelessIf"} & op_types(32, 400)
 
